@@ -1,0 +1,182 @@
+"""`flox-isa`: the command line. Each command parses its arguments, calls the core, prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flox_isa import __version__
+from flox_isa.files import InputError, load_catalog, read_text, read_yaml
+from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
+from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
+from flox_isa.isa.nodes import NodeDocumentError, node_info, node_objects
+from flox_isa.isa.selection import choose
+
+EXIT_INPUT = 2
+EXIT_NO_VARIANT = 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_INPUT
+    try:
+        return handler(args)
+    except (InputError, CpuinfoError, NodeDocumentError) as exc:
+        print(f"flox-isa: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flox-isa",
+        description="Pick the CPU-ISA-specific Flox environment for every workload.",
+    )
+    parser.add_argument("--version", action="version", version=f"flox-isa {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_detect(commands)
+    _add_explain(commands)
+    for register in _component_registrars():
+        register(commands)
+    return parser
+
+
+def _component_registrars() -> list[Callable[[Any], None]]:
+    """Commands of the webhook, operator and devcluster components."""
+    from flox_isa.devcluster.commands import register as devcluster
+    from flox_isa.operator.commands import register as operator
+    from flox_isa.webhook.commands import register as webhook
+
+    return [webhook, operator, devcluster]
+
+
+def add_catalog_options(parser: argparse.ArgumentParser, *, workload: bool = True) -> None:
+    parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
+    if workload:
+        parser.add_argument(
+            "--workload",
+            choices=WORKLOADS,
+            default=DEFAULT_WORKLOAD,
+            help=f"workload to optimise for (default: {DEFAULT_WORKLOAD})",
+        )
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+
+
+def _add_detect(commands: Any) -> None:
+    parser = commands.add_parser(
+        "detect",
+        help="this machine's best variant",
+        description="Read /proc/cpuinfo (or a saved copy) and name the best variant."
+        f" Exit codes: 0 found, {EXIT_INPUT} bad input, {EXIT_NO_VARIANT} no variant fits.",
+    )
+    parser.add_argument("--cpuinfo", metavar="PATH", default="/proc/cpuinfo")
+    add_catalog_options(parser)
+    parser.set_defaults(handler=_detect)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.catalog)
+    features = features_from_cpuinfo(read_text(args.cpuinfo, "cpuinfo"))
+    workload: Workload = args.workload
+    choice = choose(catalog, features, workload)
+    if args.output == "json":
+        print(
+            json.dumps(
+                {
+                    "variant": choice.variant.name if choice.variant else None,
+                    "arch": features.arch,
+                    "workload": workload,
+                    "compatible": [v.name for v in choice.compatible],
+                    "reason": choice.reason,
+                },
+                indent=2,
+            )
+        )
+    elif choice.variant:
+        print(f"{choice.variant.name}\t({choice.reason})")
+    else:
+        print(choice.reason, file=sys.stderr)
+    return 0 if choice.variant else EXIT_NO_VARIANT
+
+
+def _add_explain(commands: Any) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="explain decisions for nodes or a pod, offline from files",
+        description="Run flox-isa's decisions on files, without a cluster.",
+    )
+    targets = explain.add_subparsers(title="targets", metavar="TARGET")
+    nodes = targets.add_parser(
+        "nodes",
+        help="best variant per node",
+        description="One row per node: name, arch, instance type, key flags, best variant"
+        " per workload. FILE is what `kubectl get nodes -o yaml` (or -o json) writes,"
+        " or a single Node.",
+    )
+    nodes.add_argument("--nodes", metavar="FILE", required=True)
+    add_catalog_options(nodes)
+    nodes.set_defaults(handler=_explain_nodes)
+    explain.set_defaults(handler=lambda _args: _print_help(explain))
+    from flox_isa.webhook.commands import register_explain_pod
+
+    register_explain_pod(targets)
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_INPUT
+
+
+def _explain_nodes(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.catalog)
+    nodes = [node_info(obj) for obj in node_objects(read_yaml(args.nodes, "nodes file"))]
+    key_flags = sorted({flag for v in catalog.variants for flag in v.flags})
+    rows = []
+    for node in nodes:
+        best = {w: choose(catalog, node.features, w).variant for w in WORKLOADS}
+        rows.append(
+            {
+                "name": node.name,
+                "arch": node.features.arch,
+                "instanceType": node.instance_type,
+                "keyFlags": [f for f in key_flags if f in node.features.flags],
+                "best": {w: (v.name if v else None) for w, v in best.items()},
+                "bestForWorkload": best[args.workload].name if best[args.workload] else None,
+            }
+        )
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    header = ["NAME", "ARCH", "INSTANCE-TYPE", *(w.upper() for w in WORKLOADS), "KEY-FLAGS"]
+    table = [header] + [
+        [
+            r["name"],
+            r["arch"] or "-",
+            r["instanceType"] or "-",
+            *((r["best"][w] or "none") for w in WORKLOADS),
+            ",".join(r["keyFlags"]) or "-",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

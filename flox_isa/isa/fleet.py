@@ -1,0 +1,87 @@
+"""A fleet's view: which variants its nodes offer, and how replicas split across them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.features import Features
+from flox_isa.isa.selection import choose
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What a decision needs to know of one node."""
+
+    name: str
+    features: Features
+    allocatable_cpu: float = 0.0
+    instance_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One variant the fleet offers: the nodes whose best variant it is."""
+
+    variant: Variant
+    node_count: int
+    allocatable_cpu: float
+
+
+def parse_cpu_quantity(quantity: str) -> float:
+    """Cores in a Kubernetes CPU quantity ("4", "3920m", "1.5"); ValueError if malformed."""
+    text = quantity.strip()
+    try:
+        if text.endswith("m"):
+            return float(Decimal(text[:-1]) / 1000)
+        return float(Decimal(text))
+    except InvalidOperation:
+        raise ValueError(f"not a CPU quantity: {quantity!r}") from None
+
+
+def fleet_offers(
+    catalog: Catalog,
+    nodes: Iterable[NodeInfo],
+    workload: Workload,
+    allowed: Collection[str] | None = None,
+) -> tuple[Offer, ...]:
+    """Each node counted once, under its best variant; offers in catalog order.
+
+    Decisions are cached per distinct feature set: a fleet has few CPU types.
+    """
+    best_by_features: dict[Features, Variant | None] = {}
+    counts: dict[str, tuple[int, float]] = {}
+    for node in nodes:
+        if node.features not in best_by_features:
+            best_by_features[node.features] = choose(
+                catalog, node.features, workload, allowed
+            ).variant
+        best = best_by_features[node.features]
+        if best is not None:
+            count, cpu = counts.get(best.name, (0, 0.0))
+            counts[best.name] = (count + 1, cpu + node.allocatable_cpu)
+    return tuple(Offer(v, *counts[v.name]) for v in catalog.variants if v.name in counts)
+
+
+def split_replicas(weights: dict[str, float], total: int) -> dict[str, int]:
+    """Split `total` in proportion to `weights` by largest remainder (Hamilton).
+
+    Ties in remainder go to the larger weight, then to the name: deterministic.
+    Zero-weight entries get nothing; if every weight is zero, split evenly.
+    """
+    if total < 0:
+        raise ValueError("total replicas must be >= 0")
+    if not weights:
+        return {}
+    if sum(weights.values()) <= 0:
+        weights = dict.fromkeys(weights, 1.0)
+    weight_sum = sum(weights.values())
+    quotas = {name: total * w / weight_sum for name, w in weights.items()}
+    shares = {name: int(q) for name, q in quotas.items()}
+    leftover = total - sum(shares.values())
+    by_remainder = sorted(quotas, key=lambda n: (-(quotas[n] - shares[n]), -weights[n], n))
+    for name in by_remainder[:leftover]:
+        shares[name] += 1
+    return shares
