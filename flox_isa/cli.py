@@ -9,11 +9,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flox_isa import __version__
+from flox_isa.devcluster import commands as devcluster_commands
 from flox_isa.files import InputError, load_catalog, read_text, read_yaml
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
 from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
 from flox_isa.isa.nodes import NodeDocumentError, node_info, node_objects
 from flox_isa.isa.selection import choose
+from flox_isa.operator import commands as operator_commands
+from flox_isa.webhook import commands as webhook_commands
 
 EXIT_INPUT = 2
 EXIT_NO_VARIANT = 3
@@ -52,12 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _component_registrars() -> list[Callable[[Any], None]]:
-    """Commands of the webhook, operator and devcluster components."""
-    from flox_isa.devcluster.commands import register as devcluster
-    from flox_isa.operator.commands import register as operator
-    from flox_isa.webhook.commands import register as webhook
+    """Commands of the webhook, operator and devcluster components.
 
-    return [webhook, operator, devcluster]
+    Each `commands` module is light: it imports its component only when run.
+    """
+    return [webhook_commands.register, operator_commands.register, devcluster_commands.register]
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, *, workload: bool = True) -> None:
@@ -127,9 +129,7 @@ def _add_explain(commands: Any) -> None:
     add_catalog_options(nodes)
     nodes.set_defaults(handler=_explain_nodes)
     explain.set_defaults(handler=lambda _args: _print_help(explain))
-    from flox_isa.webhook.commands import register_explain_pod
-
-    register_explain_pod(targets)
+    webhook_commands.register_explain_pod(targets)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -151,7 +151,6 @@ def _explain_nodes(args: argparse.Namespace) -> int:
                 "instanceType": node.instance_type,
                 "keyFlags": [f for f in key_flags if f in node.features.flags],
                 "best": {w: (v.name if v else None) for w, v in best.items()},
-                "bestForWorkload": best[args.workload].name if best[args.workload] else None,
             }
         )
     if args.output == "json":

@@ -8,6 +8,7 @@ from typing import Any
 from flox_isa.isa import names
 from flox_isa.isa.features import features_from_labels
 from flox_isa.isa.fleet import NodeInfo, parse_cpu_quantity
+from flox_isa.isa.scheduling import NodeState, Taint
 
 
 class NodeDocumentError(ValueError):
@@ -49,3 +50,21 @@ def node_objects(document: object) -> list[Mapping[str, Any]]:
             raise NodeDocumentError(f"items[{bad[0]}] is not a Node")
         return list(items)
     raise NodeDocumentError(f"expected kind Node, NodeList or List, got {kind!r}")
+
+
+def node_state(node: Mapping[str, Any]) -> NodeState:
+    """Readiness, schedulability, taints and labels of a Node object."""
+    spec = node.get("spec") or {}
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = tuple(
+        Taint(t.get("key", ""), t.get("value") or "", t.get("effect", "NoSchedule"))
+        for t in spec.get("taints") or []
+    )
+    return NodeState(
+        info=node_info(node),
+        labels=dict((node.get("metadata") or {}).get("labels") or {}),
+        ready=ready,
+        unschedulable=bool(spec.get("unschedulable")),
+        taints=taints,
+    )
