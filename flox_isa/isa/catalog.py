@@ -179,12 +179,14 @@ def _describe(exc: ValidationError, data: object) -> str:
         if len(loc) >= 2 and loc[0] == "variants" and isinstance(loc[1], int):
             where = f"variant {_variant_label(data, loc[1])}"
             loc = loc[2:]
-        field = ".".join(str(part) for part in loc)
+        field = ".".join(str(part) for part in loc if part != "[key]")
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "literal_error" and field == "arch":
             message = f"unknown arch {error['input']!r}; allowed: {', '.join(ARCHES)}"
         elif error["type"] == "literal_error" and field.startswith("scores."):
             message = f"unknown workload; allowed: {', '.join(WORKLOADS)}"
+        elif error["type"] == "too_short" and field == "variants":
+            message = "at least one variant is required"
         elif error["type"] == "extra_forbidden":
             message = "unknown field"
         lines.append(f"{where}: {field + ': ' if field else ''}{message}")

@@ -70,12 +70,16 @@ def explain(ranked: list[Variant], workload: Workload) -> str:
             f" {workload}: {best.name} {_num(best.score(workload))} (only compatible variant)"
         )
     runner_up = ranked[1]
-    extra = sorted(best.flags - runner_up.flags) or sorted(best.flags)
-    relation = ">" if best.score(workload) > runner_up.score(workload) else "= (wider fit)"
+    best_score, runner_up_score = best.score(workload), runner_up.score(workload)
+    if best_score > runner_up_score:
+        extra = sorted(best.flags - runner_up.flags) or sorted(best.flags)
+        return (
+            f"has {', '.join(extra) or 'no required flags'}; {workload}: {best.name}"
+            f" {_num(best_score)} > {runner_up.name} {_num(runner_up_score)}"
+        )
     return (
-        f"has {', '.join(extra) or 'no required flags'}; {workload}: {best.name}"
-        f" {_num(best.score(workload))} {relation} {runner_up.name}"
-        f" {_num(runner_up.score(workload))}"
+        f"{workload}: {best.name} {_num(best_score)} = {runner_up.name}"
+        f" {_num(runner_up_score)}; {best.name} needs fewer flags (wider fit)"
     )
 
 
