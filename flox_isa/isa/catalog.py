@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from flox_isa.isa.nfd_flags import ARM64_FLAGS, X86_FLAGS
+from flox_isa.isa.nfd_flags import ARM64_FLAGS, DEFAULT_LABEL_BLACKLIST, X86_FLAGS
 
 Workload = Literal["fp32-inference", "int8-inference", "bf16-training"]
 WORKLOADS: Final[tuple[Workload, ...]] = get_args(Workload)
@@ -75,6 +75,13 @@ class Variant(BaseModel):
                 f"flags: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not"
                 f" NFD {self.arch} CPUID flag name(s) (NFD spells them upper-case, e.g."
                 f" {'AVX512VNNI, FMA3' if self.arch == 'amd64' else 'SVE, I8MM'})"
+            )
+        unlabelled = sorted(self.flags & DEFAULT_LABEL_BLACKLIST)
+        if unlabelled:
+            raise ValueError(
+                f"flags: NFD leaves {', '.join(unlabelled)} out of its node labels by default,"
+                " so a nodeSelector on them never matches; require an x86-64 level flag"
+                " (X86_64_V2, X86_64_V3, X86_64_V4) instead"
             )
         missing = [w for w in WORKLOADS if w not in self.scores]
         if missing:

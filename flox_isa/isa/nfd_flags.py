@@ -1,107 +1,81 @@
-"""NFD's CPUID flag names (PROVISIONAL: being verified against NFD and klauspost/cpuid)."""
+"""The CPUID flag names Node Feature Discovery (NFD) writes into node labels.
 
+Verified against the sources (public GitHub, read through the search index):
+
+- x86: NFD's cpu source takes `cpuid.CPU.FeatureSet()` from klauspost/cpuid
+  (kubernetes-sigs/node-feature-discovery source/cpu/cpuid_amd64.go), i.e. the
+  `String()` names of klauspost/cpuid's FeatureID constants
+  (klauspost/cpuid featureid_string.go @12aa273a). The x86 part of that list is
+  X86_FLAGS below; the ARM ids of that list are not used by NFD on arm64.
+- x86-64 levels: NFD adds cumulative X86_64_V1..V4 flags from
+  `cpuid.CPU.X64Level()` (node-feature-discovery source/cpu/cpu_test.go,
+  TestX86_64LevelFlags); the level feature sets are klauspost/cpuid cpuid.go
+  (`level1Features` .. `level4Features`, `oneOfLevel`).
+- arm64: NFD reads AT_HWCAP/AT_HWCAP2 itself and names the bits with its own
+  table (node-feature-discovery source/cpu/cpuid_linux_arm64.go,
+  `flagNames_arm64`, `flag2Names_arm64`): the kernel HWCAP names upper-cased,
+  with SME sub-features spelled without underscores (SMEI16I64, ...).
+- Labels left out by default: `newDefaultConfig()` in
+  node-feature-discovery source/cpu/cpu.go (attributeBlacklist), also listed in
+  docs/usage/features.md. Every entry is an x86 name, so on arm64 every
+  HWCAP flag NFD knows (ASIMD, FPHP, ASIMDHP, SVE, BF16, I8MM, ...) is labelled.
+"""
+
+from collections.abc import Mapping
 from typing import Final
 
-X86_FLAGS: Final[frozenset[str]] = frozenset(
-    {
-        "SSE",
-        "SSE2",
-        "SSE3",
-        "SSSE3",
-        "SSE4",
-        "SSE42",
-        "AVX",
-        "AVX2",
-        "FMA3",
-        "F16C",
-        "BMI1",
-        "BMI2",
-        "ADX",
-        "AESNI",
-        "PCLMULQDQ",
-        "POPCNT",
-        "MOVBE",
-        "LZCNT",
-        "AVX512F",
-        "AVX512CD",
-        "AVX512BW",
-        "AVX512DQ",
-        "AVX512VL",
-        "AVX512VNNI",
-        "AVX512BF16",
-        "AVX512IFMA",
-        "AVX512VBMI",
-        "AVX512VBMI2",
-        "AVX512BITALG",
-        "AVX512VPOPCNTDQ",
-        "AVX512FP16",
-        "AVXVNNI",
-        "AMXBF16",
-        "AMXINT8",
-        "AMXTILE",
-        "AMXFP16",
-        "GFNI",
-        "VAES",
-        "VPCLMULQDQ",
-        "SHA",
-        "X86_64_V1",
-        "X86_64_V2",
-        "X86_64_V3",
-        "X86_64_V4",
-    }
-)
-ARM64_FLAGS: Final[frozenset[str]] = frozenset(
-    {
-        "FP",
-        "ASIMD",
-        "EVTSTRM",
-        "AES",
-        "PMULL",
-        "SHA1",
-        "SHA2",
-        "CRC32",
-        "ATOMICS",
-        "FPHP",
-        "ASIMDHP",
-        "CPUID",
-        "ASIMDRDM",
-        "JSCVT",
-        "FCMA",
-        "LRCPC",
-        "DCPOP",
-        "SHA3",
-        "SM3",
-        "SM4",
-        "ASIMDDP",
-        "SHA512",
-        "SVE",
-        "ASIMDFHM",
-        "DIT",
-        "USCAT",
-        "ILRCPC",
-        "FLAGM",
-        "SSBS",
-        "SB",
-        "PACA",
-        "PACG",
-        "DCPODP",
-        "SVE2",
-        "SVEAES",
-        "SVEPMULL",
-        "SVEBITPERM",
-        "SVESHA3",
-        "SVESM4",
-        "FLAGM2",
-        "FRINT",
-        "SVEI8MM",
-        "SVEF32MM",
-        "SVEF64MM",
-        "SVEBF16",
-        "I8MM",
-        "BF16",
-        "DGH",
-        "RNG",
-        "BTI",
-    }
-)
+_KLAUSPOST_X86 = """
+ADX AESNI AMD3DNOW AMD3DNOWEXT AMXBF16 AMXFP16 AMXINT8 AMXFP8 AMXTILE AMXTF32 AMXCOMPLEX
+AMXTRANSPOSE APX_F AVX AVX10 AVX10_128 AVX10_256 AVX10_512 AVX2 AVX512BF16 AVX512BITALG
+AVX512BMM AVX512BW AVX512CD AVX512DQ AVX512ER AVX512F AVX512FP16 AVX512IFMA AVX512PF
+AVX512VBMI AVX512VBMI2 AVX512VL AVX512VNNI AVX512VP2INTERSECT AVX512VPOPCNTDQ AVXIFMA
+AVXNECONVERT AVXSLOW AVXVNNI AVXVNNIINT8 AVXVNNIINT16 BHI_CTRL BMI1 BMI2 CETIBT CETSS
+CLDEMOTE CLMUL CLZERO CMOV CMPCCXADD CMPSB_SCADBS_SHORT CMPXCHG8 CPBOOST CPPC CX16
+EFER_LMSLE_UNS ENQCMD ERMS F16C FLUSH_L1D FMA3 FMA4 FP128 FP256 FRED FSRM FXSR FXSROPT GFNI
+HLE HRESET HTT HWA HYBRID_CPU HYPERVISOR IA32_ARCH_CAP IA32_CORE_CAP IBPB IBPB_BRTYPE IBRS
+IBRS_PREFERRED IBRS_PROVIDES_SMP IBS IBSBRNTRGT IBSFETCHSAM IBSFFV IBSOPCNT IBSOPCNTEXT
+IBSOPSAM IBSRDWROPCNT IBSRIPINVALIDCHK IBS_FETCH_CTLX IBS_OPDATA4 IBS_OPFUSE IBS_PREVENTHOST
+IBS_ZEN4 IDPRED_CTRL INT_WBINVD INVLPGB KEYLOCKER KEYLOCKERW LAHF LAM LBRVIRT LZCNT
+MCAOVERFLOW MCDT_NO MCOMMIT MD_CLEAR MMX MMXEXT MOVBE MOVDIR64B MOVDIRI MOVSB_ZL MOVU MPX
+MSRIRC MSRLIST MSR_PAGEFLUSH NRIPS NX OSXSAVE PCONFIG POPCNT PPIN PREFETCHI PSFD RDPRU
+RDRAND RDSEED RDTSCP RRSBA_CTRL RTM RTM_ALWAYS_ABORT SBPB SERIALIZE SEV SEV_64BIT
+SEV_ALTERNATIVE SEV_DEBUGSWAP SEV_ES SEV_RESTRICTED SEV_SNP SGX SGXLC SGXPQC SHA SME
+SME_COHERENT SM3_X86 SM4_X86 SPEC_CTRL_SSBD SRBDS_CTRL SRSO_MSR_FIX SRSO_NO
+SRSO_USER_KERNEL_NO SSE SSE2 SSE3 SSE4 SSE42 SSE4A SSSE3 STIBP STIBP_ALWAYSON STOSB_SHORT
+SUCCOR SVM SVMDA SVMFBASID SVML SVMNP SVMPF SVMPFT SYSCALL SYSEE TBM TDX_GUEST
+TLB_FLUSH_NESTED TME TOPEXT TSA_L1_NO TSA_SQ_NO TSA_VERW_CLEAR TSCRATEMSR TSXLDTRK VAES
+VMCBCLEAN VMPL VMSA_REGPROT VMX VPCLMULQDQ VTE WAITPKG WBNOINVD WRMSRNS X87 XGETBV1 XOP
+XSAVE XSAVEC XSAVEOPT XSAVES
+"""
+
+# NFD's own arm64 HWCAP (word 1) and HWCAP2 (word 2) names, in bit order.
+_NFD_ARM64 = """
+FP ASIMD EVTSTRM AES PMULL SHA1 SHA2 CRC32 ATOMICS FPHP ASIMDHP CPUID ASIMDRDM JSCVT FCMA
+LRCPC DCPOP SHA3 SM3 SM4 ASIMDDP SHA512 SVE ASIMDFHM DIT USCAT ILRCPC FLAGM SSBS SB PACA PACG
+DCPODP SVE2 SVEAES SVEPMULL SVEBITPERM SVESHA3 SVESM4 FLAGM2 FRINT SVEI8MM SVEF32MM SVEF64MM
+SVEBF16 I8MM BF16 DGH RNG BTI MTE ECV AFP RPRES MTE3 SME SMEI16I64 SMEF64F64 SMEI8I32
+SMEF16F32 SMEB16F32 SMEF32F32 SMEFA64 WFXT EBF16 SVEEBF16
+"""
+
+X86_64_LEVEL_FLAGS: Final[tuple[str, ...]] = ("X86_64_V1", "X86_64_V2", "X86_64_V3", "X86_64_V4")
+
+# klauspost/cpuid cpuid.go: each level adds these to the one below it.
+X86_64_LEVEL_REQUIREMENTS: Final[Mapping[int, frozenset[str]]] = {
+    1: frozenset({"CMOV", "CMPXCHG8", "X87", "FXSR", "MMX", "SSE", "SSE2"}),
+    2: frozenset({"CX16", "LAHF", "POPCNT", "SSE3", "SSE4", "SSE42", "SSSE3"}),
+    3: frozenset({"AVX", "AVX2", "BMI1", "BMI2", "F16C", "FMA3", "LZCNT", "MOVBE", "OSXSAVE"}),
+    4: frozenset({"AVX512F", "AVX512BW", "AVX512CD", "AVX512DQ", "AVX512VL"}),
+}
+# ... and any level at all needs one of these (klauspost `oneOfLevel`).
+X86_64_LEVEL_ANY_OF: Final[frozenset[str]] = frozenset({"SYSEE", "SYSCALL"})
+
+X86_FLAGS: Final[frozenset[str]] = frozenset(_KLAUSPOST_X86.split()) | frozenset(X86_64_LEVEL_FLAGS)
+ARM64_FLAGS: Final[frozenset[str]] = frozenset(_NFD_ARM64.split())
 ALL_FLAGS: Final[frozenset[str]] = X86_FLAGS | ARM64_FLAGS
+
+# nfd-worker's default `sources.cpu.cpuid.attributeBlacklist`: discovered, never labelled.
+_BLACKLIST = """
+    AVX10 BMI1 BMI2 CLMUL CMOV CX16 ERMS F16C HTT LZCNT MMX MMXEXT NX POPCNT RDRAND RDSEED
+    RDTSCP SGX SGXLC SSE SSE2 SSE3 SSE4 SSE42 SSSE3 TDX_GUEST
+"""
+DEFAULT_LABEL_BLACKLIST: Final[frozenset[str]] = frozenset(_BLACKLIST.split())

@@ -79,6 +79,10 @@ INVALID_CATALOGS: list[tuple[object, str]] = [
     ),
     (_with_first_variant(flags=["AVX2", "SVE"]), "flags: SVE is not NFD amd64"),
     (
+        _with_first_variant(flags=["AVX2", "BMI2", "LZCNT"]),
+        "variant 'avx2': flags: NFD leaves BMI2, LZCNT out of its node labels by default",
+    ),
+    (
         _with_first_variant(scores={**ALL_SCORES, "fp32-inference": -1}),
         "variant 'avx2': scores.fp32-inference: Input should be greater than or equal to 0",
     ),

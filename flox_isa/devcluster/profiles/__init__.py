@@ -1,0 +1,1 @@
+"""Package data: instance profiles, the cited /proc/cpuinfo they are built from, fleets."""

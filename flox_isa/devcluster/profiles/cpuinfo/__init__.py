@@ -1,0 +1,1 @@
+"""Package data: real /proc/cpuinfo texts, each citing its public source."""

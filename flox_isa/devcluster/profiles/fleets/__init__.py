@@ -1,0 +1,1 @@
+"""Package data: named fleets for `flox-isa devcluster up --fleet NAME`."""
