@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck layers unit e2e test binaries demo demo-down bench clean
+.PHONY: help venv lint unit e2e test binaries demo demo-down manifests kind-up kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,10 +22,10 @@ venv: $(STAMP) ## virtualenv with pinned dependencies
 lint: $(STAMP) ## ruff, mypy --strict, import-linter layering
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict flox_isa tests bench
+	$(BIN)/mypy --strict flox_isa tests bench hack/render-manifests.py
 	$(BIN)/lint-imports
 
-unit: $(STAMP) ## unit tests (no cluster)
+unit: $(STAMP) binaries ## unit tests (no cluster; the chart tests run the pinned helm)
 	$(BIN)/pytest tests/unit
 
 binaries: $(STAMP) ## build the pinned control-plane binaries (cached per version)
@@ -35,6 +35,21 @@ e2e: $(STAMP) binaries ## e2e tests on the local control plane
 	$(BIN)/pytest tests/e2e
 
 test: lint unit e2e ## everything CI runs
+
+demo: $(STAMP) binaries ## the product at work on a local simulated fleet (ARGS=--once to stop after)
+	$(BIN)/flox-isa demo $(ARGS)
+
+demo-down: $(STAMP) ## stop a running demo
+	$(BIN)/flox-isa demo down
+
+manifests: $(STAMP) binaries ## regenerate manifests/ from charts/flox-isa
+	$(BIN)/python hack/render-manifests.py
+
+kind-up: ## kind quickstart (needs Docker, kind, kubectl, helm); not run in CI
+	hack/kind/up.sh
+
+kind-down: ## delete the kind cluster
+	hack/kind/down.sh
 
 clean: ## remove the virtualenv and caches (not the binary cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flox_isa import __version__
+from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
 from flox_isa.files import InputError, load_catalog, read_text, read_yaml
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
@@ -59,7 +60,12 @@ def _component_registrars() -> list[Callable[[Any], None]]:
 
     Each `commands` module is light: it imports its component only when run.
     """
-    return [webhook_commands.register, operator_commands.register, devcluster_commands.register]
+    return [
+        webhook_commands.register,
+        operator_commands.register,
+        devcluster_commands.register,
+        demo_commands.register,
+    ]
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, *, workload: bool = True) -> None:

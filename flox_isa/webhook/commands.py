@@ -1,11 +1,110 @@
-"""`flox-isa` commands of the webhook component."""
+"""`flox-isa webhook` and `flox-isa explain pod`.
 
+Kept light: the web stack and the Kubernetes client are imported when a
+command runs, so `flox-isa --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
+
+from flox_isa.files import InputError, load_catalog, read_yaml
+
+EXIT_DENIED = 1
+DEFAULT_PORT = 8443
 
 
 def register(commands: Any) -> None:
-    """Add `flox-isa webhook` to the parser (not yet)."""
+    """Add `flox-isa webhook` to the parser."""
+    parser = commands.add_parser(
+        "webhook",
+        help="run the mutating admission webhook (HTTPS)",
+        description="Serve POST /mutate (pod CREATE), /healthz, /readyz and /metrics over"
+        " HTTPS. Watches Nodes and Namespaces; certificate files are reloaded when they"
+        " change on disk.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--tls-cert", metavar="FILE", required=True, type=Path)
+    parser.add_argument("--tls-key", metavar="FILE", required=True, type=Path)
+    parser.add_argument("--kubeconfig", metavar="FILE", help="default: in-cluster config")
+    parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE", ""),
+        help="the webhook's own namespace, whose pods are never touched (default: $POD_NAMESPACE)",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    parser.set_defaults(handler=run_webhook)
+
+
+def run_webhook(args: argparse.Namespace) -> int:
+    # Lazy imports: the web stack and the Kubernetes client load only for this command.
+    from flox_isa.kube.config import api_client  # noqa: PLC0415 - heavy, command-only
+    from flox_isa.kube.inventory import ClusterInventory  # noqa: PLC0415 - heavy, command-only
+    from flox_isa.webhook import app, logs, metrics, serve  # noqa: PLC0415 - heavy, command-only
+
+    for path, what in ((args.tls_cert, "--tls-cert"), (args.tls_key, "--tls-key")):
+        if not path.is_file():
+            raise InputError(f"{what} {str(path)!r}: no such file")
+    logs.setup_logging(args.log_level)
+    catalog = load_catalog(args.catalog)
+    webhook_metrics = metrics.Metrics()
+    inventory = ClusterInventory(
+        api_client(args.kubeconfig),
+        on_restart=lambda resource, reason: webhook_metrics.watch_restarts.labels(
+            resource, reason
+        ).inc(),
+    )
+    state = app.WebhookState(
+        catalog, inventory.nodes, inventory.namespaces, args.namespace, webhook_metrics
+    )
+    config, tls = serve.server_config(
+        app.create_app(state), args.host, args.port, args.tls_cert, args.tls_key
+    )
+    reloader = serve.CertReloader(tls, args.tls_cert, args.tls_key, webhook_metrics.tls_reloads.inc)
+    inventory.start()
+    try:
+        serve.serve(config, reloader)
+    finally:
+        inventory.stop()
+    return 0
 
 
 def register_explain_pod(targets: Any) -> None:
-    """Add `flox-isa explain pod` to the parser (not yet)."""
+    """Add `flox-isa explain pod` to the parser."""
+    parser = targets.add_parser(
+        "pod",
+        help="what the webhook would do to a pod",
+        description="Run the webhook's decision offline. --pod: a Pod, or a workload with a"
+        " pod template (Deployment, StatefulSet, Job, CronJob, ...). --nodes: what"
+        " `kubectl get nodes -o yaml` writes. The pod is judged as if its namespace were"
+        f" opted in. Exit codes: 0 allowed, {EXIT_DENIED} denied, 2 bad input.",
+    )
+    parser.add_argument("--pod", metavar="FILE", required=True)
+    parser.add_argument("--nodes", metavar="FILE", required=True)
+    parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=run_explain_pod)
+
+
+def run_explain_pod(args: argparse.Namespace) -> int:
+    from flox_isa.webhook import explain  # noqa: PLC0415 - pulls in pydantic models
+
+    catalog = load_catalog(args.catalog)
+    pod_document = read_yaml(args.pod, "pod file")
+    nodes_document = read_yaml(args.nodes, "nodes file")
+    try:
+        decision = explain.explain_pod(pod_document, nodes_document, catalog)
+    except explain.PodDocumentError as exc:
+        raise InputError(f"{args.pod}: {exc}") from None
+    if args.output == "json":
+        print(json.dumps(decision.to_json(), indent=2))
+    else:
+        print(explain.render_text(decision), file=sys.stdout)
+    return 0 if decision.allowed else EXIT_DENIED

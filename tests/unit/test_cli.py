@@ -11,7 +11,8 @@ import yaml
 
 from flox_isa.cli import EXIT_INPUT, EXIT_NO_VARIANT, build_parser, main
 
-# Flags lines trimmed from real processors (full files with sources: flox_isa/devcluster/profiles/cpuinfo/).
+# Flags lines trimmed from real processors; the full files, with their sources, are in
+# flox_isa/devcluster/profiles/cpuinfo/.
 CASCADE_LAKE_FLAGS = (
     "fpu vme sse sse2 ssse3 fma cx16 pcid sse4_1 sse4_2 movbe popcnt aes xsave avx f16c"
     " rdrand avx2 bmi1 bmi2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni"

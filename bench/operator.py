@@ -1,0 +1,278 @@
+"""Operator benchmark (not a test): converge and react times, and RSS, at 1,000 and 5,000 nodes.
+
+    python bench/operator.py [--kubeconfig FILE] [--sizes 1000 5000] [--ticketworkers 50]
+
+Without --kubeconfig it starts its own devcluster (default fleet) and stops it at the end.
+Per size: simulated nodes (m4, c5, m6i, c6g, labelled bench.flox.dev/pool) are added
+until the pool has that many; the operator starts fresh; then
+
+- converge: from applying N TicketWorkers to every planned Deployment existing;
+- react:    from adding 10 Graviton3 (c7g) nodes to every TicketWorker rebalanced
+            (each gains an armv9 Deployment and its replicas re-split);
+- RSS:      the operator's resident memory after both (VmRSS; peak VmHWM).
+
+Targets at 5,000 nodes: converge <= 10 s, react <= 2 s, RSS <= 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flox_isa.devcluster import cluster as devcluster
+from flox_isa.devcluster.fleet import node_manifests, parse_fleet
+from flox_isa.devcluster.nodes import nodes_like
+from flox_isa.isa.catalog import WORKLOADS, default_catalog
+from flox_isa.isa.nodes import node_state
+from flox_isa.isa.planning import group_eligible, plan_replicas
+from flox_isa.kube.rest import ApiError, Rest, load_connection
+from flox_isa.operator.crd import crd
+from flox_isa.operator.models import TicketWorkerSpec
+
+POOL = "bench.flox.dev/pool"
+FAMILIES = ("m4.xlarge", "c5.xlarge", "m6i.xlarge", "c6g.xlarge")
+NAMESPACE = "flox-isa-bench"
+HEALTH_PORT = 18765
+CATALOG = default_catalog()
+
+
+@dataclass
+class Result:
+    nodes: int
+    converge: float
+    react: float
+    rss_mb: float
+    peak_mb: float
+
+
+async def gather_limited(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int = 48) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> None:
+        async with gate:
+            await call()
+
+    await asyncio.gather(*(one(c) for c in calls))
+
+
+async def create(api: Rest, path: str, body: dict[str, Any]) -> None:
+    try:
+        await api.post(path, body)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+
+
+async def add_pool_nodes(api: Rest, family: str, count: int, stem: str) -> list[str]:
+    fleet = parse_fleet(f"nodes: [{{instanceType: {family}, labels: {{{POOL}: 'true'}}}}]")
+    manifests = nodes_like(node_manifests(fleet)[0], [f"{stem}-{i}" for i in range(count)])
+    await gather_limited([functools.partial(create, api, "/api/v1/nodes", m) for m in manifests])
+    return [m["metadata"]["name"] for m in manifests]
+
+
+async def pool_nodes(api: Rest) -> list[dict[str, Any]]:
+    listed = await api.get("/api/v1/nodes", {"labelSelector": f"{POOL}=true"})
+    return list(listed["items"])
+
+
+async def grow_pool(api: Rest, size: int) -> None:
+    have = len(await pool_nodes(api))
+    missing = size - have
+    if missing > 0:
+        share = -(-missing // len(FAMILIES))
+        started = time.monotonic()
+        for family in FAMILIES:
+            await add_pool_nodes(api, family, share, f"bench-{size}-{family.split('.')[0]}")
+        print(f"  added {share * len(FAMILIES)} nodes in {time.monotonic() - started:.1f}s")
+    await wait_ready(api, size)
+
+
+async def wait_ready(api: Rest, at_least: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = sum(1 for n in await pool_nodes(api) if node_state(n).ready)
+        if ready >= at_least:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {ready}/{at_least} pool nodes Ready")
+        await asyncio.sleep(1)
+
+
+def ticketworkers(count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "isa.flox.dev/v1alpha1",
+            "kind": "TicketWorker",
+            "metadata": {"name": f"bench-{i}", "namespace": NAMESPACE},
+            "spec": {
+                "environment": f"acme/service-{i}",
+                "workload": WORKLOADS[i % len(WORKLOADS)],
+                "replicas": 10,
+                "template": {"spec": {"nodeSelector": {POOL: "true"}}},
+            },
+        }
+        for i in range(count)
+    ]
+
+
+async def expected(api: Rest, tws: list[dict[str, Any]]) -> dict[str, int]:
+    """Deployment name -> replicas, from the pure plan on the nodes as they are now."""
+    nodes = [node_state(n) for n in await pool_nodes(api)]
+    out: dict[str, int] = {}
+    for tw in tws:
+        spec = TicketWorkerSpec.model_validate(tw["spec"])
+        pod_spec = spec.template.spec.model_dump(by_alias=True, exclude_none=True)
+        plan = plan_replicas(
+            CATALOG, group_eligible(nodes, pod_spec), workload=spec.workload, replicas=10
+        )
+        for share in plan.shares:
+            out[f"{tw['metadata']['name']}-{share.variant.name}"] = share.replicas
+    return out
+
+
+async def actual(api: Rest) -> dict[str, int]:
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+    listed = await api.get(path, {"labelSelector": "app.kubernetes.io/managed-by=flox-isa"})
+    return {d["metadata"]["name"]: d["spec"]["replicas"] for d in listed["items"]}
+
+
+async def until_matches(
+    api: Rest, want: dict[str, int], started: float, timeout: float = 300
+) -> float:
+    while True:
+        if await actual(api) == want:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError("the operator did not converge")
+        await asyncio.sleep(0.05)
+
+
+def healthz() -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/healthz", timeout=2) as r:
+        return dict(json.loads(r.read()))
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Path) -> Result:
+    print(f"== {size} nodes")
+    await grow_pool(api, size)
+    await create(api, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "flox_isa.cli", "operator", "--kubeconfig", str(kubeconfig),
+         "--namespace", NAMESPACE, "--no-leader-election", "--health-port", str(HEALTH_PORT)],
+        stdout=(logs / f"operator-{size}.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        while True:  # the node index is filled before any handler runs
+            try:
+                if healthz().get("stats", {}).get("nodes", 0) >= size:
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        print(f"  operator indexed {size}+ nodes in {time.monotonic() - started:.1f}s")
+        tws = ticketworkers(count)
+        want = await expected(api, tws)
+        path = f"/apis/isa.flox.dev/v1alpha1/namespaces/{NAMESPACE}/ticketworkers"
+        started = time.monotonic()
+        await gather_limited([functools.partial(create, api, path, tw) for tw in tws])
+        converge = await until_matches(api, want, started)
+        print(f"  converge: {len(want)} Deployments for {count} TicketWorkers in {converge:.2f}s")
+        await asyncio.sleep(2)  # let rollouts' status updates settle
+        started = time.monotonic()
+        graviton3 = await add_pool_nodes(api, "c7g.xlarge", 10, f"bench-react-{size}")
+        await wait_ready(api, size + 10)
+        react = await until_matches(api, await expected(api, tws), started)
+        print(f"  react: rebalanced after adding 10 Graviton3 nodes in {react:.2f}s")
+        rss, peak = memory_mb(operator.pid)
+        print(f"  RSS: {rss:.0f} MB (peak {peak:.0f} MB)")
+        await gather_limited(
+            [functools.partial(api.delete, f"/api/v1/nodes/{n}") for n in graviton3]
+        )
+        await api.delete(f"/api/v1/namespaces/{NAMESPACE}")
+        await wait_gone(api, f"/api/v1/namespaces/{NAMESPACE}")
+        return Result(size, converge, react, rss, peak)
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+
+
+async def wait_gone(api: Rest, path: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await api.get(path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+        await asyncio.sleep(1)
+
+
+async def bench(kubeconfig: Path, sizes: list[int], count: int, logs: Path) -> list[Result]:
+    async with Rest(load_connection(str(kubeconfig)), timeout=120, limit=64) as api:
+        await create(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd())
+        runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                         "metadata": {"name": "flox"}, "handler": "flox"}  # fmt: skip
+        await create(api, "/apis/node.k8s.io/v1/runtimeclasses", runtime_class)
+        await asyncio.sleep(2)  # CRD established
+        return [await run_size(api, kubeconfig, size, count, logs) for size in sorted(sizes)]
+
+
+def report(results: list[Result]) -> None:
+    print(f"\n{'nodes':>6} {'converge s':>11} {'react s':>8} {'RSS MB':>7} {'peak MB':>8}")
+    for r in results:
+        print(
+            f"{r.nodes:>6} {r.converge:>11.2f} {r.react:>8.2f} {r.rss_mb:>7.0f} {r.peak_mb:>8.0f}"
+        )
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        print(
+            f"ratio {large.nodes}/{small.nodes}: converge {large.converge / small.converge:.2f}x,"
+            f" react {large.react / small.react:.2f}x, RSS {large.rss_mb / small.rss_mb:.2f}x"
+        )
+    last = results[-1]
+    print(
+        f"targets at {last.nodes} nodes: converge {last.converge:.2f}s (<= 10),"
+        f" react {last.react:.2f}s (<= 2), RSS {last.rss_mb:.0f} MB (<= 200)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--kubeconfig", type=Path, help="use this cluster (default: start one)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--ticketworkers", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="flox-isa-bench-") as tmp:
+        directory = Path(tmp)
+        kubeconfig = args.kubeconfig
+        if kubeconfig is None:
+            kubeconfig = devcluster.up(directory / "cluster").kubeconfig
+        try:
+            report(asyncio.run(bench(kubeconfig, args.sizes, args.ticketworkers, directory)))
+        finally:
+            if args.kubeconfig is None:
+                devcluster.down(directory / "cluster")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

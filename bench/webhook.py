@@ -1,0 +1,665 @@
+"""Benchmark of the admission webhook (issue 4). Not a test: prints figures side by side.
+
+    python bench/webhook.py [--seconds 3] [--rounds 3] [--connections 8]
+                            [--devcluster | --kubeconfig FILE] [--pods 300]
+
+1. POST /mutate over TLS, one server process each, a ~7 KB pod, 5,000 nodes:
+   (a) a bare ASGI app on the same uvicorn returning a fixed patch (the stack's ceiling),
+   ours (flox-isa's FastAPI app), and (b) kopf's webhook server with the same decision in
+   an `@kopf.on.mutate` handler. Throughput and p50/p99 from one asyncio client process.
+   Targets: ours >= 0.6x bare, ahead of kopf.
+2. Decision time at 10 vs 5,000 nodes, in process (steady state, and cold: no memo).
+   Target ratio <= 1.2.
+3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
+   the real kube-apiserver, with and without the webhook registered (interleaved).
+   Target: <= +1 ms at the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from flox_isa.devcluster import fleet as fleets  # noqa: E402
+from flox_isa.isa import names  # noqa: E402
+from flox_isa.isa.catalog import default_catalog  # noqa: E402
+from flox_isa.isa.nodes import node_state  # noqa: E402
+from flox_isa.isa.offer import FleetIndex, OfferIndex, index_nodes  # noqa: E402
+from flox_isa.webhook.certs import write_serving_certs  # noqa: E402
+from flox_isa.webhook.decision import Context, Decision, decide  # noqa: E402
+from flox_isa.webhook.models import Pod  # noqa: E402
+
+CATALOG = default_catalog()
+ENV = "yourorg/ticket-processor"
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def fleet(count: int) -> FleetIndex:
+    """`count` nodes cycling through the default fleet's nine instance types."""
+    by_type: dict[str, dict[str, Any]] = {}
+    for node in fleets.node_manifests(fleets.load_fleet(None)):
+        by_type.setdefault(node["metadata"]["labels"][names.INSTANCE_TYPE_LABEL], node)
+    templates = list(by_type.values())  # one per type: 10 nodes already show every type
+    nodes = []
+    for i in range(count):
+        node = json.loads(json.dumps(templates[i % len(templates)]))
+        node["metadata"]["name"] = node["metadata"]["labels"]["kubernetes.io/hostname"] = f"n{i}"
+        node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        nodes.append(node)
+    return index_nodes(node_state(n) for n in nodes)
+
+
+def realistic_pod() -> dict[str, Any]:
+    """A Deployment's pod as the API server sends it to a webhook (~7 KB)."""
+    env = [{"name": f"SETTING_{i}", "value": f"value-{i}-" + "x" * 24} for i in range(40)]
+    container = {
+        "name": "worker",
+        "image": "ghcr.io/flox/flox:1.3.0",
+        "command": ["flox", "activate", "-r", ENV, "--", "python", "-m", "tickets.worker"],
+        "env": env,
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
+        "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/live", "port": 8080}, "periodSeconds": 10},
+        "volumeMounts": [
+            {"name": "kube-api-access-x7k2p", "readOnly": True,
+             "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+            {"name": "cache", "mountPath": "/cache"},
+        ],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "imagePullPolicy": "IfNotPresent",
+    }  # fmt: skip
+    sidecar = {**container, "name": "metrics", "env": env[:10], "command": ["exporter"]}
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "generateName": "ticket-worker-7d9c8b6f5d-",
+            "namespace": "tickets",
+            "labels": {
+                "app": "ticket-worker",
+                "pod-template-hash": "7d9c8b6f5d",
+                names.INJECT_LABEL: "true",
+                "app.kubernetes.io/part-of": "support",
+            },
+            "annotations": {
+                names.ENVIRONMENT_ANNOTATION: ENV,
+                names.WORKLOAD_ANNOTATION: "int8-inference",
+                "kubectl.kubernetes.io/restartedAt": "2025-01-01T00:00:00Z",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "ticket-worker-7d9c8b6f5d",
+                    "uid": str(uuid.uuid4()),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "containers": [container, sidecar],
+            "volumes": [
+                {"name": "cache", "emptyDir": {}},
+                {
+                    "name": "kube-api-access-x7k2p",
+                    "projected": {
+                        "defaultMode": 420,
+                        "sources": [
+                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                            {
+                                "configMap": {
+                                    "name": "kube-root-ca.crt",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                }
+                            },
+                            {
+                                "downwardAPI": {
+                                    "items": [
+                                        {
+                                            "path": "namespace",
+                                            "fieldRef": {
+                                                "apiVersion": "v1",
+                                                "fieldPath": "metadata.namespace",
+                                            },
+                                        }
+                                    ]
+                                }
+                            },
+                        ],
+                    },
+                },
+            ],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+            ],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "schedulerName": "default-scheduler",
+            "priority": 0,
+            "enableServiceLinks": True,
+            "preemptionPolicy": "PreemptLowerPriority",
+        },
+        "status": {"phase": "Pending", "qosClass": "Burstable"},
+    }
+
+
+def review_body(pod: dict[str, Any]) -> bytes:
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "tickets",
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": str(uuid.uuid4()),
+                "groups": ["system:serviceaccounts", "system:authenticated"],
+            },
+            "object": pod,
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
+        },
+    }
+    return json.dumps(review).encode()
+
+
+# --- the three servers (each runs in its own process: `--serve KIND`) ----------------------
+
+
+def ours_app(nodes: int) -> Any:
+    from flox_isa.webhook.app import StaticFleet, StaticNamespaces, WebhookState, create_app  # noqa: PLC0415 - server process only
+
+    state = WebhookState(CATALOG, StaticFleet(fleet(nodes)), StaticNamespaces(), "flox-isa")
+    return create_app(state)
+
+
+def bare_app() -> Any:
+    """The ceiling: read the body, answer a fixed patch, no framework."""
+    patch = base64.b64encode(json.dumps([{"op": "add", "path": "/metadata/labels/x",
+                                          "value": "y"}]).encode()).decode()  # fmt: skip
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        response = {"uid": "fixed", "allowed": True, "patchType": "JSONPatch", "patch": patch}
+        answer = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                             "response": response}).encode()  # fmt: skip
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(answer)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+def serve_uvicorn(app: Any, port: int, cert: Path, key: Path) -> None:
+    import uvicorn  # noqa: PLC0415 - server process only
+
+    from flox_isa.webhook.serve import server_config  # noqa: PLC0415 - server process only
+
+    config, _ = server_config(app, "127.0.0.1", port, cert, key)
+    uvicorn.Server(config).run()
+
+
+def serve_kopf(port: int, cert: Path, key: Path, nodes: int) -> None:
+    """kopf's own admission path: WebhookServer -> serve_admission_request -> handler."""
+    import functools  # noqa: PLC0415 - server process only
+
+    import kopf  # noqa: PLC0415 - server process only
+    from kopf._cogs.structs import ephemera, references  # noqa: PLC0415 - kopf internals
+    from kopf._core.engines import admission, indexing  # noqa: PLC0415 - kopf internals
+    from kopf._core.intents import registries  # noqa: PLC0415 - kopf internals
+    from kopf._core.reactor import inventory  # noqa: PLC0415 - kopf internals
+
+    offers = OfferIndex(fleet(nodes), CATALOG)
+    registry = registries.OperatorRegistry()
+
+    @kopf.on.mutate("v1", "pods", id="flox", operation="CREATE", registry=registry)
+    def mutate(body: Any, patch: Any, warnings: list[str], **_: Any) -> None:
+        pod = Pod.model_validate(dict(body))
+        decision = decide(pod, "tickets", None, Context(CATALOG, offers, "flox-isa"))
+        if not decision.allowed:
+            raise kopf.AdmissionError(decision.message, code=decision.code)
+        warnings.extend(decision.warnings)
+        for op in decision.patch:  # JSONPatch ops -> kopf's merge-style patch
+            *parents, last = [p.replace("~1", "/") for p in op["path"].split("/")[1:]]
+            target = patch
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[last] = op["value"]
+
+    settings = kopf.OperatorSettings()
+    insights = references.Insights()
+    insights.webhook_resources.add(
+        references.Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
+    )
+    memobase: Any = ephemera.Memo()
+    fn = functools.partial(
+        admission.serve_admission_request, settings=settings, registry=registry,
+        insights=insights, memories=inventory.ResourceMemories(), memobase=memobase,
+        indices=indexing.OperatorIndexers().indices,
+    )  # fmt: skip
+    server = kopf.WebhookServer(addr="127.0.0.1", port=port, certfile=str(cert), pkeyfile=str(key))
+
+    async def run() -> None:
+        async with server as serving:
+            async for _ in serving(fn):
+                pass
+
+    import logging  # noqa: PLC0415 - server process only
+
+    logging.disable(logging.INFO)  # ours logs at INFO too, but to a JSON handler: keep it fair
+    asyncio.run(run())
+
+
+# --- load generator ------------------------------------------------------------------------
+
+
+async def _one_connection(
+    port: int, context: ssl.SSLContext, request: bytes, stop_at: float, latencies: list[float]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    try:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answer = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if b'"allowed":true' not in answer.replace(b" ", b""):
+                raise RuntimeError(f"unexpected answer: {answer[:200]!r}")
+    finally:
+        writer.close()
+
+
+def load(
+    port: int, ca: Path, body: bytes, path: str, *, seconds: float, connections: int
+) -> dict[str, float]:
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    context = ssl.create_default_context(cafile=str(ca))
+
+    async def run(duration: float) -> list[float]:
+        latencies: list[float] = []
+        stop_at = time.perf_counter() + duration
+        await asyncio.gather(
+            *(
+                _one_connection(port, context, request, stop_at, latencies)
+                for _ in range(connections)
+            )
+        )
+        return latencies
+
+    asyncio.run(run(1.0))  # warm-up
+    latencies = asyncio.run(run(seconds))
+    ordered = sorted(latencies)
+    return {
+        "rps": len(latencies) / seconds,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def http_benchmarks(
+    seconds: float, connections: int, nodes: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """All three servers up at once; loaded in turn, `rounds` times; each one's best round."""
+    body = review_body(realistic_pod())
+    print(f"POST /mutate over TLS: body {len(body)} bytes, {nodes} nodes, {connections}"
+          f" connections; {rounds} rounds x {seconds:g}s per server, best round shown;"
+          " each server one process, the client another")  # fmt: skip
+    kinds = {"bare": "/mutate", "ours": "/mutate", "kopf": "/flox"}
+    best: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = write_serving_certs(Path(tmp))
+        ports = {kind: free_port() for kind in kinds}
+        servers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    kind,
+                    "--port",
+                    str(ports[kind]),
+                    "--cert",
+                    str(certs.cert_path),
+                    "--key",
+                    str(certs.key_path),
+                    "--nodes",
+                    str(nodes),
+                ],
+                stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+            for kind in kinds
+        ]
+        try:
+            for port in ports.values():
+                wait_listening(port)
+            for _ in range(rounds):
+                for kind, path in kinds.items():
+                    result = load(ports[kind], certs.ca_path, body, path,
+                                  seconds=seconds, connections=connections)  # fmt: skip
+                    if result["rps"] > best.get(kind, {}).get("rps", 0.0):
+                        best[kind] = result
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=20)
+    for kind, r in best.items():
+        print(f"  {kind:5} {r['rps']:8.0f} req/s", end="")
+        print(f"   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms")
+    ours, bare, kopf = best["ours"], best["bare"], best["kopf"]
+    print(f"  ours / bare-ASGI throughput: {ours['rps'] / bare['rps']:.2f}x (target >= 0.6x)")
+    print(f"  ours / kopf throughput:      {ours['rps'] / kopf['rps']:.2f}x (target > 1x)")
+    return best
+
+
+# --- decision time vs node count ----------------------------------------------------------------
+
+
+def decision_benchmarks(repeat: int = 9, number: int = 2000) -> dict[str, float]:
+    """Best time per decide() call; the two fleets measured alternately, so noise hits both."""
+    pod = Pod.model_validate(realistic_pod())
+    calls: dict[str, Callable[[], Any]] = {}
+    groups: dict[int, int] = {}
+    for count in (10, 5000):
+        offers = OfferIndex(fleet(count), CATALOG)
+        ctx = Context(CATALOG, offers, "flox-isa")
+        groups[count] = len(offers.fleet.groups)
+
+        def steady(ctx: Context = ctx) -> Decision:
+            return decide(pod, "tickets", None, ctx)
+
+        def cold(ctx: Context = ctx, offers: OfferIndex = offers) -> Decision:
+            offers._memo.clear()  # every decision recomputes the offer over the groups
+            return decide(pod, "tickets", None, ctx)
+
+        calls[f"steady_{count}"], calls[f"cold_{count}"] = steady, cold
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(repeat):
+        for name, fn in calls.items():
+            started = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - started) / number)
+    print(f"decide() per pod, realistic pod, int8-inference (best of {repeat} x {number}):")
+    for count in (10, 5000):
+        steady_us, cold_us = best[f"steady_{count}"] * 1e6, best[f"cold_{count}"] * 1e6
+        print(f"  {count:5} nodes, {groups[count]} groups:"
+              f" steady {steady_us:6.1f} us   cold (no memo) {cold_us:6.1f} us")  # fmt: skip
+    for mode in ("steady", "cold"):
+        ratio = best[f"{mode}_5000"] / best[f"{mode}_10"]
+        print(f"  {mode} ratio 5000/10 nodes: {ratio:.2f} (target <= 1.2)")
+    return best
+
+
+# --- through the real API server -----------------------------------------------------------------
+
+
+def apiserver_benchmark(kubeconfig: Path, count: int) -> None:
+    from kubernetes import client  # noqa: PLC0415 - only with --kubeconfig
+
+    from flox_isa.kube.config import api_client  # noqa: PLC0415 - only with --kubeconfig
+
+    run = uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory() as tmp, api_client(str(kubeconfig)) as api:
+        core: Any = client.CoreV1Api(api)  # dict bodies: the client's models are not needed
+        registrations: Any = client.AdmissionregistrationV1Api(api)
+        certs = write_serving_certs(Path(tmp))
+        port = free_port()
+        hook = subprocess.Popen(
+            [sys.executable, "-m", "flox_isa.cli", "webhook", "--host", "127.0.0.1",
+             "--port", str(port), "--tls-cert", str(certs.cert_path),
+             "--tls-key", str(certs.key_path), "--kubeconfig", str(kubeconfig),
+             "--log-level", "WARNING"],
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with_hook, without = f"bench-hook-{run}", f"bench-plain-{run}"
+        for name in (with_hook, without):
+            labels = {"bench.flox.dev/run": run}
+            if name == with_hook:
+                labels[names.INJECT_LABEL] = "true"
+                labels["bench.flox.dev/webhook"] = "yes"
+            core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        config_name = f"flox-isa-bench-{run}"
+        try:
+            wait_listening(port)
+            time.sleep(2)  # the first node list
+            registrations.create_mutating_webhook_configuration(
+                _bench_webhook(config_name, port, certs.ca_pem)
+            )
+            _wait_effective(core, with_hook)
+            calls_before = _webhook_calls(api)
+            timings = _interleaved_creates(core, (with_hook, without), count)
+            calls_after = _webhook_calls(api)
+        finally:
+            registrations.delete_mutating_webhook_configuration(config_name)
+            hook.terminate()
+            hook.wait(timeout=20)
+            for name in (with_hook, without):
+                core.delete_namespace(name)
+    medians = {ns: statistics.median(t) * 1000 for ns, t in timings.items()}
+    p99 = {ns: sorted(t)[int(len(t) * 0.99)] * 1000 for ns, t in timings.items()}
+    print(f"pod create through kube-apiserver ({count} each, interleaved, sequential):")
+    print(f"  without webhook: p50 {medians[without]:6.2f} ms   p99 {p99[without]:6.2f} ms")
+    print(f"  with webhook:    p50 {medians[with_hook]:6.2f} ms   p99 {p99[with_hook]:6.2f} ms")
+    print(
+        f"  added at the median: {medians[with_hook] - medians[without]:+.2f} ms (target <= +1 ms)"
+    )
+    calls = calls_after[1] - calls_before[1]
+    if calls:
+        mean_ms = (calls_after[0] - calls_before[0]) / calls * 1000
+        print(f"  the API server's own timing of the webhook call: mean {mean_ms:.2f} ms"
+              f" over {calls:.0f} calls (its webhook admission duration metric)")  # fmt: skip
+
+
+def _webhook_calls(api: Any) -> tuple[float, float]:
+    """(sum of seconds, count) the API server spent calling our webhook so far."""
+    params = api.param_serialize(
+        method="GET", resource_path="/metrics", auth_settings=["BearerToken"]
+    )
+    response = api.call_api(*params)
+    response.read()
+    total = count = 0.0
+    for line in response.data.decode().splitlines():
+        if 'name="pods.isa.flox.dev"' not in line or 'operation="CREATE"' not in line:
+            continue
+        metric, value = line.rsplit(" ", 1)
+        if metric.startswith("apiserver_admission_webhook_admission_duration_seconds_sum"):
+            total += float(value)
+        elif metric.startswith("apiserver_admission_webhook_admission_duration_seconds_count"):
+            count += float(value)
+    return total, count
+
+
+def _bench_webhook(name: str, port: int, ca_pem: bytes) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "pods.isa.flox.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "timeoutSeconds": 5,
+            "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate",
+                             "caBundle": base64.b64encode(ca_pem).decode()},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"bench.flox.dev/webhook": "yes"}},
+        }],
+    }  # fmt: skip
+
+
+def _bench_pod(name: str) -> dict[str, Any]:
+    pod = realistic_pod()
+    pod["metadata"] = {
+        "name": name,
+        "labels": {"app": "bench"},
+        "annotations": {names.ENVIRONMENT_ANNOTATION: ENV},
+    }
+    pod["spec"]["nodeSelector"] = {"bench.flox.dev/pool": "none"}  # stays Pending: no scheduling
+    pod["spec"]["volumes"] = [{"name": "cache", "emptyDir": {}}]
+    for container in pod["spec"]["containers"]:
+        container["volumeMounts"] = [{"name": "cache", "mountPath": "/cache"}]
+    del pod["status"]
+    return pod
+
+
+def _wait_effective(core: Any, namespace: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = core.create_namespaced_pod(namespace, _bench_pod("probe"), dry_run="All")
+        if (answer.metadata.labels or {}).get(names.VARIANT_LABEL):
+            return
+        time.sleep(0.3)
+    raise RuntimeError("the webhook configuration did not take effect")
+
+
+def _interleaved_creates(
+    core: Any, namespaces: tuple[str, str], count: int
+) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {ns: [] for ns in namespaces}
+    for i in range(count + 20):
+        for ns in namespaces if i % 2 else namespaces[::-1]:
+            started = time.perf_counter()
+            core.create_namespaced_pod(ns, _bench_pod(f"p{i}"), _preload_content=False)
+            if i >= 20:  # the first 20 warm connections and caches up
+                timings[ns].append(time.perf_counter() - started)
+    return timings
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="per server and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=os.environ.get("FLOX_ISA_BENCH_KUBECONFIG")
+    )
+    parser.add_argument(
+        "--devcluster", action="store_true", help="start a local devcluster for part 3"
+    )
+    parser.add_argument("--pods", type=int, default=300, help="pods per side through the apiserver")
+    parser.add_argument("--serve", choices=("bare", "ours", "kopf"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve == "kopf":
+        serve_kopf(args.port, args.cert, args.key, args.nodes)
+        return 0
+    if args.serve:
+        app = bare_app() if args.serve == "bare" else ours_app(args.nodes)
+        serve_uvicorn(app, args.port, args.cert, args.key)
+        return 0
+    print(f"flox-isa webhook benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    decision_benchmarks()
+    http_benchmarks(args.seconds, args.connections, args.nodes, args.rounds)
+    if args.kubeconfig:
+        apiserver_benchmark(args.kubeconfig, args.pods)
+    elif args.devcluster:
+        with own_devcluster() as kubeconfig:
+            apiserver_benchmark(kubeconfig, args.pods)
+    else:
+        print("pod create through kube-apiserver: skipped (--devcluster, or --kubeconfig FILE)")
+    return 0
+
+
+@contextlib.contextmanager
+def own_devcluster() -> Iterator[Path]:
+    """A `flox-isa devcluster` in a temporary directory, stopped afterwards."""
+    from flox_isa.devcluster import cluster  # noqa: PLC0415 - only with --devcluster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = cluster.up(Path(tmp), log=lambda line: None)
+        try:
+            yield state.kubeconfig
+        finally:
+            cluster.down(Path(tmp), log=lambda line: None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`flox-isa demo`: the whole product at work on a local simulated fleet."""

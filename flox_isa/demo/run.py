@@ -1,0 +1,310 @@
+"""Run the demo: control plane, operator, webhook, two workloads, a throughput report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, utils
+from kubernetes.client.exceptions import ApiException
+
+from flox_isa.demo import scenario
+from flox_isa.devcluster import cluster, processes
+from flox_isa.devcluster.cluster import free_ports
+from flox_isa.isa import names
+from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
+from flox_isa.isa.report import Placement, ReportRow, speedup, throughput_rows
+from flox_isa.kube.config import api_client
+from flox_isa.operator.crd import crd
+from flox_isa.webhook.certs import write_serving_certs
+from flox_isa.webhook.registration import webhook_configuration
+
+Log = Callable[[str], None]
+WEBHOOK_CONFIGURATION = "flox-isa-demo"
+STATE_FILE = "demo.json"
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message says which and where its log is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    directory: Path
+    fleet: str = "mixed"
+    once: bool = False
+    timeout: float = 180.0
+
+
+def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]:
+    """The whole flow; leaves everything running unless `options.once`."""
+    directory = options.directory.resolve()
+    step = _Steps(log, total=6)
+    step("starting the local control plane with the fleet " + repr(options.fleet))
+    state = _cluster_up(directory, options.fleet, log)
+    kubeconfig = state.kubeconfig
+    try:
+        with api_client(str(kubeconfig)) as api:
+            step("installing the TicketWorker CRD and the demo namespace")
+            _install_basics(api)
+            step("starting the operator and the webhook (TLS, registered with the API server)")
+            _start_components(directory, kubeconfig, api, log)
+            step("applying the TicketWorker (int8 embeddings) and the summarizer Deployment")
+            _apply(api, scenario.ticketworker())
+            _apply(api, scenario.summarizer())
+            step("waiting for every pod to be Running")
+            pods = _wait_running(api, options.timeout, log)
+            step("what happened")
+            rows = throughput_rows(_placements(api, pods), catalog)
+            print_report(rows, log)
+    except BaseException:
+        if options.once:
+            down(directory, log)
+        raise
+    if options.once:
+        down(directory, log)
+    else:
+        log(f"The cluster keeps running. Point kubectl at it:\n  export KUBECONFIG={kubeconfig}")
+        log(f"  kubectl -n {scenario.NAMESPACE} get tw,deploy,pods -o wide")
+        log("Stop everything with: make demo-down")
+    return rows
+
+
+def down(directory: Path, log: Log = print) -> None:
+    """Stop the operator and webhook this demo started, then the control plane."""
+    directory = directory.resolve()
+    for record in _load_records(directory):
+        if processes.stop(record):
+            log(f"stopped {record.name} (pid {record.pid})")
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    cluster.down(directory, log=log)
+
+
+class _Steps:
+    def __init__(self, log: Log, total: int) -> None:
+        self.log, self.total, self.done, self.started = log, total, 0, time.monotonic()
+
+    def __call__(self, what: str) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        self.log(f"==> [{self.done}/{self.total}] {what} (t+{elapsed:.0f}s)")
+
+
+def _cluster_up(directory: Path, fleet: str, log: Log) -> cluster.ClusterState:
+    try:
+        return cluster.up(directory, fleet, log=log)
+    except cluster.AlreadyRunningError as running:
+        raise DemoError(
+            f"a demo cluster is already running in {directory}; stop it first with `make demo-down`"
+        ) from running
+
+
+def _install_basics(api: client.ApiClient) -> None:
+    _apply(api, crd())
+    _wait(
+        "the TicketWorker CRD to be established",
+        lambda: _crd_established(api),
+        timeout=30,
+    )
+    _apply(api, scenario.runtime_class())
+    _apply(api, scenario.namespace())
+
+
+def _crd_established(api: client.ApiClient) -> bool:
+    name = crd()["metadata"]["name"]
+    extensions: Any = client.ApiextensionsV1Api(api)
+    conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+def _start_components(directory: Path, kubeconfig: Path, api: client.ApiClient, log: Log) -> None:
+    certs = write_serving_certs(directory / "webhook-tls")
+    webhook_port, health_port = free_ports(2)
+    flox_isa = (sys.executable, "-m", "flox_isa")
+    webhook = _spawn(
+        directory,
+        "webhook",
+        (*flox_isa, "webhook", "--host", "127.0.0.1", "--port", str(webhook_port),
+         "--tls-cert", str(certs.cert_path), "--tls-key", str(certs.key_path),
+         "--kubeconfig", str(kubeconfig), "--namespace", "flox-isa-system"),
+    )  # fmt: skip
+    operator = _spawn(
+        directory,
+        "operator",
+        (*flox_isa, "operator", "--kubeconfig", str(kubeconfig),
+         "--health-port", str(health_port), "--no-leader-election"),
+    )  # fmt: skip
+    _save_records(directory, [webhook, operator])
+    _wait_https_ready(f"https://127.0.0.1:{webhook_port}/readyz", certs.ca_path, webhook)
+    configuration = webhook_configuration(
+        WEBHOOK_CONFIGURATION,
+        f"https://127.0.0.1:{webhook_port}/mutate",
+        certs.ca_pem,
+    )
+    _apply(api, configuration, replace=True)
+    log(f"webhook on https://127.0.0.1:{webhook_port} (log {webhook.log})")
+    log(f"operator running (log {operator.log})")
+
+
+def _spawn(directory: Path, name: str, argv: tuple[str, ...]) -> processes.ProcessRecord:
+    record, _ = processes.spawn(name, argv, directory / f"{name}.log", directory, "")
+    return record
+
+
+def _wait_https_ready(url: str, ca: Path, record: processes.ProcessRecord) -> None:
+    import ssl  # noqa: PLC0415 - only needed here
+    import urllib.request  # noqa: PLC0415 - only needed here
+
+    context = ssl.create_default_context(cafile=str(ca))
+
+    def ready() -> bool:
+        if not processes.is_alive(record):
+            raise DemoError(f"{record.name} exited; its log:\n{_tail(Path(record.log))}")
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    _wait(f"{record.name} to be ready", ready, timeout=60)
+
+
+def _apply(api: client.ApiClient, obj: dict[str, Any], replace: bool = False) -> None:
+    """Create `obj`; if it exists, keep it (or replace it, for configurations we own)."""
+    kind = obj["kind"]
+    if kind == "TicketWorker":
+        group, version = obj["apiVersion"].split("/")
+        custom: Any = client.CustomObjectsApi(api)
+        try:
+            custom.create_namespaced_custom_object(
+                group, version, obj["metadata"]["namespace"], "ticketworkers", obj
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return
+    try:
+        create_from_dict: Any = utils.create_from_dict  # untyped in the kubernetes package
+        create_from_dict(api, obj)
+    except utils.FailToCreateError as exc:
+        if not all(e.status == 409 for e in exc.api_exceptions):
+            raise
+        if replace and kind == "MutatingWebhookConfiguration":
+            admission: Any = client.AdmissionregistrationV1Api(api)
+            current = admission.read_mutating_webhook_configuration(obj["metadata"]["name"])
+            obj["metadata"]["resourceVersion"] = current.metadata.resource_version
+            admission.replace_mutating_webhook_configuration(obj["metadata"]["name"], obj)
+
+
+def _wait_running(api: client.ApiClient, timeout: float, log: Log) -> list[Any]:
+    core: Any = client.CoreV1Api(api)
+    custom: Any = client.CustomObjectsApi(api)
+    expected = (
+        scenario.ticketworker()["spec"]["replicas"] + scenario.summarizer()["spec"]["replicas"]
+    )
+    last = ""
+
+    def all_running() -> list[Any] | None:
+        nonlocal last
+        pods = core.list_namespaced_pod(scenario.NAMESPACE).items
+        running = [
+            p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
+        progress = f"{len(running)}/{expected} pods Running"
+        if progress != last:
+            log("    " + progress)
+            last = progress
+        return running if len(running) >= expected else None
+
+    try:
+        pods: list[Any] = _wait("the demo pods to be Running", all_running, timeout)
+        return pods
+    except DemoError:
+        tw = custom.get_namespaced_custom_object(
+            names.GROUP, "v1alpha1", scenario.NAMESPACE, "ticketworkers", scenario.TICKETWORKER
+        )
+        log("TicketWorker status: " + json.dumps(tw.get("status", {}), indent=2))
+        raise
+
+
+def _placements(api: client.ApiClient, pods: list[Any]) -> list[Placement]:
+    core: Any = client.CoreV1Api(api)
+    instance_types = {
+        n.metadata.name: (n.metadata.labels or {}).get(names.INSTANCE_TYPE_LABEL, "?")
+        for n in core.list_node().items
+    }
+    tw = scenario.ticketworker()
+    placements = []
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        annotations = pod.metadata.annotations or {}
+        workload = annotations.get(names.WORKLOAD_ANNOTATION)
+        if workload is None and labels.get(names.TICKETWORKER_LABEL) == scenario.TICKETWORKER:
+            workload = tw["spec"]["workload"]
+        placements.append(
+            Placement(
+                instance_types.get(pod.spec.node_name, "?"),
+                labels.get(names.VARIANT_LABEL, "none"),
+                _workload(workload),
+            )
+        )
+    return placements
+
+
+def _workload(value: str | None) -> Workload:
+    for workload in WORKLOADS:
+        if workload == value:
+            return workload
+    return DEFAULT_WORKLOAD
+
+
+def print_report(rows: list[ReportRow], log: Log = print) -> None:
+    header = ("INSTANCE-TYPE", "WORKLOAD", "VARIANT", "PODS", "TICKETS/S", "AVX2-EVERYWHERE")
+    table = [header] + [
+        (r.instance_type, r.workload, r.variant, str(r.pods), f"{r.throughput:g}",
+         f"{r.baseline_throughput:g}")
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        log("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    total = sum(r.throughput for r in rows)
+    baseline = sum(r.baseline_throughput for r in rows)
+    log(
+        f"Expected throughput {total:g} tickets/s vs {baseline:g} with the avx2 build"
+        f" everywhere (the guide's current practice): {speedup(rows):.2f}x"
+    )
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _save_records(directory: Path, records: list[processes.ProcessRecord]) -> None:
+    (directory / STATE_FILE).write_text(json.dumps([asdict(r) for r in records], indent=2))
+
+
+def _load_records(directory: Path) -> list[processes.ProcessRecord]:
+    try:
+        data = json.loads((directory / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [processes.ProcessRecord(**item) for item in data]

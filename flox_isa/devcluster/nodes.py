@@ -1,0 +1,122 @@
+"""Simulated nodes through the API: create, wait Ready, add or remove at runtime.
+
+kwok (run with --manage-all-nodes) gives every Node a heartbeat and runs its pods.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+
+def api_client(kubeconfig: Path | str) -> Any:
+    """A `kubernetes.client.ApiClient` for the kubeconfig (its current context)."""
+    return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+
+
+def request_json(api: Any, method: str, path: str, body: Any = None) -> Any:
+    """One API call with a plain JSON body, answered as plain JSON (None if empty).
+
+    The typed client validates dict bodies against its models, which reject partial
+    objects the API server accepts (e.g. a Node's status.nodeInfo with only architecture).
+    Raises ApiException on a non-2xx answer, like the typed calls.
+    """
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    params = api.param_serialize(
+        method=method,
+        resource_path=path,
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*params)
+    response.read()
+    text = response.data.decode() if response.data else ""
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=text, data=None)
+    return json.loads(text) if text else None
+
+
+def create_nodes(api: Any, manifests: Iterable[dict[str, Any]]) -> list[str]:
+    """Create the Nodes (an existing one of the same name is left as it is); return names."""
+    names = []
+    for manifest in manifests:
+        try:
+            request_json(api, "POST", "/api/v1/nodes", manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        names.append(manifest["metadata"]["name"])
+    return names
+
+
+def delete_nodes(api: Any, names: Iterable[str]) -> None:
+    """Delete Nodes by name (missing ones are fine); their pods go with them (pod GC)."""
+    core = client.CoreV1Api(api)
+    for name in names:
+        try:
+            core.delete_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def node_is_ready(node: Any) -> bool:
+    conditions = (node.status.conditions or []) if node.status else []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def wait_nodes_ready(api: Any, names: Iterable[str], timeout: float = 120.0) -> None:
+    core = client.CoreV1Api(api)
+    waiting = set(names)
+    deadline = time.monotonic() + timeout
+    while waiting:
+        ready = {n.metadata.name for n in core.list_node().items if n.metadata and node_is_ready(n)}
+        waiting -= ready
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(waiting))}"
+                " (is kwok running? see kwok.log)"
+            )
+        time.sleep(0.5)
+
+
+def wait_default_service_account(api: Any, namespace: str = "default", timeout: float = 60) -> None:
+    """Pods are rejected until the controller manager has created the namespace's SA."""
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"no default ServiceAccount in {namespace!r} after {timeout:.0f}s"
+                " (is kube-controller-manager running? see kube-controller-manager.log)"
+            )
+        time.sleep(0.5)
+
+
+def nodes_like(template: dict[str, Any], names: Iterable[str]) -> list[dict[str, Any]]:
+    """Copies of a Node manifest under new names (same labels, taints and capacity)."""
+    copies = []
+    for name in names:
+        node = copy.deepcopy(template)
+        node["metadata"]["name"] = name
+        labels = node["metadata"].setdefault("labels", {})
+        if "kubernetes.io/hostname" in labels:
+            labels["kubernetes.io/hostname"] = name
+        copies.append(node)
+    return copies

@@ -1,0 +1,171 @@
+"""Replica planning: how many replicas of a workload each ISA variant gets.
+
+`spread` splits replicas across the variants the fleet offers, in proportion to
+the allocatable CPU of the nodes whose best variant each one is (largest
+remainder). `best` puts every replica on the single best variant on offer.
+Only nodes a pod of the template could be scheduled on count (nodeSelector,
+required affinity, NoSchedule/NoExecute taints vs. tolerations, readiness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.features import Features
+from flox_isa.isa.fleet import split_replicas
+from flox_isa.isa.offer import FleetIndex, index_nodes, names_per_node_label
+from flox_isa.isa.scheduling import NodeState, eligible
+from flox_isa.isa.selection import best_of, choose, fits
+
+Placement = Literal["spread", "best"]
+PLACEMENTS: Final[tuple[Placement, ...]] = get_args(Placement)
+DEFAULT_PLACEMENT: Final[Placement] = "spread"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureGroup:
+    """The eligible nodes that share one CPU feature set (a fleet has few of them)."""
+
+    features: Features
+    node_count: int
+    allocatable_cpu: float
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One variant's part of a plan: the nodes it is planned for, and its replicas."""
+
+    variant: Variant
+    node_count: int
+    allocatable_cpu: float
+    replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Shares in catalog order; `problem` says why nothing can be placed (else "")."""
+
+    shares: tuple[Share, ...]
+    problem: str = ""
+
+    @property
+    def replicas(self) -> int:
+        return sum(s.replicas for s in self.shares)
+
+
+def eligible_groups(fleet: FleetIndex, pod_spec: Mapping[str, Any]) -> tuple[FeatureGroup, ...]:
+    """Nodes a pod with `pod_spec` could land on, aggregated by CPU feature set.
+
+    Looks at each group of look-alike nodes once, unless the pod selects on a
+    per-node label (then node by node, still correct).
+    """
+    per_node = names_per_node_label(pod_spec, fleet.per_node_keys)
+    totals: dict[Features, tuple[int, float]] = {}
+    for group in fleet.groups:
+        if per_node:
+            members = [m for m in group.members if eligible(group.member_state(m), pod_spec)]
+        elif eligible(group.representative, pod_spec):
+            members = list(group.members)
+        else:
+            continue
+        if members:
+            count, cpu = totals.get(group.features, (0, 0.0))
+            totals[group.features] = (
+                count + len(members),
+                cpu + sum(m.allocatable_cpu for m in members),
+            )
+    return tuple(FeatureGroup(f, count, cpu) for f, (count, cpu) in totals.items())
+
+
+def group_eligible(
+    nodes: Iterable[NodeState], pod_spec: Mapping[str, Any]
+) -> tuple[FeatureGroup, ...]:
+    """`eligible_groups` for a plain list of nodes (files, tests)."""
+    return eligible_groups(index_nodes(nodes), pod_spec)
+
+
+def unknown_variants(catalog: Catalog, requested: Iterable[str]) -> tuple[str, ...]:
+    known = set(catalog.names)
+    return tuple(name for name in requested if name not in known)
+
+
+def plan_replicas(
+    catalog: Catalog,
+    groups: Iterable[FeatureGroup],
+    *,
+    workload: Workload,
+    replicas: int,
+    placement: Placement = DEFAULT_PLACEMENT,
+    allowed: Collection[str] | None = None,
+) -> Plan:
+    """The replica plan for one workload on a fleet of eligible node groups."""
+    groups = tuple(groups)
+    offered = _best_variant_totals(catalog, groups, workload, allowed)
+    if not offered:
+        return Plan((), _nothing_offered(catalog, groups, allowed))
+    if placement == "best":
+        best = best_of((v for v in catalog.variants if v.name in offered), workload)
+        assert best is not None  # `offered` is non-empty and holds catalog names
+        fitting = [g for g in groups if fits(best, g.features)]
+        return Plan(
+            (
+                Share(
+                    best,
+                    sum(g.node_count for g in fitting),
+                    sum(g.allocatable_cpu for g in fitting),
+                    replicas,
+                ),
+            )
+        )
+    split = split_replicas({n: cpu for n, (_, cpu) in offered.items()}, replicas)
+    return Plan(
+        tuple(
+            Share(v, offered[v.name][0], offered[v.name][1], split[v.name])
+            for v in catalog.variants
+            if v.name in offered
+        )
+    )
+
+
+def node_selector(variant: Variant) -> dict[str, str]:
+    """The nodeSelector that keeps a variant's pods on CPUs that can run it."""
+    selector = {names.cpuid_label(flag): "true" for flag in sorted(variant.flags)}
+    selector[names.ARCH_LABEL] = variant.arch
+    return selector
+
+
+def describe_plan(plan: Plan) -> str:
+    """`avx512=3 avx512vnni=2`: a one-line summary for logs and status."""
+    return " ".join(f"{s.variant.name}={s.replicas}" for s in plan.shares) or "-"
+
+
+def _best_variant_totals(
+    catalog: Catalog,
+    groups: Sequence[FeatureGroup],
+    workload: Workload,
+    allowed: Collection[str] | None,
+) -> dict[str, tuple[int, float]]:
+    """Node count and CPU per variant, each group counted under its best variant."""
+    totals: dict[str, tuple[int, float]] = {}
+    for group in groups:
+        best = choose(catalog, group.features, workload, allowed).variant
+        if best is not None:
+            count, cpu = totals.get(best.name, (0, 0.0))
+            totals[best.name] = (count + group.node_count, cpu + group.allocatable_cpu)
+    return totals
+
+
+def _nothing_offered(
+    catalog: Catalog, groups: Sequence[FeatureGroup], allowed: Collection[str] | None
+) -> str:
+    wanted = [n for n in catalog.names if allowed is None or n in allowed]
+    eligible_nodes = sum(g.node_count for g in groups)
+    return (
+        f"no node supports any of [{', '.join(wanted)}]"
+        f" ({eligible_nodes} node{'' if eligible_nodes == 1 else 's'} match the template's"
+        " nodeSelector, affinity and tolerations)"
+    )

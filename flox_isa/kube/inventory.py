@@ -1,0 +1,276 @@
+"""In-memory inventories of Nodes and Namespaces, kept current by list + watch threads.
+
+A `Reflector` lists a kind once (from the apiserver's watch cache), then
+watches from the list's resourceVersion; when a watch times out it watches
+again from the last version seen, and when the apiserver says 410 Gone it
+lists again. Each restart is counted. Objects are read as plain JSON (no
+client model classes: they cost more than the decision itself).
+
+The request path only reads a published, immutable snapshot: no I/O, no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import anyio
+from kubernetes import client
+
+from flox_isa.isa.nodes import NodeDocumentError, node_state
+from flox_isa.isa.offer import FleetIndex, FleetIndexBuilder
+
+log = logging.getLogger("flox_isa.inventory")
+
+WATCH_TIMEOUT_SECONDS = 300
+RETRY_SECONDS = 2.0
+GONE = 410
+NAMESPACE_GET_TIMEOUT_SECONDS = 2.0
+
+ListCall = Callable[..., Any]
+RestartCounter = Callable[[str, str], None]
+
+
+class Sink(Protocol):
+    def replace(self, objects: list[dict[str, Any]]) -> None: ...
+
+    def apply(self, event_type: str, obj: dict[str, Any]) -> None: ...
+
+
+class Reflector:
+    """List then watch one kind in a daemon thread, feeding a Sink."""
+
+    def __init__(
+        self,
+        resource: str,
+        list_call: ListCall,
+        sink: Sink,
+        on_restart: RestartCounter = lambda resource, reason: None,
+        watch_timeout: int = WATCH_TIMEOUT_SECONDS,
+    ) -> None:
+        self.resource = resource
+        self._list_call = list_call
+        self._sink = sink
+        self._on_restart = on_restart
+        self._watch_timeout = watch_timeout
+        self._stop = threading.Event()
+        self.listed = threading.Event()
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{resource}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            response.close()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                version = self._list()
+                self.listed.set()
+                while not self._stop.is_set():
+                    version, reason = self._watch(version)
+                    self._restart(reason)
+                    if reason == "gone":
+                        break  # list again: our version is too old to watch from
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning(
+                    "list/watch failed; retrying",
+                    extra={"fields": {"resource": self.resource, "error": repr(exc)}},
+                )
+                self._restart("error")
+                self._stop.wait(RETRY_SECONDS)
+
+    def _restart(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._on_restart(self.resource, reason)
+
+    def _list(self) -> str:
+        response = self._list_call(resource_version="0", _preload_content=False)
+        document = json.loads(response.data)
+        self._sink.replace(list(document.get("items") or []))
+        version = str((document.get("metadata") or {}).get("resourceVersion") or "")
+        log.info(
+            "listed",
+            extra={
+                "fields": {"resource": self.resource, "count": len(document.get("items") or [])}
+            },
+        )
+        return version
+
+    def _watch(self, version: str) -> tuple[str, str]:
+        """Watch from `version` until the watch ends; (last version, why it ended)."""
+        response = self._list_call(
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_timeout,
+            _preload_content=False,
+            _request_timeout=(10, self._watch_timeout + 30),
+        )
+        self._response = response
+        try:
+            for line in iter_lines(response):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    return version, "gone" if obj.get("code") == GONE else "error"
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self._sink.apply(kind, obj)
+        finally:
+            self._response = None
+            response.close()
+            response.release_conn()
+        return version, "expired"
+
+
+class NodeInventory:
+    """Every Node, grouped for decisions (see `isa.offer`); a FleetSource for the webhook."""
+
+    def __init__(self, on_change: Callable[[FleetIndex], None] = lambda index: None) -> None:
+        self._builder = FleetIndexBuilder()
+        self._index: FleetIndex | None = None
+        self._on_change = on_change
+
+    def fleet(self) -> FleetIndex | None:
+        return self._index
+
+    def replace(self, objects: list[dict[str, Any]]) -> None:
+        states = []
+        for obj in objects:
+            try:
+                states.append(node_state(obj))
+            except NodeDocumentError as exc:
+                log.warning("node skipped", extra={"fields": {"error": str(exc)}})
+        self._builder.replace(states)
+        self._publish()
+
+    def apply(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if event_type == "DELETED":
+            changed = self._builder.remove(name)
+        else:
+            try:
+                changed = self._builder.upsert(node_state(obj))
+            except NodeDocumentError as exc:
+                log.warning("node skipped", extra={"fields": {"error": str(exc)}})
+                changed = self._builder.remove(name)
+        if changed:
+            self._publish()
+
+    def _publish(self) -> None:
+        self._index = self._builder.index()
+        self._on_change(self._index)
+
+
+class NamespaceInventory:
+    """Namespace labels by name; a NamespaceSource for the webhook.
+
+    A namespace created a moment ago may not have reached the watch yet: it is
+    read once from the apiserver (the only I/O a request can cause, once per
+    new namespace), so a pod created right after its opted-in namespace is
+    still handled.
+    """
+
+    def __init__(self, get: Callable[[str], Mapping[str, str] | None]) -> None:
+        self._labels: dict[str, Mapping[str, str]] = {}
+        self._get = get
+        self.listed = threading.Event()
+
+    def ready(self) -> bool:
+        return self.listed.is_set()
+
+    async def labels(self, name: str) -> Mapping[str, str] | None:
+        known = self._labels.get(name)
+        if known is not None or not name:
+            return known
+        with anyio.move_on_after(NAMESPACE_GET_TIMEOUT_SECONDS):
+            fetched = await anyio.to_thread.run_sync(self._get, name, abandon_on_cancel=True)
+            if fetched is not None:
+                self._labels.setdefault(name, fetched)
+            return fetched
+        log.warning("namespace read timed out", extra={"fields": {"namespace": name}})
+        return None
+
+    def replace(self, objects: list[dict[str, Any]]) -> None:
+        self._labels = {_name(o): _labels(o) for o in objects}
+        self.listed.set()
+
+    def apply(self, event_type: str, obj: dict[str, Any]) -> None:
+        if event_type == "DELETED":
+            self._labels.pop(_name(obj), None)
+        else:
+            self._labels[_name(obj)] = _labels(obj)
+
+
+def iter_lines(response: Any) -> Iterator[bytes]:
+    """The lines of a streamed watch response (one JSON event per line)."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        yield from lines
+    if buffer:
+        yield buffer
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def namespace_getter(api: client.CoreV1Api) -> Callable[[str], Mapping[str, str] | None]:
+    def get(name: str) -> Mapping[str, str] | None:
+        try:
+            response: Any = api.read_namespace(
+                name, _preload_content=False, _request_timeout=NAMESPACE_GET_TIMEOUT_SECONDS
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:
+                log.warning("namespace read failed", extra={"fields": {"error": str(exc)}})
+            return None
+        return _labels(json.loads(response.data))
+
+    return get
+
+
+class ClusterInventory:
+    """Node and Namespace inventories with their watch threads."""
+
+    def __init__(self, api_client: client.ApiClient, on_restart: RestartCounter) -> None:
+        core = client.CoreV1Api(api_client)
+        self.nodes = NodeInventory()
+        self.namespaces = NamespaceInventory(namespace_getter(core))
+        self._reflectors = [
+            Reflector("nodes", core.list_node, self.nodes, on_restart),
+            Reflector("namespaces", core.list_namespace, self.namespaces, on_restart),
+        ]
+
+    def start(self) -> None:
+        for reflector in self._reflectors:
+            reflector.start()
+
+    def stop(self) -> None:
+        for reflector in self._reflectors:
+            reflector.stop()
+
+    def wait_listed(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(r.listed.wait(max(0.0, deadline - time.monotonic())) for r in self._reflectors)

@@ -1,0 +1,157 @@
+"""A small asyncio REST client for the writes the operator makes (aiohttp, plain JSON).
+
+The operator runs in kopf's event loop; the kubernetes package's client is
+blocking and model-class based. Requests here are plain dicts in, plain
+dicts out, and errors carry the API server's status and message.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import aiohttp
+
+from flox_isa.kube.config import api_client
+
+JSON: Final = "application/json"
+MERGE_PATCH: Final = "application/merge-patch+json"
+APPLY_PATCH: Final = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where the API server is and how to authenticate to it."""
+
+    server: str
+    ca_path: str | None = None
+    insecure: bool = False
+    cert_path: str | None = None
+    key_path: str | None = None
+    token: str | None = None
+
+
+def load_connection(kubeconfig: str | None) -> Connection:
+    """The kubeconfig file, else the pod's service account, else $KUBECONFIG / ~/.kube."""
+    with api_client(kubeconfig) as client:
+        cfg = client.configuration
+        header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+            "authorization"
+        )
+        token = header.split(" ", 1)[-1] if header else None
+        return Connection(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            cert_path=cfg.cert_file,
+            key_path=cfg.key_file,
+            token=token,
+        )
+
+
+class ApiError(Exception):
+    """A non-2xx answer; `message` is the API server's own explanation."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class Rest:
+    """`async with Rest(connection) as api: await api.get("/api/v1/nodes")`."""
+
+    def __init__(self, connection: Connection, timeout: float = 30.0, limit: int = 32) -> None:
+        self.connection = connection
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Rest:
+        headers = {"Accept": JSON}
+        if self.connection.token:
+            headers["Authorization"] = f"Bearer {self.connection.token}"
+        connector = aiohttp.TCPConnector(ssl=self._ssl_context(), limit=self._limit)
+        self._session = aiohttp.ClientSession(
+            base_url=self.connection.server,
+            headers=headers,
+            connector=connector,
+            timeout=self._timeout,
+        )
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.connection.server.startswith("https"):
+            return False
+        context = ssl.create_default_context(cafile=self.connection.ca_path)
+        if self.connection.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.connection.cert_path:
+            context.load_cert_chain(self.connection.cert_path, self.connection.key_path)
+        return context
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        content_type: str = JSON,
+    ) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("Rest is used outside `async with`")
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else None
+        async with self._session.request(
+            method, path.lstrip("/"), data=data, params=params, headers=headers
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise _error(response.status, response.reason or "", text)
+            return json.loads(text) if text else {}
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, body)
+
+    async def put(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", path, body)
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", path, body, content_type=MERGE_PATCH)
+
+    async def apply(self, path: str, body: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
+        """Server-side apply, taking over fields others changed (`force`)."""
+        params = {"fieldManager": field_manager, "force": "true"}
+        return await self.request("PATCH", path, body, params=params, content_type=APPLY_PATCH)
+
+    async def delete(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("DELETE", path, body)
+
+
+# Everything a request can fail with that is worth a retry or a log line.
+REQUEST_ERRORS: Final = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+def _error(status: int, reason: str, text: str) -> ApiError:
+    try:
+        message = str(json.loads(text).get("message") or text)
+    except (ValueError, AttributeError):
+        message = text
+    return ApiError(status, reason, message.strip())

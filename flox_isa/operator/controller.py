@@ -1,0 +1,358 @@
+"""The reconcile loop: caches fed by kopf, a work queue, and the writes.
+
+kopf keeps the watches and in-memory indexes (TicketWorkers, managed
+Deployments) and feeds node changes into a grouped fleet index. Every change
+enqueues the TicketWorker keys it may affect; workers reconcile each key
+level-based from the caches: decide (pure), write, publish status.
+Reconciling an unchanged world makes no request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.nodes import NodeDocumentError, node_state
+from flox_isa.isa.offer import FleetIndexBuilder, constraints_key
+from flox_isa.isa.planning import FeatureGroup, eligible_groups
+from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
+from flox_isa.operator import models
+from flox_isa.operator.diff import Action, Create, Delete, describe, owned_by
+from flox_isa.operator.reconcile import (
+    APPLY_FAILED,
+    Decision,
+    build_status,
+    decide,
+    status_changed,
+)
+from flox_isa.operator.render import FIELD_MANAGER, Owner
+
+log = logging.getLogger("flox_isa.operator")
+
+Key = tuple[str, str]  # (namespace, TicketWorker name)
+NOT_FOUND: Final = 404
+
+
+class Store(Protocol):
+    """A kopf index store: the values one key holds."""
+
+    def __iter__(self) -> Any: ...
+
+
+class IndexView(Protocol):
+    """A kopf index (read side): key -> store of values."""
+
+    def get(self, key: Any, default: Any = None) -> Any: ...
+
+    def __iter__(self) -> Any: ...
+
+
+@dataclass
+class Settings:
+    catalog: Catalog
+    identity: str = "flox-isa-operator"
+    workers: int = 8
+    debounce: float = 0.05  # coalesce the events of one write burst
+    fleet_debounce: float = 0.3  # coalesce node churn (a node group scaling up)
+    resync: float = 300.0  # re-check everything now and then (drift we cannot watch)
+
+
+@dataclass
+class Stats:
+    reconciles: int = 0
+    writes: int = 0
+    failures: int = 0
+    last_write: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(self, settings: Settings, api: Rest) -> None:
+        self.settings = settings
+        self.api = api
+        self.fleet = FleetIndexBuilder()
+        self.queue: Any = None  # a WorkQueue, made in the running loop by start()
+        self.synced = asyncio.Event()
+        self.stats = Stats()
+        self._ticketworkers: IndexView | None = None
+        self._deployments: IndexView | None = None
+        self._groups: dict[str, tuple[FeatureGroup, ...]] = {}
+        self._groups_version = -1
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- fed by kopf handlers -------------------------------------------------------------
+
+    def attach(self, ticketworkers: IndexView, deployments: IndexView) -> None:
+        self._ticketworkers = ticketworkers
+        self._deployments = deployments
+
+    def node_seen(self, body: Mapping[str, Any]) -> None:
+        try:
+            state = node_state(body)
+        except NodeDocumentError as exc:
+            log.warning("ignoring node: %s", exc)
+            return
+        if self.fleet.upsert(state):
+            self._fleet_changed()
+
+    def node_gone(self, name: str) -> None:
+        if self.fleet.remove(name):
+            self._fleet_changed()
+
+    def ticketworker_changed(self, key: Key) -> None:
+        self._enqueue(key, self.settings.debounce)
+
+    def ticketworker_gone(self, key: Key) -> None:
+        if self.queue is not None:
+            self.queue.forget(key)
+        log.info("ticketworker deleted; the garbage collector removes its Deployments",
+                 extra={"ticketworker": "/".join(key)})  # fmt: skip
+
+    def deployment_changed(self, key: Key) -> None:
+        self._enqueue(key, self.settings.debounce)
+
+    def _fleet_changed(self) -> None:
+        for key in self.keys():
+            self._enqueue(key, self.settings.fleet_debounce)
+
+    def _enqueue(self, key: Key, delay: float) -> None:
+        if self.queue is not None:
+            self.queue.add(key, delay)
+
+    def keys(self) -> list[Key]:
+        return list(self._ticketworkers or ())
+
+    # -- workers --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from flox_isa.operator.workqueue import WorkQueue  # noqa: PLC0415 - needs a running loop
+
+        self.queue = WorkQueue[Key]()
+        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.settings.workers)]
+        self._tasks.append(asyncio.create_task(self._resync()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync)
+            for key in self.keys():
+                self._enqueue(key, 0.0)
+
+    async def _worker(self, number: int) -> None:
+        await self.synced.wait()  # kopf has listed every watched kind by then
+        while True:
+            key = await self.queue.get()
+            failed = False
+            try:
+                await self.reconcile(key)
+            except RETRYABLE as exc:
+                failed = True
+                log.warning(
+                    "reconcile failed, will retry: %s", exc, extra={"ticketworker": "/".join(key)}
+                )
+            except Exception:
+                failed = True
+                log.exception(
+                    "reconcile crashed, will retry", extra={"ticketworker": "/".join(key)}
+                )
+            finally:
+                backoff = self.queue.done(key, failed=failed)
+                if failed:
+                    self.stats.failures += 1
+                    log.info("retrying in %.1fs", backoff, extra={"ticketworker": "/".join(key)})
+
+    # -- one reconcile --------------------------------------------------------------------
+
+    def groups_for(self, pod_spec: Mapping[str, Any]) -> tuple[FeatureGroup, ...]:
+        """Eligible node groups, remembered per pod constraints until the fleet changes."""
+        fleet = self.fleet.index()
+        if fleet.version != self._groups_version:
+            self._groups, self._groups_version = {}, fleet.version
+        key = constraints_key(pod_spec)
+        if key not in self._groups:
+            self._groups[key] = eligible_groups(fleet, pod_spec)
+        return self._groups[key]
+
+    def ticketworker(self, key: Key) -> dict[str, Any] | None:
+        store = self._ticketworkers.get(key) if self._ticketworkers is not None else None
+        return next(iter(store), None) if store is not None else None
+
+    def deployments(self, key: Key) -> dict[str, dict[str, Any]]:
+        store = self._deployments.get(key) if self._deployments is not None else None
+        return {d["metadata"]["name"]: d for d in (store or ())}
+
+    async def reconcile(self, key: Key) -> None:
+        tw = self.ticketworker(key)
+        if tw is None or (tw.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        self.stats.reconciles += 1
+        actual = self.deployments(key)
+        decision = decide(tw, self.settings.catalog, self.groups_for, actual)
+        failures: list[str] = []
+        transient: list[BaseException] = []
+        for action in decision.actions:
+            try:
+                result = await self._write(decision.owner, action)
+            except ForeignDeploymentError as exc:
+                failures.append(str(exc))
+                transient.append(exc)  # retried with backoff: its owner may remove it
+                continue
+            except REQUEST_ERRORS as exc:
+                failures.append(f"{type(action).__name__.lower()} Deployment {action.name}: {exc}")
+                transient.append(exc)
+                continue
+            if result is None:
+                actual.pop(action.name, None)
+            else:
+                actual[action.name] = result
+            reason, message = describe(action, decision.summary)
+            log.info(message, extra={"ticketworker": "/".join(key), "reason": reason})
+            await self._event(decision.owner, "Normal", reason, message)
+        await self._publish(tw, decision, actual, failures)
+        if transient:
+            raise transient[0]
+
+    async def _write(self, owner: Owner, action: Action) -> dict[str, Any] | None:
+        """Make one write; the object as the API server now has it (None: deleted)."""
+        self.stats.writes += 1
+        self.stats.last_write = time.monotonic()
+        kind = type(action).__name__
+        self.stats.counts[kind] = self.stats.counts.get(kind, 0) + 1
+        path = f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/{action.name}"
+        if isinstance(action, Delete):
+            body = {"propagationPolicy": "Background", "preconditions": {"uid": action.uid}}
+            try:
+                await self.api.delete(path, body)
+            except ApiError as exc:
+                if exc.status not in (NOT_FOUND, 409):  # gone, or replaced since: fine
+                    raise
+            return None
+        if isinstance(action, Create):
+            await self._check_not_foreign(owner, path, action.name)
+        return await self.api.apply(path, action.body, FIELD_MANAGER)
+
+    async def _check_not_foreign(self, owner: Owner, path: str, name: str) -> None:
+        """Never take over a Deployment someone else made under our name."""
+        try:
+            live = await self.api.get(path)
+        except ApiError as exc:
+            if exc.status == NOT_FOUND:
+                return
+            raise
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        ours = (
+            labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
+            and labels.get(names.TICKETWORKER_LABEL) == owner.name
+        )
+        if not (ours or owned_by(live, owner)):
+            raise ForeignDeploymentError(
+                f"Deployment {name} already exists and is not managed by TicketWorker"
+                f" {owner.name}: delete or rename it"
+            )
+
+    async def _publish(
+        self,
+        tw: Mapping[str, Any],
+        decision: Decision,
+        actual: Mapping[str, Mapping[str, Any]],
+        failures: list[str],
+    ) -> None:
+        previous = tw.get("status") or {}
+        status = build_status(decision, actual, previous, _now(), failures)
+        if not status_changed(status, previous):
+            return
+        owner = decision.owner
+        path = (
+            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{owner.namespace}"
+            f"/{models.PLURAL}/{owner.name}/status"
+        )
+        cleared = dict.fromkeys(set(previous) - set(status))  # merge patch: null removes
+        try:
+            await self.api.merge_patch(path, {"status": {**cleared, **status}})
+        except ApiError as exc:
+            if exc.status == NOT_FOUND:
+                return  # deleted meanwhile
+            raise
+        self.stats.writes += 1
+        await self._degraded_event(owner, previous, status)
+
+    async def _degraded_event(
+        self, owner: Owner, previous: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        """A Warning Event when Degraded turns True or its message changes."""
+        new = _condition(status, "Degraded")
+        old = _condition(previous, "Degraded")
+        if new.get("status") != "True":
+            return
+        if old.get("status") == "True" and old.get("message") == new.get("message"):
+            return
+        await self._event(
+            owner, "Warning", str(new.get("reason") or APPLY_FAILED), str(new.get("message") or "")
+        )
+
+    async def _event(self, owner: Owner, kind: str, reason: str, message: str) -> None:
+        stamp = _now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{owner.name}.", "namespace": owner.namespace},
+            "involvedObject": {
+                "apiVersion": models.API_VERSION,
+                "kind": models.KIND,
+                "name": owner.name,
+                "namespace": owner.namespace,
+                "uid": owner.uid,
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": f"{names.GROUP}/{FIELD_MANAGER}",
+            "reportingInstance": self.settings.identity[:128],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.api.post(f"/api/v1/namespaces/{owner.namespace}/events", body)
+        except REQUEST_ERRORS as exc:
+            log.warning("could not post event %s: %s", reason, exc)
+
+
+class ForeignDeploymentError(Exception):
+    """A Deployment with our name that another owner made."""
+
+
+RETRYABLE: Final = (ForeignDeploymentError, *REQUEST_ERRORS)
+
+
+def snapshot(
+    body: Mapping[str, Any], keep: Iterable[str] = ("metadata", "spec", "status")
+) -> dict[str, Any]:
+    """A plain, private copy of what we read of an object (kopf's bodies are live views)."""
+    return {
+        k: copy.deepcopy(dict(body[k]) if isinstance(body[k], Mapping) else body[k])
+        for k in keep
+        if k in body
+    }
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

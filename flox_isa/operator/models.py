@@ -1,0 +1,240 @@
+"""The TicketWorker resource as pydantic models: the one source of the CRD schema.
+
+`crd.py` turns these models into the CRD's OpenAPI schema (defaults, enums,
+bounds and the CEL rules given here as `x-kubernetes-validations`), so the API
+server and the operator validate the same spec. The operator validates again
+on read: a CRD installed from an older chart, or a rule only Python can check
+(a variant name the catalog lacks), must not reach the rendering.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import DEFAULT_WORKLOAD, VARIANT_NAME_PATTERN, Workload
+from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
+
+GROUP: Final = names.GROUP
+VERSION: Final = "v1alpha1"
+KIND: Final = "TicketWorker"
+PLURAL: Final = "ticketworkers"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+DEFAULT_RUNTIME_CLASS: Final = "flox"
+DEFAULT_IMAGE: Final = "flox/empty:1.0.0"
+DEFAULT_CONTAINER: Final = "worker"
+MAX_REPLICAS: Final = 10_000
+MAX_NAME_LENGTH: Final = 63  # the name is a label value on every Deployment and pod
+
+# One regex for the API server (CEL, RE2) and for the operator (Python re).
+ENVIRONMENT_REGEX: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+ENVIRONMENT_MESSAGE: Final = (
+    "must be a Flox environment owner/name (letters, digits, '.', '_', '-'),"
+    " e.g. acme/ticket-processor"
+)
+RESERVED_LABELS: Final = (names.VARIANT_LABEL, names.TICKETWORKER_LABEL)
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One `x-kubernetes-validations` entry."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class _OpenModel(BaseModel):
+    """A Kubernetes type we only partly describe: unknown fields are kept as written."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class Container(_OpenModel):
+    """A container of the pod template; every other core/v1 Container field is allowed."""
+
+    name: str = Field(
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Container name (a DNS label).",
+    )
+    image: str = Field(
+        DEFAULT_IMAGE,
+        max_length=512,
+        description="Flox's imageless pods run the empty image; the environment brings the"
+        " software.",
+    )
+
+
+def _default_containers() -> list[Container]:
+    return [Container(name=DEFAULT_CONTAINER)]
+
+
+Labels = Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 64})]
+
+
+class TemplateMetadata(_Model):
+    labels: Labels | None = None
+    annotations: Labels | None = None
+
+
+class PodSpec(_OpenModel):
+    """The pod spec; every other core/v1 PodSpec field is allowed and passed through."""
+
+    runtime_class_name: str = Field(
+        DEFAULT_RUNTIME_CLASS, max_length=253, description="Flox's runtime class by default."
+    )
+    containers: list[Container] = Field(
+        default_factory=_default_containers,
+        min_length=1,
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(c, self.exists_one(d, d.name == c.name))",
+                    "container names must be unique",
+                )
+            ]
+        },
+    )
+    node_selector: Labels | None = Field(
+        None, description="Merged with each variant's CPU-feature nodeSelector."
+    )
+    tolerations: list[dict[str, Any]] | None = Field(None, max_length=64)
+    affinity: dict[str, Any] | None = None
+
+
+class PodTemplate(_Model):
+    metadata: TemplateMetadata = Field(
+        default_factory=TemplateMetadata,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"!has(self.annotations) || !('{names.ENVIRONMENT_ANNOTATION}'"
+                    " in self.annotations)",
+                    f"annotation {names.ENVIRONMENT_ANNOTATION} is set by the operator"
+                    " from spec.environment",
+                    ".annotations",
+                ),
+                _cel(
+                    "!has(self.labels) || ("
+                    + " && ".join(f"!('{label}' in self.labels)" for label in RESERVED_LABELS)
+                    + ")",
+                    f"labels {', '.join(RESERVED_LABELS)} are set by the operator",
+                    ".labels",
+                ),
+            ]
+        },
+    )
+    spec: PodSpec = Field(default_factory=PodSpec)
+
+
+class TicketWorkerSpec(_Model):
+    """What the user asks for: one workload, replicas spread over the best ISA builds."""
+
+    environment: str = Field(
+        max_length=200,
+        description="The base Flox environment, owner/name; variant builds are"
+        " owner/name-<variant>.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"self.matches('{ENVIRONMENT_REGEX}')", ENVIRONMENT_MESSAGE)
+            ]
+        },
+    )
+    workload: Workload = Field(DEFAULT_WORKLOAD, description="What the pods run; ranks variants.")
+    variants: (
+        list[Annotated[str, Field(max_length=32, pattern=VARIANT_NAME_PATTERN.pattern)]] | None
+    ) = Field(
+        None,
+        max_length=16,
+        description="The variants this environment is published for (default: every catalog"
+        " variant).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "size(self) > 0",
+                    "must list at least one variant; omit it to allow every catalog variant",
+                ),
+                _cel("self.all(v, self.exists_one(w, w == v))", "variants must be unique"),
+            ]
+        },
+    )
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Total replicas, all variants.")
+    placement: Placement = Field(
+        DEFAULT_PLACEMENT,
+        description="spread: replicas in proportion to each variant's node CPU;"
+        " best: all replicas on the best variant the fleet offers.",
+    )
+    template: PodTemplate = Field(
+        default_factory=PodTemplate, description="The pod template (a core/v1 PodTemplateSpec)."
+    )
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_is_owner_name(cls, value: str) -> str:
+        if not re.match(ENVIRONMENT_REGEX, value):
+            raise ValueError(ENVIRONMENT_MESSAGE)
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_are_unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError(
+                "must list at least one variant; omit it to allow every catalog variant"
+            )
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("variants must be unique")
+        return value
+
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Model):
+    type: ConditionType
+    status: ConditionStatus
+    reason: str = Field(max_length=128)
+    message: str = Field("", max_length=4096)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(None, ge=0)
+
+
+class VariantStatus(_Model):
+    variant: str
+    deployment: str
+    nodes: int = Field(description="Eligible nodes the share is planned for.")
+    desired_replicas: int
+    ready_replicas: int
+    score: float = Field(description="Catalog score of the variant for the workload (tickets/s).")
+    expected_throughput: float = Field(description="score x ready replicas.")
+
+
+class TicketWorkerStatus(_Model):
+    observed_generation: int | None = None
+    replicas: int = Field(0, description="Pods of all variants (the scale subresource reads it).")
+    ready_replicas: int = 0
+    selector: str = Field(
+        "", description="Label selector of every pod (for the scale subresource)."
+    )
+    variant_summary: str = Field("", description="variant=ready/desired, one per Deployment.")
+    expected_throughput: float = 0.0
+    variants: list[VariantStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )

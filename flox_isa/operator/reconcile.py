@@ -1,0 +1,259 @@
+"""One TicketWorker's reconcile decision, and its status: pure functions of data.
+
+`decide` turns (TicketWorker, catalog, eligible node groups, live Deployments)
+into the writes to make; `build_status` turns the decision and what the writes
+returned into the status to publish. The kopf layer only fetches and sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.planning import FeatureGroup, Plan, describe_plan, plan_replicas, unknown_variants
+from flox_isa.operator import models
+from flox_isa.operator.diff import Action, diff, owned_by, terminating
+from flox_isa.operator.render import Owner, deployment_name, pods_selector, render
+
+INVALID_SPEC: Final = "InvalidSpec"
+NO_ELIGIBLE_NODES: Final = "NoEligibleNodes"
+APPLY_FAILED: Final = "ApplyFailed"
+
+GroupsFor = Callable[[Mapping[str, Any]], Sequence[FeatureGroup]]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    owner: Owner
+    generation: int
+    spec: models.TicketWorkerSpec | None
+    plan: Plan | None
+    actions: tuple[Action, ...]
+    problem: Problem | None = None
+
+    @property
+    def summary(self) -> str:
+        return describe_plan(self.plan) if self.plan else "-"
+
+
+def owner_of(ticketworker: Mapping[str, Any]) -> Owner:
+    meta = ticketworker.get("metadata") or {}
+    return Owner(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
+
+
+def parse_spec(
+    raw: Mapping[str, Any], catalog: Catalog
+) -> tuple[models.TicketWorkerSpec | None, Problem | None]:
+    """The spec, or the problem that keeps us from acting on it (checks only Python can do)."""
+    try:
+        spec = models.TicketWorkerSpec.model_validate(raw)
+    except ValidationError as exc:
+        return None, Problem(INVALID_SPEC, describe_validation(exc))
+    unknown = unknown_variants(catalog, spec.variants or ())
+    if unknown:
+        return None, Problem(
+            INVALID_SPEC,
+            f"spec.variants: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in"
+            f" the variant catalog (known: {', '.join(catalog.names)})",
+        )
+    return spec, None
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """`spec.environment: must be ...; spec.replicas: ...` (one clause per error)."""
+    clauses = []
+    for error in exc.errors():
+        where = ".".join(["spec", *(str(part) for part in error["loc"])])
+        clauses.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(clauses)
+
+
+def decide(
+    ticketworker: Mapping[str, Any],
+    catalog: Catalog,
+    groups_for: GroupsFor,
+    actual: Mapping[str, Mapping[str, Any]],
+) -> Decision:
+    """What to write for one TicketWorker. A bad spec writes nothing but its status."""
+    owner = owner_of(ticketworker)
+    generation = int((ticketworker.get("metadata") or {}).get("generation") or 0)
+    spec, problem = parse_spec(ticketworker.get("spec") or {}, catalog)
+    if spec is None:
+        return Decision(owner, generation, None, None, (), problem)
+    pod_spec = spec.template.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    plan = plan_replicas(
+        catalog,
+        groups_for(pod_spec),
+        workload=spec.workload,
+        replicas=spec.replicas,
+        placement=spec.placement,
+        allowed=spec.variants,
+    )
+    problem = Problem(NO_ELIGIBLE_NODES, plan.problem) if plan.problem else None
+    actions = diff(owner, render(owner, spec, plan), actual)
+    return Decision(owner, generation, spec, plan, actions, problem)
+
+
+def build_status(
+    decision: Decision,
+    actual: Mapping[str, Mapping[str, Any]],
+    previous: Mapping[str, Any] | None,
+    now: str,
+    failures: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The status to publish after the decision's writes (`failures`: their errors)."""
+    problem = decision.problem
+    if problem is None and failures:
+        problem = Problem(APPLY_FAILED, "; ".join(failures))
+    status = _previous(previous) if decision.spec is None else _fleet_status(decision, actual)
+    status.observed_generation = decision.generation
+    pending = bool(decision.actions) or not _rolled_out(decision, actual)
+    status.conditions = _conditions(
+        decision, status, problem=problem, pending=pending, previous=previous, now=now
+    )
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def status_changed(new: Mapping[str, Any], previous: Mapping[str, Any] | None) -> bool:
+    return new != _previous(previous).model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _previous(previous: Mapping[str, Any] | None) -> models.TicketWorkerStatus:
+    try:
+        return models.TicketWorkerStatus.model_validate(previous or {})
+    except ValidationError:
+        return models.TicketWorkerStatus()  # written by someone else: start over
+
+
+def _fleet_status(
+    decision: Decision, actual: Mapping[str, Mapping[str, Any]]
+) -> models.TicketWorkerStatus:
+    assert decision.spec is not None and decision.plan is not None
+    workload = decision.spec.workload
+    variants = []
+    for share in decision.plan.shares:
+        name = deployment_name(decision.owner.name, share.variant.name)
+        ready = _ready(actual.get(name))
+        score = share.variant.score(workload)
+        variants.append(
+            models.VariantStatus(
+                variant=share.variant.name,
+                deployment=name,
+                nodes=share.node_count,
+                desired_replicas=share.replicas,
+                ready_replicas=ready,
+                score=score,
+                expected_throughput=round(score * ready, 3),
+            )
+        )
+    owned = [d for d in actual.values() if owned_by(d, decision.owner)]
+    return models.TicketWorkerStatus(
+        replicas=sum(int((d.get("status") or {}).get("replicas") or 0) for d in owned),
+        ready_replicas=sum(v.ready_replicas for v in variants),
+        selector=pods_selector(decision.owner),
+        variant_summary=" ".join(
+            f"{v.variant}={v.ready_replicas}/{v.desired_replicas}" for v in variants
+        ),
+        expected_throughput=round(sum(v.expected_throughput for v in variants), 3),
+        variants=variants,
+    )
+
+
+def _ready(deployment: Mapping[str, Any] | None) -> int:
+    if deployment is None or terminating(deployment):
+        return 0
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0)
+
+
+def _rolled_out(decision: Decision, actual: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Every planned Deployment observed, updated and ready; no leftover still owned."""
+    if decision.plan is None:
+        return True
+    planned = set()
+    for share in decision.plan.shares:
+        name = deployment_name(decision.owner.name, share.variant.name)
+        planned.add(name)
+        live = actual.get(name)
+        if live is None or terminating(live):
+            return False
+        status = live.get("status") or {}
+        if (
+            int(status.get("observedGeneration") or 0)
+            < int(live["metadata"].get("generation") or 0)
+            or int(status.get("updatedReplicas") or 0) != share.replicas
+            or int(status.get("readyReplicas") or 0) != share.replicas
+            or int(status.get("replicas") or 0) != share.replicas
+        ):
+            return False
+    leftovers = [n for n, d in actual.items() if n not in planned and owned_by(d, decision.owner)]
+    return not leftovers
+
+
+Triple = tuple[models.ConditionStatus, str, str]  # status, reason, message
+
+
+def _conditions(
+    decision: Decision,
+    status: models.TicketWorkerStatus,
+    *,
+    problem: Problem | None,
+    pending: bool,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> list[models.Condition]:
+    """Ready, Progressing, Degraded; a condition keeps its time while its status holds."""
+    desired = decision.plan.replicas if decision.plan else 0
+    readiness = f"{status.ready_replicas}/{desired} replicas ready"
+    ready: Triple
+    if problem is not None:
+        ready = ("False", problem.reason, problem.message)
+    elif pending:
+        ready = ("False", "ReplicasNotReady", readiness)
+    else:
+        count = len(status.variants)
+        ready = ("True", "AllReplicasReady", f"{readiness} on {count} variant{_s(count)}")
+    progressing: Triple
+    if problem is not None and problem.reason != APPLY_FAILED:
+        progressing = ("False", problem.reason, "waiting for the spec or the fleet to change")
+    elif pending:
+        progressing = ("True", "RollingOut", f"{readiness}; plan: {decision.summary}")
+    else:
+        progressing = ("False", "Stable", f"plan: {decision.summary}")
+    degraded: Triple = (
+        ("True", problem.reason, problem.message) if problem else ("False", "AsExpected", "")
+    )
+    before = {c.type: c for c in _previous(previous).conditions}
+    kinds: tuple[tuple[models.ConditionType, Triple], ...] = (
+        ("Ready", ready),
+        ("Progressing", progressing),
+        ("Degraded", degraded),
+    )
+    out = []
+    for kind, (state, reason, message) in kinds:
+        old = before.get(kind)
+        since = old.last_transition_time if old is not None and old.status == state else now
+        out.append(
+            models.Condition(
+                type=kind,
+                status=state,
+                reason=reason,
+                message=message[:4096],
+                last_transition_time=since,
+                observed_generation=decision.generation,
+            )
+        )
+    return out
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"

@@ -1,0 +1,95 @@
+"""TicketWorker + plan -> Deployment objects (plain dicts), and nothing else: pure.
+
+The pods are rendered exactly as the webhook's guard mode accepts them
+unchanged: label `isa.flox.dev/variant`, annotation
+`flox.dev/environment: <environment><variant suffix>`, and the variant's
+nodeSelector (every required NFD CPUID label plus `kubernetes.io/arch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flox_isa.isa import names
+from flox_isa.isa.planning import Plan, Share, node_selector
+from flox_isa.operator import models
+
+FIELD_MANAGER: Final = "flox-isa-operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The TicketWorker a Deployment belongs to."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+def deployment_name(ticketworker: str, variant: str) -> str:
+    return f"{ticketworker}-{variant}"
+
+
+def selector_labels(owner: Owner, variant: str) -> dict[str, str]:
+    """The Deployment's immutable selector: one TicketWorker, one variant."""
+    return {names.TICKETWORKER_LABEL: owner.name, names.VARIANT_LABEL: variant}
+
+
+def pods_selector(owner: Owner) -> str:
+    """Every pod of the TicketWorker, as a label-selector string (scale subresource)."""
+    return f"{names.TICKETWORKER_LABEL}={owner.name}"
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share) -> dict[str, Any]:
+    variant = share.variant
+    labels = {
+        names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+        **selector_labels(owner, variant.name),
+    }
+    template = spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    pod_meta = template.setdefault("metadata", {})
+    pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
+    pod_meta["annotations"] = {
+        **pod_meta.get("annotations", {}),
+        names.ENVIRONMENT_ANNOTATION: spec.environment + variant.environment_suffix,
+        names.BASE_ENVIRONMENT_ANNOTATION: spec.environment,
+    }
+    pod_spec = template.setdefault("spec", {})
+    pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **node_selector(variant)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(owner.name, variant.name),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "replicas": share.replicas,
+            "selector": {"matchLabels": selector_labels(owner, variant.name)},
+            "template": template,
+        },
+    }
+
+
+def render(owner: Owner, spec: models.TicketWorkerSpec, plan: Plan) -> dict[str, dict[str, Any]]:
+    """Every Deployment the plan asks for, by name."""
+    rendered = (render_deployment(owner, spec, share) for share in plan.shares)
+    return {d["metadata"]["name"]: d for d in rendered}

@@ -1,0 +1,210 @@
+"""`flox-isa operator`: leader election, then kopf, plus a health endpoint.
+
+High availability uses a Lease, not kopf peering: kopf peering pauses every
+replica of equal priority, and with distinct priorities two replicas both act
+until they have seen each other. With a Lease the standby does not even start
+kopf, so at most one replica ever writes; on a clean exit the Lease is
+released and the standby takes over within `retry` seconds, after a crash
+within `duration` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import kopf
+from aiohttp import web
+
+from flox_isa.isa.catalog import Catalog
+from flox_isa.kube.lease import LeaderElector, LeaseConfig
+from flox_isa.kube.rest import Rest, load_connection
+from flox_isa.operator.controller import Controller, Settings
+from flox_isa.operator.handlers import build_registry, operator_settings
+
+log = logging.getLogger("flox_isa.operator")
+
+SERVICE_ACCOUNT_NAMESPACE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+EXIT_LOST_LEADERSHIP: Final = 1
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Options:
+    catalog: Catalog
+    kubeconfig: str | None = None
+    namespaces: Sequence[str] = ()  # empty: every namespace
+    health_port: int = 0  # 0: no health endpoint
+    leader_election: bool = True
+    lease_name: str = "flox-isa-operator"
+    lease_namespace: str = ""
+    lease_duration: float = 15.0
+    identity: str = field(default_factory=default_identity)
+    workers: int = 8
+
+
+def default_lease_namespace() -> str:
+    """The pod's namespace when in a cluster (POD_NAMESPACE or the service account's)."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    with contextlib.suppress(OSError), open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+        return f.read().strip()
+    return "default"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any `extra` fields."""
+
+    _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("kopf").setLevel(logging.WARNING)  # kopf is chatty per object at INFO
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run(options: Options) -> int:
+    configure_logging()
+    return asyncio.run(_main(options))
+
+
+async def _main(options: Options) -> int:
+    connection = load_connection(options.kubeconfig)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    state: dict[str, Any] = {"role": "standby", "synced": False}
+    async with Rest(connection) as api:
+        health = await _serve_health(options.health_port, state)
+        try:
+            elector = LeaderElector(
+                api,
+                LeaseConfig(
+                    namespace=options.lease_namespace or default_lease_namespace(),
+                    name=options.lease_name,
+                    identity=options.identity,
+                    duration=options.lease_duration,
+                    renew_deadline=options.lease_duration * 2 / 3,
+                    retry=max(0.5, options.lease_duration / 7.5),
+                ),
+            )
+            if options.leader_election and not await _first(elector.acquire(), stopping.wait()):
+                return 0
+            state["role"] = "leader"
+            controller = Controller(
+                Settings(options.catalog, identity=options.identity, workers=options.workers), api
+            )
+            state["controller"] = controller
+            return await _lead(options, connection, controller, elector, stopping)
+        finally:
+            if health is not None:
+                await health.cleanup()
+
+
+async def _lead(
+    options: Options,
+    connection: Any,
+    controller: Controller,
+    elector: LeaderElector,
+    stopping: asyncio.Event,
+) -> int:
+    """Run kopf until a signal, kopf's own exit, or the loss of the Lease."""
+    kopf_stop = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=build_registry(controller, connection),
+            settings=operator_settings(),
+            standalone=True,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            stop_flag=kopf_stop,
+        )
+    )
+    holding = asyncio.create_task(
+        elector.hold() if options.leader_election else asyncio.Event().wait()
+    )
+    signalled = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait(
+        {operator, holding, signalled}, return_when=asyncio.FIRST_COMPLETED
+    )
+    kopf_stop.set()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(operator, timeout=10)
+    for task in (holding, signalled):
+        task.cancel()
+    if holding in done:
+        return EXIT_LOST_LEADERSHIP  # never act without the Lease: exit, get restarted
+    if options.leader_election:
+        await elector.release()
+    return 0
+
+
+async def _first(wanted: Any, stop: Any) -> bool:
+    """Await `wanted` unless `stop` finishes first; True if `wanted` did."""
+    wanted_task = asyncio.ensure_future(wanted)
+    stop_task = asyncio.ensure_future(stop)
+    done, pending = await asyncio.wait(
+        {wanted_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in pending:
+        task.cancel()
+    return wanted_task in done
+
+
+async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | None:
+    """`GET /healthz`: 200 and this replica's role (leader or standby)."""
+    if not port:
+        return None
+
+    async def healthz(_: web.Request) -> web.Response:
+        controller = state.get("controller")
+        body = {
+            "role": state["role"],
+            "synced": bool(controller and controller.synced.is_set()),
+        }
+        if controller is not None:
+            body["stats"] = {
+                "reconciles": controller.stats.reconciles,
+                "writes": controller.stats.writes,
+                "failures": controller.stats.failures,
+                "nodes": len(controller.fleet),
+                "queue": len(controller.queue) if controller.queue is not None else 0,
+            }
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # probes come from the kubelet
+    return runner

@@ -1,0 +1,454 @@
+"""The pure pod -> patch decision: the webhook and `flox-isa explain pod` both call `decide`.
+
+Inputs are data (the pod, its namespace's labels, a node index, the catalog);
+the output is a `Decision`: allowed or denied, a JSONPatch, warnings, why.
+Rules (issue 4): scope, auto mode, guard mode, no eligible node, bad input,
+idempotency. Nothing the user wrote is removed or changed, except that auto
+mode turns `flox.dev/environment` from the base environment into its variant.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Variant, Workload
+from flox_isa.isa.offer import Offer, OfferIndex
+from flox_isa.isa.scheduling import matches_required_affinity
+from flox_isa.isa.selection import rank_key
+from flox_isa.webhook.models import Pod
+
+Outcome = Literal["patched", "unchanged", "skipped", "denied"]
+JsonPatchOp = dict[str, Any]
+
+# Environment references are `owner/name` (Flox: letters, digits, '.', '_', '-').
+ENVIRONMENT_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+ENVIRONMENT_EXAMPLE: Final = "yourorg/ticket-processor"
+DAEMONSET_KIND: Final = "DaemonSet"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the webhook answers for one pod.
+
+    `reason` is a short stable code (also a metric label); `message` is for people:
+    the denial text, or the `isa.flox.dev/reason` annotation written on the pod.
+    """
+
+    allowed: bool
+    outcome: Outcome
+    reason: str
+    message: str
+    patch: tuple[JsonPatchOp, ...] = ()
+    warnings: tuple[str, ...] = ()
+    variant: str | None = None
+    code: int = 200
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape `flox-isa explain pod --output json` prints."""
+        return {
+            "allowed": self.allowed,
+            "patch": list(self.patch),
+            "warnings": list(self.warnings),
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision needs besides the pod."""
+
+    catalog: Catalog
+    offers: OfferIndex | None  # None until the node inventory has been listed once
+    own_namespace: str = ""
+
+
+class InvalidInputError(ValueError):
+    """A pod input the webhook cannot act on; the message lists what is allowed."""
+
+
+class ConflictError(ValueError):
+    """The pod's own constraints contradict the variant it must run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The pod's validated flox-isa inputs."""
+
+    environment: str | None
+    workload: Workload
+    allowed: tuple[Variant, ...]
+    guard_variant: Variant | None
+    guard_source: str = ""
+
+
+# --- entry point -------------------------------------------------------------
+
+
+def decide(
+    pod: Pod, namespace: str, namespace_labels: Mapping[str, str] | None, ctx: Context
+) -> Decision:
+    """The webhook's answer for a pod being created in `namespace`."""
+    skip = skip_reason(pod, namespace, namespace_labels, ctx.own_namespace)
+    if skip is not None:
+        return Decision(True, "skipped", skip[0], skip[1])
+    try:
+        inputs = read_inputs(pod, ctx.catalog)
+        if inputs is None:
+            return Decision(
+                True,
+                "skipped",
+                "no-environment",
+                f"opted in, but has no {names.ENVIRONMENT_ANNOTATION} annotation"
+                f" and no {names.VARIANT_LABEL} label: nothing to do",
+            )
+        if inputs.guard_variant is not None:
+            return guard(pod, inputs, inputs.guard_variant, ctx)
+        return auto(pod, inputs, ctx)
+    except InvalidInputError as exc:
+        return _deny("invalid-input", str(exc))
+    except ConflictError as exc:
+        return _deny("conflict", str(exc))
+
+
+def _deny(reason: str, message: str, code: int = 400) -> Decision:
+    return Decision(False, "denied", reason, message, code=code)
+
+
+# --- rule 1: scope ------------------------------------------------------------
+
+
+def skip_reason(
+    pod: Pod,
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    own_namespace: str,
+) -> tuple[str, str] | None:
+    """(code, message) when the pod is out of scope, else None."""
+    if namespace.startswith("kube-"):
+        return "system-namespace", f"namespace {namespace} is a kube-* system namespace"
+    if own_namespace and namespace == own_namespace:
+        return "own-namespace", f"namespace {namespace} is the webhook's own namespace"
+    if pod.spec.node_name:
+        return "node-assigned", f"spec.nodeName is already set to {pod.spec.node_name}"
+    owners = pod.metadata.owner_references or []
+    if any(o.kind == DAEMONSET_KIND and o.controller is not False for o in owners):
+        return "daemonset", "DaemonSet pods run on every node they select; left alone"
+    if not (opted_in(pod.metadata.labels) or opted_in(namespace_labels)):
+        return "not-opted-in", (
+            f"neither the pod nor namespace {namespace or '(none)'} is labelled"
+            f' {names.INJECT_LABEL}: "true"'
+        )
+    return None
+
+
+def opted_in(labels: Mapping[str, str] | None) -> bool:
+    return (labels or {}).get(names.INJECT_LABEL) == "true"
+
+
+# --- rule 5: inputs -------------------------------------------------------------
+
+
+def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
+    """The validated inputs, None when the pod asks nothing of flox-isa."""
+    annotations = pod.metadata.annotations or {}
+    labels = pod.metadata.labels or {}
+    environment = annotations.get(names.ENVIRONMENT_ANNOTATION)
+    label_variant = labels.get(names.VARIANT_LABEL)
+    if environment is None and label_variant is None:
+        return None
+    workload = parse_workload(annotations.get(names.WORKLOAD_ANNOTATION))
+    allowed_text = annotations.get(names.VARIANTS_ANNOTATION)
+    allowed = parse_variants(allowed_text, catalog)
+    if environment is not None:
+        check_environment(environment)
+    guard_variant, source = guard_variant_of(environment, label_variant, catalog)
+    if guard_variant is not None and allowed_text is not None and guard_variant not in allowed:
+        raise ConflictError(
+            f"variant {guard_variant.name} (from {source}) is not in"
+            f" {names.VARIANTS_ANNOTATION}: {_names(allowed)}"
+        )
+    return Inputs(environment, workload, allowed, guard_variant, source)
+
+
+def parse_workload(text: str | None) -> Workload:
+    if text is None:
+        return DEFAULT_WORKLOAD
+    for workload in WORKLOADS:
+        if text.strip() == workload:
+            return workload
+    raise InvalidInputError(
+        f"annotation {names.WORKLOAD_ANNOTATION}: unknown workload {text!r};"
+        f" allowed: {', '.join(WORKLOADS)} (default {DEFAULT_WORKLOAD})"
+    )
+
+
+def parse_variants(text: str | None, catalog: Catalog) -> tuple[Variant, ...]:
+    """The allowed variants, in catalog order; the whole catalog when not given."""
+    if text is None:
+        return catalog.variants
+    requested = [part.strip() for part in text.split(",") if part.strip()]
+    where = f"annotation {names.VARIANTS_ANNOTATION}"
+    if not requested:
+        raise InvalidInputError(
+            f"{where} is empty; give a comma list of variants from: {', '.join(catalog.names)}"
+        )
+    unknown = [name for name in requested if catalog.get(name) is None]
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown variant(s) {', '.join(map(repr, unknown))};"
+            f" allowed: {', '.join(catalog.names)}"
+        )
+    return tuple(v for v in catalog.variants if v.name in requested)
+
+
+def check_environment(environment: str) -> None:
+    where = f"annotation {names.ENVIRONMENT_ANNOTATION}"
+    expected = f"expected owner/name (letters, digits, '.', '_', '-'), e.g. {ENVIRONMENT_EXAMPLE}"
+    if not environment.strip():
+        raise InvalidInputError(f"{where} is empty; {expected}")
+    if not ENVIRONMENT_PATTERN.match(environment):
+        raise InvalidInputError(f"{where}: {environment!r} is malformed; {expected}")
+
+
+def guard_variant_of(
+    environment: str | None, label_variant: str | None, catalog: Catalog
+) -> tuple[Variant | None, str]:
+    """The variant the pod is already bound to, and where that was said."""
+    from_env = catalog.variant_for_environment(environment) if environment else None
+    if label_variant is None:
+        return from_env, f"{names.ENVIRONMENT_ANNOTATION} {environment}"
+    from_label = catalog.get(label_variant)
+    if from_label is None:
+        raise InvalidInputError(
+            f"label {names.VARIANT_LABEL}: unknown variant {label_variant!r};"
+            f" allowed: {', '.join(catalog.names)}"
+        )
+    if from_env is not None and from_env != from_label:
+        raise ConflictError(
+            f"{names.ENVIRONMENT_ANNOTATION} {environment} is the {from_env.name} build but"
+            f" label {names.VARIANT_LABEL} says {from_label.name}"
+        )
+    return from_label, f"label {names.VARIANT_LABEL}"
+
+
+# --- rule 3: guard mode ------------------------------------------------------------
+
+
+def guard(pod: Pod, inputs: Inputs, variant: Variant, ctx: Context) -> Decision:
+    """Pin an already-chosen variant to nodes that have its instructions."""
+    spec = pod.scheduling_spec()
+    conflicts = contradictions(variant, spec)
+    if conflicts:
+        raise ConflictError(
+            f"{variant.name} (from {inputs.guard_source}) cannot run where this pod is"
+            f" constrained to: {'; '.join(conflicts)}"
+        )
+    selector = missing_selector(variant, pod.spec.node_selector)
+    ops = selector_ops(pod, selector)
+    if (pod.metadata.labels or {}).get(names.VARIANT_LABEL) is None:
+        ops += map_ops("/metadata/labels", pod.metadata.labels, {names.VARIANT_LABEL: variant.name})
+    message = f"guard: {variant.name} needs {_requirement_text(variant)}"
+    annotations = pod.metadata.annotations or {}
+    if ops and names.REASON_ANNOTATION not in annotations:
+        ops += map_ops(
+            "/metadata/annotations",
+            pod.metadata.annotations,
+            {names.REASON_ANNOTATION: message},
+        )
+    warnings: tuple[str, ...] = ()
+    if ctx.offers is not None and not ctx.offers.offer(spec).offers(variant):
+        warnings = (
+            f"flox-isa: no eligible node offers {variant.name} now; the pod stays Pending"
+            " until such a node joins",
+        )
+    outcome: Outcome = "patched" if ops else "unchanged"
+    return Decision(True, outcome, "guard", message, tuple(ops), warnings, variant.name)
+
+
+def required_labels(variant: Variant) -> Mapping[str, str]:
+    """The nodeSelector a variant needs: each NFD flag label and the architecture."""
+    return _required_labels(variant.arch, variant.flags)
+
+
+@functools.lru_cache(maxsize=256)
+def _required_labels(arch: str, flags: frozenset[str]) -> Mapping[str, str]:
+    labels = {names.cpuid_label(flag): "true" for flag in sorted(flags)}
+    labels[names.ARCH_LABEL] = arch
+    return MappingProxyType(labels)
+
+
+def missing_selector(variant: Variant, selector: Mapping[str, str] | None) -> dict[str, str]:
+    have = selector or {}
+    return {k: v for k, v in required_labels(variant).items() if k not in have}
+
+
+def contradictions(variant: Variant, spec: Mapping[str, Any]) -> list[str]:
+    """Where the pod's own nodeSelector or required node affinity rules the variant out."""
+    needed = required_labels(variant)
+    found = [
+        f"nodeSelector {key}={value} but {variant.name} needs {key}={needed[key]}"
+        for key, value in (spec.get("nodeSelector") or {}).items()
+        if key in needed and value != needed[key]
+    ]
+    terms = _required_terms(spec.get("affinity"))
+    if terms and all(_term_contradicts(term, needed) for term in terms):
+        found.append(
+            f"no required node affinity term allows {variant.name}'s"
+            f" {_constrained_keys(terms, needed)}"
+        )
+    return found
+
+
+def _required_terms(affinity: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    node_affinity = (affinity or {}).get("nodeAffinity") or {}
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    return list(required.get("nodeSelectorTerms") or [])
+
+
+def _term_contradicts(term: Mapping[str, Any], needed: Mapping[str, str]) -> bool:
+    """A term rules the variant out if an expression on a label it needs fails."""
+    ours = [e for e in term.get("matchExpressions") or [] if e.get("key") in needed]
+    if not ours:
+        return False
+    probe = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": ours}]
+            }
+        }
+    }
+    return not matches_required_affinity(probe, needed)
+
+
+def _constrained_keys(terms: Sequence[Mapping[str, Any]], needed: Mapping[str, str]) -> str:
+    keys = sorted(
+        {e.get("key", "") for t in terms for e in t.get("matchExpressions") or []} & set(needed)
+    )
+    return ", ".join(f"{k}={needed[k]}" for k in keys)
+
+
+# --- rules 2 and 4: auto mode ---------------------------------------------------------
+
+
+def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
+    """Pick the best allowed variant some eligible node offers, and patch the pod to it."""
+    if ctx.offers is None:
+        return _deny(
+            "inventory-not-ready",
+            "flox-isa has not listed the cluster's nodes yet; retry in a few seconds",
+            code=503,
+        )
+    environment = inputs.environment
+    if environment is None:  # unreachable: without an environment the pod is in guard mode
+        raise InvalidInputError(f"annotation {names.ENVIRONMENT_ANNOTATION} is missing")
+    spec = pod.scheduling_spec()
+    offer = ctx.offers.offer(spec)
+    candidates = [v for v in inputs.allowed if offer.offers(v)]
+    warnings: tuple[str, ...] = ()
+    if candidates:
+        ranked = sorted(candidates, key=lambda v: rank_key(v, inputs.workload))
+        variant, reason = ranked[0], "auto"
+        message = auto_message(ranked, inputs.workload, offer)
+    else:
+        variant = widest_fit(spec, inputs)
+        reason = "no-eligible-node"
+        message = (
+            f"auto: no eligible node ({offer.eligible_nodes} match the pod's constraints)"
+            f" offers any of {_names(inputs.allowed)}; pinned {variant.name}, the widest fit"
+        )
+        warnings = (
+            f"flox-isa: no eligible node offers an allowed variant; pinned {variant.name}"
+            " (widest fit): Pending until one joins",
+        )
+    ops = auto_ops(pod, environment, variant, message)
+    return Decision(True, "patched", reason, message, tuple(ops), warnings, variant.name)
+
+
+def widest_fit(spec: Mapping[str, Any], inputs: Inputs) -> Variant:
+    """The allowed variant with the fewest requirements that the pod's constraints allow."""
+    possible = [v for v in inputs.allowed if not contradictions(v, spec)]
+    if not possible:
+        details = "; ".join(c for v in inputs.allowed for c in contradictions(v, spec)[:1])
+        raise ConflictError(
+            f"no allowed variant ({_names(inputs.allowed)}) can run where this pod is"
+            f" constrained to: {details}"
+        )
+    # Fewer required flags fit more CPUs; between equals, the older (slower) build does.
+    return min(possible, key=lambda v: (len(v.flags), v.score(inputs.workload), v.name))
+
+
+def auto_message(ranked: Sequence[Variant], workload: Workload, offer: Offer) -> str:
+    best = ranked[0]
+    score = f"{best.score(workload):g}"
+    if len(ranked) == 1:
+        versus = "the only allowed variant eligible nodes offer"
+    else:
+        other = ranked[1]
+        relation = ">" if best.score(workload) > other.score(workload) else "= (wider fit)"
+        versus = f"{relation} {other.name} {other.score(workload):g}"
+    return (
+        f"auto: {workload}: {best.name} {score} {versus};"
+        f" {offer.offers(best)} of {offer.eligible_nodes} eligible nodes offer {best.name}"
+    )
+
+
+def auto_ops(pod: Pod, environment: str, variant: Variant, message: str) -> list[JsonPatchOp]:
+    ops = selector_ops(pod, missing_selector(variant, pod.spec.node_selector))
+    ops += map_ops(
+        "/metadata/annotations",
+        pod.metadata.annotations,
+        {
+            names.ENVIRONMENT_ANNOTATION: environment + variant.environment_suffix,
+            names.BASE_ENVIRONMENT_ANNOTATION: environment,
+            names.REASON_ANNOTATION: message,
+        },
+    )
+    ops += map_ops("/metadata/labels", pod.metadata.labels, {names.VARIANT_LABEL: variant.name})
+    return ops
+
+
+# --- JSONPatch ---------------------------------------------------------------------------
+
+
+def selector_ops(pod: Pod, entries: Mapping[str, str]) -> list[JsonPatchOp]:
+    return map_ops("/spec/nodeSelector", pod.spec.node_selector, entries)
+
+
+def map_ops(
+    path: str, existing: Mapping[str, str] | None, entries: Mapping[str, str]
+) -> list[JsonPatchOp]:
+    """Set `entries` in the string map at `path` (created when absent)."""
+    if not entries:
+        return []
+    if not existing:
+        return [{"op": "add", "path": path, "value": dict(entries)}]
+    return [
+        {
+            "op": "replace" if key in existing else "add",
+            "path": f"{path}/{escape(key)}",
+            "value": value,
+        }
+        for key, value in entries.items()
+        if existing.get(key) != value
+    ]
+
+
+@functools.lru_cache(maxsize=4096)
+def escape(key: str) -> str:
+    """A map key as a JSON Pointer token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _requirement_text(variant: Variant) -> str:
+    return f"{variant.arch} with {', '.join(sorted(variant.flags)) or 'no extra flags'}"
+
+
+def _names(variants: Sequence[Variant]) -> str:
+    return ", ".join(v.name for v in variants)

@@ -1,0 +1,51 @@
+"""Prometheus metrics of the webhook, on their own registry (one per app: tests stay apart)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Admission calls must finish well inside the apiserver's timeout (10 s max, ours ~2 s).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "flox_isa_webhook_requests",
+            "Admission requests by outcome (patched, unchanged, skipped, denied, error,"
+            " bad_request), reason code and chosen variant.",
+            ["outcome", "reason", "variant"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "flox_isa_webhook_request_duration_seconds",
+            "Time to answer POST /mutate, parsing included.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inventory_nodes = Gauge(
+            "flox_isa_inventory_nodes",
+            "Nodes in the in-memory inventory.",
+            registry=self.registry,
+        )
+        self.inventory_groups = Gauge(
+            "flox_isa_inventory_node_groups",
+            "Distinct node groups (features, labels, taints, readiness) in the inventory.",
+            registry=self.registry,
+        )
+        self.watch_restarts = Counter(
+            "flox_isa_inventory_watch_restarts",
+            "Node/Namespace watch restarts by reason (expired, gone, error).",
+            ["resource", "reason"],
+            registry=self.registry,
+        )
+        self.tls_reloads = Counter(
+            "flox_isa_webhook_tls_reloads",
+            "Certificate reloads from disk.",
+            registry=self.registry,
+        )

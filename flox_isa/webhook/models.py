@@ -1,0 +1,130 @@
+"""AdmissionReview (admission.k8s.io/v1) and the parts of a Pod the webhook reads.
+
+Only what a decision reads is modelled; everything else in the pod is skipped
+while parsing (`extra="ignore"`), so one `model_validate_json` over the raw
+body is the whole of the parsing. Types are checked, so the decision never
+meets a list where it expects a map.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ADMISSION_API_VERSION = "admission.k8s.io/v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OwnerReference(_Model):
+    kind: str = ""
+    name: str = ""
+    controller: bool | None = None
+
+
+class ObjectMeta(_Model):
+    name: str | None = None
+    generate_name: str | None = Field(None, alias="generateName")
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    owner_references: list[OwnerReference] | None = Field(None, alias="ownerReferences")
+
+
+class Requirement(_Model):
+    key: str
+    operator: str
+    values: list[str] | None = None
+
+
+class NodeSelectorTerm(_Model):
+    match_expressions: list[Requirement] | None = Field(None, alias="matchExpressions")
+    match_fields: list[Requirement] | None = Field(None, alias="matchFields")
+
+
+class NodeSelector(_Model):
+    node_selector_terms: list[NodeSelectorTerm] = Field(alias="nodeSelectorTerms")
+
+
+class NodeAffinity(_Model):
+    required: NodeSelector | None = Field(
+        None, alias="requiredDuringSchedulingIgnoredDuringExecution"
+    )
+
+
+class Affinity(_Model):
+    node_affinity: NodeAffinity | None = Field(None, alias="nodeAffinity")
+
+
+class Toleration(_Model):
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
+
+
+class PodSpec(_Model):
+    node_name: str | None = Field(None, alias="nodeName")
+    node_selector: dict[str, str] | None = Field(None, alias="nodeSelector")
+    affinity: Affinity | None = None
+    tolerations: list[Toleration] | None = None
+
+
+class Pod(_Model):
+    metadata: ObjectMeta = ObjectMeta()
+    spec: PodSpec = PodSpec()
+
+    def scheduling_spec(self) -> dict[str, Any]:
+        """The pod spec as `isa.scheduling` reads it: plain dicts, API field names."""
+        spec: dict[str, Any] = {"nodeSelector": self.spec.node_selector or {}}
+        if self.spec.affinity is not None:
+            spec["affinity"] = self.spec.affinity.model_dump(by_alias=True, exclude_none=True)
+        if self.spec.tolerations:
+            spec["tolerations"] = [t.model_dump(exclude_none=True) for t in self.spec.tolerations]
+        return spec
+
+
+class GroupVersionKind(_Model):
+    group: str = ""
+    version: str = ""
+    kind: str = ""
+
+
+class GroupVersionResource(_Model):
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+
+
+class AdmissionRequest(_Model):
+    uid: str = Field(min_length=1)
+    kind: GroupVersionKind
+    resource: GroupVersionResource | None = None
+    sub_resource: str | None = Field(None, alias="subResource")
+    operation: str
+    namespace: str = ""
+    name: str = ""
+    # Read as a Pod whatever the kind: every Pod field is optional and the rest is
+    # skipped, so another kind's object parses too and is then ignored (`is_pod_create`).
+    # (A "before" validator would make pydantic build the whole body as Python objects.)
+    object: Pod | None = None
+    dry_run: bool = Field(False, alias="dryRun")
+
+    @property
+    def is_pod_create(self) -> bool:
+        return (
+            self.kind.kind == "Pod"
+            and self.kind.group == ""
+            and self.operation == "CREATE"
+            and not self.sub_resource
+            and self.object is not None
+        )
+
+
+class AdmissionReview(_Model):
+    api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
+    kind: Literal["AdmissionReview"]
+    request: AdmissionRequest

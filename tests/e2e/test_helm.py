@@ -1,0 +1,267 @@
+"""The Helm chart against a real API server: install, upgrade, admission scope, uninstall.
+
+The tests run in file order on one release in a dedicated namespace, which is
+uninstalled and deleted at the end whatever happens. On the local control plane the
+webhook's pods are simulated (kwok), so nothing answers the webhook: the routing test
+points the webhook at a Service port that does not exist, so the API server fails
+those calls before dialling anything and (failurePolicy Fail) rejects exactly the pods
+the webhook would have been called for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from flox_isa.devcluster.build import bin_dir
+from tests.e2e.conftest import DevCluster
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "flox-isa"
+INJECT = "isa.flox.dev/inject"
+INSTANCE = "app.kubernetes.io/instance"
+# Namespaced kinds the chart creates (checked empty after uninstall).
+NAMESPACED_KINDS = (
+    "deployments,services,configmaps,secrets,serviceaccounts,roles,rolebindings,"
+    "poddisruptionbudgets"
+)
+CLUSTER_KINDS = "clusterroles,clusterrolebindings,mutatingwebhookconfigurations"
+
+
+@dataclass
+class Release:
+    cluster: DevCluster
+    name: str
+    namespace: str
+    extra_namespaces: list[str] = field(default_factory=list)
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [str(bin_dir() / "helm"), "--kubeconfig", str(self.cluster.kubeconfig), *args],
+            check,
+        )
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [str(bin_dir() / "kubectl"), "--kubeconfig", str(self.cluster.kubeconfig), *args],
+            check,
+        )
+
+    def get(self, *args: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(
+            self.kubectl("get", *args, "-o", "json").stdout
+        ).get("items", [])
+        return items
+
+    def manifest(self) -> list[dict[str, Any]]:
+        text = self.helm("get", "manifest", self.name, "-n", self.namespace).stdout
+        return [doc for doc in yaml.safe_load_all(text) if doc]
+
+    def tls(self) -> dict[str, str]:
+        secret = self.get("secrets", "-n", self.namespace, "-l", INSTANCE + "=" + self.name)
+        assert len(secret) == 1, [s["metadata"]["name"] for s in secret]
+        data: dict[str, str] = secret[0]["data"]
+        return data
+
+    def webhook_configuration(self) -> dict[str, Any]:
+        configs = self.get("mutatingwebhookconfigurations", "-l", f"{INSTANCE}={self.name}")
+        assert len(configs) == 1
+        return configs[0]
+
+
+def _run(argv: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(argv[:4])} ... failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def release(cluster: DevCluster) -> Iterator[Release]:
+    suffix = uuid.uuid4().hex[:6]
+    rel = Release(cluster, f"isa-{suffix}", f"flox-isa-e2e-{suffix}")
+    with cluster.api_client() as api:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(
+                    name=rel.namespace,
+                    # The chart's pods must pass the strictest Pod Security level.
+                    labels={"pod-security.kubernetes.io/enforce": "restricted"},
+                )
+            )
+        )
+    try:
+        yield rel
+    finally:
+        rel.helm("uninstall", rel.name, "-n", rel.namespace, "--wait", check=False)
+        for namespace in [rel.namespace, *rel.extra_namespaces]:
+            rel.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_install_is_accepted_by_the_api_server(release: Release) -> None:
+    result = release.helm("install", release.name, str(CHART), "-n", release.namespace)
+    assert "STATUS: deployed" in result.stdout
+    objects = release.manifest()
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "MutatingWebhookConfiguration", "Secret", "ClusterRole"} <= kinds
+    # Every object the chart rendered is stored by the API server as rendered.
+    for obj in objects:
+        namespace = ["-n", release.namespace] if obj["metadata"].get("namespace") else []
+        stored = json.loads(
+            release.kubectl(
+                "get", obj["kind"].lower(), obj["metadata"]["name"], *namespace, "-o", "json"
+            ).stdout
+        )
+        assert stored["metadata"]["labels"][INSTANCE] == release.name
+    # The webhook configuration was accepted with its CEL matchConditions compiled.
+    hooks = release.webhook_configuration()["webhooks"]
+    assert {h["name"] for h in hooks} == {
+        "pod-opt-in.isa.flox.dev",
+        "namespace-opt-in.isa.flox.dev",
+    }
+    assert all(len(h["matchConditions"]) == 2 for h in hooks)
+
+
+def test_crds_are_installed_and_established(release: Release) -> None:
+    files = sorted((CHART / "crds").glob("*.yaml"))
+    assert files, "charts/flox-isa/crds/ holds no CRD"
+    for path in files:
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        release.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+def test_components_become_available_under_restricted_pod_security(release: Release) -> None:
+    release.kubectl(
+        "rollout", "status", "deployment", "-n", release.namespace, "--timeout=180s"
+    )  # every Deployment of the namespace
+    deployments = release.get("deployments", "-n", release.namespace)
+    assert {d["metadata"]["name"].rsplit("-", 1)[1]: d["status"].get("availableReplicas")
+            for d in deployments} == {"webhook": 3, "operator": 2}  # fmt: skip
+    events = release.get("events", "-n", release.namespace)
+    assert not [e for e in events if "violates PodSecurity" in e.get("message", "")]
+
+
+def test_upgrade_keeps_the_generated_certificate(release: Release) -> None:
+    before = release.tls()
+    release.helm(
+        "upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values",
+        "--set", "webhook.timeoutSeconds=3",
+    )  # fmt: skip
+    after = release.tls()
+    assert after == before
+    hooks = release.webhook_configuration()["webhooks"]
+    assert {h["timeoutSeconds"] for h in hooks} == {3}  # the upgrade did apply
+    assert {h["clientConfig"]["caBundle"] for h in hooks} == {after["ca.crt"]}
+    assert base64.b64decode(after["ca.crt"]).startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def _namespace(release: Release, name: str, labels: dict[str, str]) -> str:
+    release.extra_namespaces.append(name)
+    release.kubectl("create", "namespace", name)
+    if labels:
+        release.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in labels.items()))
+    return name
+
+
+def _create_pod(
+    release: Release, namespace: str, labels: dict[str, str], daemonset_owned: bool = False
+) -> subprocess.CompletedProcess[str]:
+    metadata: dict[str, Any] = {"generateName": "probe-", "namespace": namespace}
+    metadata["labels"] = labels
+    if daemonset_owned:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent",
+             "uid": str(uuid.uuid4()), "controller": True}
+        ]  # fmt: skip
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            # Pod Security "restricted"-compliant, so only the webhook can reject it.
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "flox/empty:1.0.0",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    return subprocess.run(
+        [str(bin_dir() / "kubectl"), "--kubeconfig", str(release.cluster.kubeconfig),
+         "create", "--dry-run=server", "-f", "-"],
+        input=json.dumps(pod), capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_webhook_is_called_only_for_opted_in_pods(release: Release) -> None:
+    # Point both webhooks at a Service port that does not exist: the API server fails
+    # such a call before it dials anything, and failurePolicy Fail rejects the pod.
+    config = release.webhook_configuration()
+    patch = [
+        {"op": "replace", "path": f"/webhooks/{i}/clientConfig/service/port", "value": 1}
+        for i in range(len(config["webhooks"]))
+    ]
+    release.kubectl(
+        "patch", "mutatingwebhookconfiguration", config["metadata"]["name"],
+        "--type=json", "-p", json.dumps(patch),
+    )  # fmt: skip
+    suffix = release.name.removeprefix("isa-")
+    plain = _namespace(release, f"plain-{suffix}", {})
+    opted = _namespace(release, f"opted-{suffix}", {INJECT: "true"})
+    kube = _namespace(release, f"kube-e2e-{suffix}", {INJECT: "true"})
+
+    service = f"{release.name}-flox-isa-webhook"
+
+    def called(namespace: str, labels: dict[str, str], daemonset_owned: bool = False) -> str:
+        """Which of this release's webhooks the API server called for such a pod ("-": none)."""
+        result = _create_pod(release, namespace, labels, daemonset_owned)
+        if result.returncode == 0:
+            return "-"
+        # Webhook names repeat across releases: the Service says it was this release's.
+        assert f'no service port 1 found for service "{service}"' in result.stderr, result.stderr
+        return result.stderr.split('failed calling webhook "', 1)[1].split('"', 1)[0]
+
+    assert called(plain, {}) == "-"
+    assert called(plain, {INJECT: "true"}) == "pod-opt-in.isa.flox.dev"
+    assert called(opted, {}) == "namespace-opt-in.isa.flox.dev"
+    assert called(opted, {INJECT: "true"}) == "pod-opt-in.isa.flox.dev"
+    assert called(opted, {INJECT: "false"}) == "-"  # the pod opts out
+    assert called(opted, {}, daemonset_owned=True) == "-"  # matchCondition
+    assert called(kube, {INJECT: "true"}) == "-"  # kube-* (matchCondition)
+    assert called(release.namespace, {INJECT: "true"}) == "-"  # its own namespace
+    assert called("kube-system", {INJECT: "true"}) == "-"
+
+
+def test_uninstall_leaves_only_the_crds(release: Release) -> None:
+    objects = release.manifest()
+    release.helm("uninstall", release.name, "-n", release.namespace, "--wait")
+    selector = f"{INSTANCE}={release.name}"
+    assert release.get(NAMESPACED_KINDS, "-n", release.namespace, "-l", selector) == []
+    assert release.get(CLUSTER_KINDS, "-l", selector) == []
+    for obj in objects:
+        namespace = ["-n", release.namespace] if obj["metadata"].get("namespace") else []
+        gone = release.kubectl(
+            "get", obj["kind"].lower(), obj["metadata"]["name"], *namespace, check=False
+        )
+        assert gone.returncode != 0 and "NotFound" in gone.stderr, obj["metadata"]["name"]
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        release.kubectl("get", f"crd/{name}")  # kept: deleting it would delete every TicketWorker

@@ -1,0 +1,438 @@
+"""The TicketWorker operator on the real local control plane, run as `flox-isa operator`.
+
+Every test works in its own namespace and, where it changes the fleet, on nodes it
+adds with its own label (the template's nodeSelector picks them), so the shared
+session fleet is never altered. kubectl drives the cluster, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flox_isa.devcluster.build import bin_dir
+from flox_isa.isa import names
+from flox_isa.isa.catalog import Workload, default_catalog
+from flox_isa.isa.features import features_from_labels
+from flox_isa.isa.nodes import node_state
+from flox_isa.isa.planning import group_eligible, plan_replicas
+from flox_isa.isa.selection import fits
+from flox_isa.operator.crd import crd_yaml
+from tests.e2e.conftest import DevCluster, NodeFactory
+
+pytestmark = pytest.mark.e2e
+
+CATALOG = default_catalog()
+LEASE_SECONDS = 6.0
+POOL = "e2e.flox.dev/pool"
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: Path) -> None:
+        self.base = [str(bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig)]
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        done = subprocess.run(
+            [*self.base, *args], input=stdin, capture_output=True, text=True, check=False
+        )
+        if check and done.returncode:
+            raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout + done.stderr
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json"))
+
+    def apply(self, manifest: dict[str, Any] | str, check: bool = True) -> str:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self.run("apply", "-f", "-", stdin=text, check=check)
+
+
+def wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster: DevCluster) -> Kubectl:
+    kubectl = Kubectl(cluster.kubeconfig)
+    kubectl.apply(crd_yaml())
+    kubectl.run("wait", "--for=condition=Established", "crd/ticketworkers.isa.flox.dev")
+    # Flox's imageless pods name the `flox` runtime class; kwok runs any handler.
+    kubectl.apply({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                   "metadata": {"name": "flox"}, "handler": "flox"})  # fmt: skip
+    return kubectl
+
+
+class Operators:
+    """`flox-isa operator` subprocesses; each test's are stopped after it."""
+
+    def __init__(self, cluster: DevCluster, logs: Path) -> None:
+        self.cluster = cluster
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, namespace: str, lease: str = "flox-isa-operator") -> subprocess.Popen[bytes]:
+        log = self.logs / f"operator-{namespace}-{len(self.running)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flox_isa.cli", "operator",
+             "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", namespace,
+             "--lease-namespace", namespace, "--lease-name", lease,
+             "--lease-duration", str(LEASE_SECONDS), "--health-port", "0"],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def operators(cluster: DevCluster, tmp_path: Path) -> Iterator[Operators]:
+    running = Operators(cluster, tmp_path)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"tw-e2e-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def ticketworker(
+    namespace: str, name: str, replicas: int, workload: Workload = "int8-inference", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "isa.flox.dev/v1alpha1",
+        "kind": "TicketWorker",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"environment": "acme/ticket-processor", "workload": workload,
+                 "replicas": replicas, **spec},
+    }  # fmt: skip
+
+
+def pool_template(pool: str) -> dict[str, Any]:
+    return {"spec": {"nodeSelector": {POOL: pool}}}
+
+
+def deployments(kubectl: Kubectl, namespace: str, tw: str) -> dict[str, Any]:
+    found = kubectl.json(
+        "get", "deployments", "-n", namespace, "-l", f"{names.TICKETWORKER_LABEL}={tw}"
+    )
+    return {d["metadata"]["name"]: d for d in found["items"]}
+
+
+def replicas_by_variant(kubectl: Kubectl, namespace: str, tw: str) -> dict[str, int]:
+    return {
+        d["metadata"]["labels"][names.VARIANT_LABEL]: d["spec"]["replicas"]
+        for d in deployments(kubectl, namespace, tw).values()
+    }
+
+
+def expected_split(
+    kubectl: Kubectl, replicas: int, workload: Workload, pod_spec: dict[str, Any]
+) -> dict[str, int]:
+    """The plan for the cluster's nodes right now (the pure core, fed independently)."""
+    nodes = [node_state(n) for n in kubectl.json("get", "nodes")["items"]]
+    plan = plan_replicas(
+        CATALOG, group_eligible(nodes, pod_spec), workload=workload, replicas=replicas
+    )
+    return {s.variant.name: s.replicas for s in plan.shares}
+
+
+def condition(kubectl: Kubectl, namespace: str, tw: str, kind: str) -> dict[str, Any]:
+    status = kubectl.json("get", "tw", tw, "-n", namespace).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def assert_pods_run_where_their_variant_can(
+    kubectl: Kubectl, namespace: str, tw: str, count: int
+) -> None:
+    def running() -> list[dict[str, Any]]:
+        """Running pods on nodes that still exist (pod GC removes the others later)."""
+        pods = kubectl.json(
+            "get", "pods", "-n", namespace, "-l", f"{names.TICKETWORKER_LABEL}={tw}"
+        )
+        return [p for p in pods["items"] if p["status"].get("phase") == "Running"
+                and not p["metadata"].get("deletionTimestamp")
+                and p["spec"].get("nodeName") in nodes()]  # fmt: skip
+
+    def nodes() -> dict[str, Any]:
+        return {n["metadata"]["name"]: n for n in kubectl.json("get", "nodes")["items"]}
+
+    wait(f"{count} Running pods of {tw}", lambda: len(running()) == count, timeout=90)
+    current = nodes()
+    for pod in running():
+        variant = CATALOG.get(pod["metadata"]["labels"][names.VARIANT_LABEL])
+        assert variant is not None
+        node = current[pod["spec"]["nodeName"]]
+        assert fits(variant, features_from_labels(node["metadata"]["labels"])), (
+            f"{pod['metadata']['name']} ({variant.name}) runs on {node['metadata']['name']}"
+        )
+        annotations = pod["metadata"]["annotations"]
+        assert annotations[names.ENVIRONMENT_ANNOTATION] == f"acme/ticket-processor-{variant.name}"
+
+
+def test_a_ticketworker_becomes_one_deployment_per_variant_with_running_pods(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    kubectl.apply(ticketworker(namespace, "tickets", 10))
+    expected = expected_split(kubectl, 10, "int8-inference", {"runtimeClassName": "flox"})
+    assert len(expected) >= 2  # the default fleet offers several variants
+    wait(
+        "one Deployment per variant",
+        lambda: replicas_by_variant(kubectl, namespace, "tickets") == expected,
+    )
+    for name, deployment in deployments(kubectl, namespace, "tickets").items():
+        (owner,) = deployment["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["controller"]) == (
+            "TicketWorker",
+            "tickets",
+            True,
+        )
+        assert name == f"tickets-{deployment['metadata']['labels'][names.VARIANT_LABEL]}"
+    assert_pods_run_where_their_variant_can(kubectl, namespace, "tickets", 10)
+    wait(
+        "Ready=True",
+        lambda: condition(kubectl, namespace, "tickets", "Ready").get("status") == "True",
+    )
+    status = kubectl.json("get", "tw", "tickets", "-n", namespace)["status"]
+    assert status["readyReplicas"] == 10
+    assert status["expectedThroughput"] == sum(v["expectedThroughput"] for v in status["variants"])
+    table = kubectl.run("get", "tw", "tickets", "-n", namespace)
+    assert "DESIRED" in table and "VARIANTS" in table
+    events = kubectl.run(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=TicketWorker"
+    )
+    assert "Created" in events
+
+
+def test_the_fleet_changes_and_the_deployments_rebalance(
+    kubectl: Kubectl, operators: Operators, namespace: str, nodes: NodeFactory
+) -> None:
+    template = pool_template(namespace)  # only this test's nodes carry the pool label
+    nodes.add("m4.xlarge", 1, labels={POOL: namespace})
+    vnni = nodes.add("m6i.xlarge", 2, labels={POOL: namespace})
+    operators.start(namespace)
+    kubectl.apply(ticketworker(namespace, "rebalance", 6, template=template))
+
+    def settles_on(variants: set[str]) -> None:
+        expected = expected_split(kubectl, 6, "int8-inference", template["spec"])
+        assert set(expected) == variants
+        wait(f"Deployments for {sorted(variants)}",
+             lambda: replicas_by_variant(kubectl, namespace, "rebalance") == expected)  # fmt: skip
+
+    settles_on({"avx2", "avx512vnni"})
+    nodes.add("c7g.xlarge", 2, labels={POOL: namespace})  # Graviton3 joins
+    settles_on({"avx2", "avx512vnni", "armv9"})
+    nodes.delete(vnni)  # every VNNI node leaves
+    settles_on({"avx2", "armv9"})
+    assert_pods_run_where_their_variant_can(kubectl, namespace, "rebalance", 6)
+
+
+def test_edited_and_deleted_deployments_are_restored(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    kubectl.apply(ticketworker(namespace, "drift", 3, variants=["avx2"]))
+    wait(
+        "the avx2 Deployment",
+        lambda: replicas_by_variant(kubectl, namespace, "drift") == {"avx2": 3},
+    )
+    kubectl.run("scale", "deployment/drift-avx2", "-n", namespace, "--replicas=7")
+    wait(
+        "replicas restored", lambda: replicas_by_variant(kubectl, namespace, "drift") == {"avx2": 3}
+    )
+    key = names.cpuid_label("AVX2").replace("/", "~1")
+    remove = [{"op": "remove", "path": f"/spec/template/spec/nodeSelector/{key}"}]
+    kubectl.run("patch", "deployment/drift-avx2", "-n", namespace, "--type=json",
+                f"-p={json.dumps(remove)}")  # fmt: skip
+
+    def selector_back() -> bool:
+        live = deployments(kubectl, namespace, "drift")["drift-avx2"]
+        selector: dict[str, str] = live["spec"]["template"]["spec"]["nodeSelector"]
+        return selector.get(names.cpuid_label("AVX2")) == "true"
+
+    wait("nodeSelector restored", selector_back)
+    uid = deployments(kubectl, namespace, "drift")["drift-avx2"]["metadata"]["uid"]
+    kubectl.run("delete", "deployment/drift-avx2", "-n", namespace)
+    wait(
+        "Deployment re-created",
+        lambda: (
+            deployments(kubectl, namespace, "drift")
+            .get("drift-avx2", {})
+            .get("metadata", {})
+            .get("uid")
+            not in (None, uid)
+        ),
+    )
+
+
+def test_kubectl_scale_on_the_ticketworker(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    kubectl.apply(ticketworker(namespace, "scaled", 2))
+    wait("2 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "scaled").values()) == 2)
+    kubectl.run("scale", "tw/scaled", "-n", namespace, "--replicas=9")
+    wait("9 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "scaled").values()) == 9)
+    wait(
+        "status.replicas == 9",
+        lambda: kubectl.json("get", "tw", "scaled", "-n", namespace)["status"].get("replicas") == 9,
+        timeout=90,
+    )
+
+
+RESERVED_ANNOTATION = {"metadata": {"annotations": {"flox.dev/environment": "x/y"}}}
+INVALID = [
+    ({"environment": "tp"}, ["spec.environment", "must be a Flox environment owner/name"]),
+    ({"environment": "a/b", "variants": ["avx2", "avx2"]}, ["spec.variants", "must be unique"]),
+    ({"environment": "a/b", "workload": "fp64"}, ["spec.workload", 'Unsupported value: "fp64"']),
+    ({"environment": "a/b", "replicas": -1}, ["spec.replicas", "greater than or equal to 0"]),
+    ({"environment": "a/b", "placement": "all"}, ["spec.placement", "Unsupported value"]),
+    (
+        {"environment": "a/b", "template": RESERVED_ANNOTATION},
+        ["spec.template.metadata.annotations", "is set by the operator from spec.environment"],
+    ),
+    ({"replicas": 1}, ["spec.environment", "Required value"]),
+]
+
+
+@pytest.mark.parametrize(("spec", "messages"), INVALID)
+def test_invalid_specs_are_rejected_naming_the_field(
+    kubectl: Kubectl, namespace: str, spec: dict[str, Any], messages: list[str]
+) -> None:
+    manifest = {"apiVersion": "isa.flox.dev/v1alpha1", "kind": "TicketWorker",
+                "metadata": {"name": "bad", "namespace": namespace}, "spec": spec}  # fmt: skip
+    output = kubectl.apply(manifest, check=False)
+    assert "is invalid" in output
+    for message in messages:
+        assert message in output
+
+
+def test_what_only_the_operator_can_check_is_degraded_and_touches_nothing(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    kubectl.apply(ticketworker(namespace, "unknown", 2, variants=["avx2", "avx9"]))
+    wait(
+        "Degraded",
+        lambda: condition(kubectl, namespace, "unknown", "Degraded").get("status") == "True",
+    )
+    degraded = condition(kubectl, namespace, "unknown", "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert degraded["message"].startswith("spec.variants: avx9 is not in the variant catalog")
+    assert deployments(kubectl, namespace, "unknown") == {}
+    # A good spec, then a bad edit: what exists stays as it was.
+    kubectl.apply(ticketworker(namespace, "unknown", 2, variants=["avx2"]))
+    wait("avx2", lambda: replicas_by_variant(kubectl, namespace, "unknown") == {"avx2": 2})
+    kubectl.apply(ticketworker(namespace, "unknown", 5, variants=["avx2", "avx9"]))
+    wait(
+        "Degraded again",
+        lambda: condition(kubectl, namespace, "unknown", "Degraded").get("status") == "True",
+    )
+    assert replicas_by_variant(kubectl, namespace, "unknown") == {"avx2": 2}
+    warnings = kubectl.run("get", "events", "-n", namespace, "--field-selector", "type=Warning")
+    assert "InvalidSpec" in warnings
+
+
+def test_no_node_for_the_wanted_variants_is_degraded(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    tw = ticketworker(
+        namespace, "nowhere", 2, variants=["avx512vnni"], template=pool_template("no-such-pool")
+    )
+    kubectl.apply(tw)
+    wait(
+        "Degraded",
+        lambda: (
+            condition(kubectl, namespace, "nowhere", "Degraded").get("reason") == "NoEligibleNodes"
+        ),
+    )
+    message = condition(kubectl, namespace, "nowhere", "Degraded")["message"]
+    assert message.startswith("no node supports any of [avx512vnni]")
+
+
+def test_deleting_the_ticketworker_removes_everything_it_made(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    kubectl.apply(ticketworker(namespace, "gone", 4))
+    assert_pods_run_where_their_variant_can(kubectl, namespace, "gone", 4)
+    kubectl.run("delete", "tw/gone", "-n", namespace)
+    selector = f"{names.TICKETWORKER_LABEL}=gone"
+
+    def nothing_left() -> bool:
+        left = kubectl.json("get", "deployments,replicasets,pods", "-n", namespace, "-l", selector)
+        return not left["items"]
+
+    wait(
+        "the garbage collector to remove Deployments, ReplicaSets and pods",
+        nothing_left,
+        timeout=90,
+    )
+
+
+def lease_holder(kubectl: Kubectl, namespace: str, lease: str) -> str:
+    found = kubectl.run("get", "lease", lease, "-n", namespace, "-o", "json", check=False)
+    if not found.startswith("{"):
+        return ""  # not created yet
+    return str(json.loads(found)["spec"].get("holderIdentity") or "")
+
+
+def test_two_replicas_one_acts_and_the_survivor_converges(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    first = operators.start(namespace, lease="ha")
+    wait("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "ha"))
+    second = operators.start(namespace, lease="ha")
+    by_pid = {first.pid: first, second.pid: second}
+    kubectl.apply(ticketworker(namespace, "ha", 4))
+    wait("4 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "ha").values()) == 4)
+    holder = lease_holder(kubectl, namespace, "ha")
+    leader = next(p for pid, p in by_pid.items() if f"-{pid}-" in holder)
+    survivor = next(p for p in by_pid.values() if p is not leader)
+    # Kill the active replica in the middle of a change; the standby must finish it.
+    kubectl.run("scale", "tw/ha", "-n", namespace, "--replicas=11")
+    os.kill(leader.pid, signal.SIGKILL)
+    leader.wait(timeout=10)
+    wait(
+        "the survivor to take the lease",
+        lambda: f"-{survivor.pid}-" in lease_holder(kubectl, namespace, "ha"),
+        timeout=LEASE_SECONDS * 4,
+    )
+    expected = expected_split(kubectl, 11, "int8-inference", {"runtimeClassName": "flox"})
+    wait(
+        "converged to 11",
+        lambda: replicas_by_variant(kubectl, namespace, "ha") == expected,
+        timeout=60,
+    )
+    names_now = sorted(deployments(kubectl, namespace, "ha"))
+    assert names_now == sorted(f"ha-{v}" for v in expected)  # no duplicate, no orphan
+    assert survivor.poll() is None

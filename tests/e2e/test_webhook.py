@@ -1,0 +1,432 @@
+"""The webhook on the real control plane: the API server calls it, the scheduler obeys it.
+
+`flox-isa webhook` runs as a subprocess over TLS (a CA made here), registered with a
+URL client config. Its MutatingWebhookConfiguration only selects namespaces carrying
+this module's run label, so other tests sharing the session cluster are unaffected.
+API objects are held as Any (the client types every field Optional), as in test_devcluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import default_catalog
+from flox_isa.webhook.certs import write_serving_certs
+from tests.e2e.conftest import DevCluster
+
+pytestmark = pytest.mark.e2e
+
+RUN = uuid.uuid4().hex[:6]
+SCOPE_LABEL = "e2e.flox.dev/webhook-run"
+ENV = "yourorg/ticket-processor"
+CATALOG = default_catalog()
+OWN_NAMESPACE = f"flox-isa-system-{RUN}"
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Webhook:
+    url: str
+    ca: Path
+    log: Path
+    kubectl: Path | None
+    kubeconfig: Path
+
+    def get(self, path: str) -> tuple[int, str]:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            with urllib.request.urlopen(self.url + path, context=context, timeout=5) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+        except OSError:
+            return 0, ""
+
+
+def _kubectl() -> Path | None:
+    try:
+        from flox_isa.devcluster.build import bin_dir  # noqa: PLC0415 - optional helper
+
+        candidate = bin_dir() / "kubectl"
+        if candidate.is_file():
+            return candidate
+    except Exception:  # no pinned binaries: fall back to PATH
+        pass
+    found = shutil.which("kubectl")
+    return Path(found) if found else None
+
+
+def _webhook_configuration(name: str, url: str, ca_pem: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "pods.isa.flox.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": 5,
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {SCOPE_LABEL: RUN}},
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+    directory = tmp_path_factory.mktemp("webhook")
+    certs = write_serving_certs(directory / "tls")
+    port = _free_port()
+    log = directory / "webhook.log"
+    command = [
+        sys.executable, "-m", "flox_isa.cli", "webhook",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--tls-cert", str(certs.cert_path), "--tls-key", str(certs.key_path),
+        "--kubeconfig", str(cluster.kubeconfig), "--namespace", OWN_NAMESPACE,
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    hook = Webhook(f"https://127.0.0.1:{port}", certs.ca_path, log, _kubectl(), cluster.kubeconfig)
+    name = f"flox-isa-e2e-{RUN}"
+    with cluster.api_client() as api:
+        registrations: Any = client.AdmissionregistrationV1Api(api)
+        core: Any = client.CoreV1Api(api)
+        try:
+            _wait("the webhook's /readyz", lambda: hook.get("/readyz")[0] == 200, timeout=60)
+            registrations.create_mutating_webhook_configuration(
+                _webhook_configuration(name, f"{hook.url}/mutate", certs.ca_pem)
+            )
+            _wait_until_effective(core)
+            yield hook
+        finally:
+            registrations.delete_mutating_webhook_configuration(name)
+            process.terminate()
+            process.wait(timeout=20)
+            print(log.read_text()[-4000:])  # shown by pytest for a failed test
+
+
+def _wait_until_effective(core: Any) -> None:
+    """The API server loads webhook configurations asynchronously: probe with dry runs."""
+    probe_ns = f"wh-probe-{RUN}"
+    core.create_namespace(_namespace(probe_ns, inject=True))
+    try:
+
+        def mutated() -> bool:
+            pod: Any = core.create_namespaced_pod(probe_ns, _pod("probe"), dry_run="All")
+            return bool((pod.metadata.labels or {}).get(names.VARIANT_LABEL))
+
+        _wait("the webhook configuration to take effect", mutated, timeout=30)
+    finally:
+        core.delete_namespace(probe_ns)
+
+
+def _namespace(name: str, *, inject: bool) -> dict[str, Any]:
+    labels = {SCOPE_LABEL: RUN}
+    if inject:
+        labels[names.INJECT_LABEL] = "true"
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def _pod(
+    name: str,
+    annotations: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
+    env: str | None = ENV,
+) -> dict[str, Any]:
+    meta_annotations = dict(annotations or {})
+    if env is not None:
+        meta_annotations[names.ENVIRONMENT_ANNOTATION] = env
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}, "annotations": meta_annotations},
+        "spec": {
+            "containers": [{"name": "worker", "image": "ghcr.io/flox/flox:latest"}],
+            **(spec or {}),
+        },
+    }
+
+
+def _template(app: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A pod template (no apiVersion/kind) naming the base environment."""
+    pod = _pod("", spec=spec)
+    return {
+        "metadata": {"labels": {"app": app}, "annotations": pod["metadata"]["annotations"]},
+        "spec": pod["spec"],
+    }
+
+
+@pytest.fixture
+def make_namespace(webhook: Webhook, core: Any) -> Iterator[Callable[[bool], str]]:
+    created: list[str] = []
+
+    def make(inject: bool) -> str:
+        name = f"wh-{RUN}-{uuid.uuid4().hex[:6]}"
+        core.create_namespace(_namespace(name, inject=inject))
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        core.delete_namespace(name)
+
+
+def _scheduled(core: Any, namespace: str, name: str) -> Any:
+    return _wait(
+        f"pod {namespace}/{name} to be scheduled",
+        lambda: (p := core.read_namespaced_pod(name, namespace)).spec.node_name and p,
+    )
+
+
+def _assert_on_right_node(core: Any, pod: Any, variant: str, instance_types: set[str]) -> None:
+    node = core.read_node(pod.spec.node_name)
+    labels = node.metadata.labels
+    assert labels[names.INSTANCE_TYPE_LABEL] in instance_types, labels[names.INSTANCE_TYPE_LABEL]
+    chosen = CATALOG.get(variant)
+    assert chosen is not None
+    assert all(labels.get(names.cpuid_label(f)) == "true" for f in chosen.flags)
+    assert labels[names.ARCH_LABEL] == chosen.arch
+
+
+VNNI_TYPES = {"m5n.xlarge", "m6i.xlarge", "m7i.xlarge"}
+ARMV9_TYPES = {"c7g.xlarge", "c8g.xlarge"}
+
+
+def test_a_labelled_pod_gets_the_best_variant_and_lands_on_a_node_with_it(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(False)
+    body = _pod(
+        "int8",
+        {names.WORKLOAD_ANNOTATION: "int8-inference", "team": "support"},
+        {names.INJECT_LABEL: "true", "app": "worker"},
+    )
+    core.create_namespaced_pod(namespace, body)
+    pod = _scheduled(core, namespace, "int8")
+    meta = pod.metadata
+    assert meta.annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-avx512vnni"
+    assert meta.annotations[names.BASE_ENVIRONMENT_ANNOTATION] == ENV
+    assert meta.annotations["team"] == "support" and meta.labels["app"] == "worker"
+    assert "avx512vnni 85 > avx512 52" in meta.annotations[names.REASON_ANNOTATION]
+    assert meta.labels[names.VARIANT_LABEL] == "avx512vnni"
+    assert pod.spec.node_selector[names.cpuid_label("AVX512VNNI")] == "true"
+    _assert_on_right_node(core, pod, "avx512vnni", VNNI_TYPES)
+
+
+def test_a_deployment_in_an_opted_in_namespace(
+    make_namespace: Callable[[bool], str], core: Any, cluster: DevCluster
+) -> None:
+    namespace = make_namespace(True)
+    template = _template("summarizer", {"nodeSelector": {names.ARCH_LABEL: "arm64"}})
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "summarizer"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "summarizer"}},
+            "template": template,
+        },
+    }
+    with cluster.api_client() as api:
+        apps: Any = client.AppsV1Api(api)
+        apps.create_namespaced_deployment(namespace, deployment)
+
+    def all_scheduled() -> list[Any]:
+        pods = core.list_namespaced_pod(namespace, label_selector="app=summarizer").items
+        return pods if len(pods) == 4 and all(p.spec.node_name for p in pods) else []
+
+    for pod in _wait("4 scheduled summarizer pods", all_scheduled):
+        assert pod.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-armv9"
+        assert pod.metadata.labels[names.VARIANT_LABEL] == "armv9"
+        _assert_on_right_node(core, pod, "armv9", ARMV9_TYPES)
+
+
+def test_pods_that_did_not_opt_in_are_untouched(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(False)
+    created = core.create_namespaced_pod(namespace, _pod("plain"))
+    assert created.metadata.annotations == {names.ENVIRONMENT_ANNOTATION: ENV}
+    assert not created.spec.node_selector and not created.metadata.labels
+
+
+def test_a_daemonset_is_left_alone(
+    make_namespace: Callable[[bool], str], core: Any, cluster: DevCluster
+) -> None:
+    namespace = make_namespace(True)
+    template = _template("agent", {"nodeSelector": {names.INSTANCE_TYPE_LABEL: "m4.xlarge"}})
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template},
+    }
+    with cluster.api_client() as api:
+        apps: Any = client.AppsV1Api(api)
+        apps.create_namespaced_daemon_set(namespace, daemonset)
+    pods = _wait(
+        "DaemonSet pods",
+        lambda: core.list_namespaced_pod(namespace, label_selector="app=agent").items,
+    )
+    for pod in pods:
+        assert pod.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == ENV
+        assert names.VARIANT_LABEL not in pod.metadata.labels
+        assert names.cpuid_label("AVX2") not in (pod.spec.node_selector or {})
+
+
+def _kubectl_create(hook: Webhook, namespace: str, body: dict[str, Any]) -> tuple[int, str]:
+    if hook.kubectl is None:
+        pytest.skip("no kubectl binary (pinned cache or PATH)")
+    result = subprocess.run(
+        [str(hook.kubectl), "--kubeconfig", str(hook.kubeconfig), "-n", namespace,
+         "create", "-f", "-"],
+        input=json.dumps(body), capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "KUBECONFIG": str(hook.kubeconfig)},
+    )  # fmt: skip
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_a_conflicting_guard_denial_reaches_kubectl(
+    webhook: Webhook, make_namespace: Callable[[bool], str]
+) -> None:
+    namespace = make_namespace(True)
+    body = _pod("confused", spec={"nodeSelector": {names.ARCH_LABEL: "arm64"}}, env=f"{ENV}-avx512")
+    code, output = _kubectl_create(webhook, namespace, body)
+    assert code != 0
+    assert 'admission webhook "pods.isa.flox.dev" denied the request' in output
+    assert "flox-isa: avx512" in output
+    assert "kubernetes.io/arch=arm64 but avx512 needs kubernetes.io/arch=amd64" in output
+
+
+def test_no_eligible_node_warns_through_kubectl(
+    webhook: Webhook, make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(True)
+    body = _pod("lonely", spec={"nodeSelector": {"pool": "gpu-only"}})
+    code, output = _kubectl_create(webhook, namespace, body)
+    assert code == 0, output
+    assert "Warning: flox-isa: no eligible node offers an allowed variant; pinned avx2" in output
+    stored = core.read_namespaced_pod("lonely", namespace)
+    assert stored.metadata.labels[names.VARIANT_LABEL] == "avx2"
+    assert stored.spec.node_selector["pool"] == "gpu-only"
+
+
+def test_bad_input_is_denied_with_what_is_allowed(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(True)
+    body = _pod("typo", {names.WORKLOAD_ANNOTATION: "int4-inference"})
+    with pytest.raises(client.ApiException) as denied:
+        core.create_namespaced_pod(namespace, body)
+    assert denied.value.status == 400
+    message = json.loads(denied.value.body or "{}")["message"]
+    assert "fp32-inference, int8-inference, bf16-training" in message
+
+
+def test_dry_run_is_mutated_but_not_stored(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(True)
+    body = _pod("dry", {names.WORKLOAD_ANNOTATION: "bf16-training"})
+    answer = core.create_namespaced_pod(namespace, body, dry_run="All")
+    assert answer.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-avx512bf16"
+    assert core.list_namespaced_pod(namespace).items == []
+
+
+def test_the_webhooks_own_namespace_is_never_touched(core: Any, webhook: Webhook) -> None:
+    core.create_namespace(_namespace(OWN_NAMESPACE, inject=True))
+    try:
+        created = core.create_namespaced_pod(
+            OWN_NAMESPACE, _pod("self", labels={names.INJECT_LABEL: "true"})
+        )
+        assert created.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == ENV
+    finally:
+        core.delete_namespace(OWN_NAMESPACE)
+
+
+def test_metrics_count_decisions_and_the_inventory(
+    webhook: Webhook, core: Any, make_namespace: Callable[[bool], str]
+) -> None:
+    namespace = make_namespace(True)
+    core.create_namespaced_pod(namespace, _pod("counted"))
+    status, text = webhook.get("/metrics")
+    assert status == 200
+    assert (
+        'flox_isa_webhook_requests_total{outcome="patched",reason="auto",variant="avx512"}' in text
+    )
+    node_count = len(core.list_node().items)
+    assert f"flox_isa_inventory_nodes {float(node_count)}" in text
+
+
+def test_the_inventory_follows_nodes_joining_and_leaving(
+    make_namespace: Callable[[bool], str], core: Any, nodes: Any
+) -> None:
+    """A node added after the webhook started is offered; once deleted, it is not."""
+    namespace = make_namespace(True)
+    pool = {"e2e.flox.dev/pool": f"join-{RUN}"}
+    spec = {"nodeSelector": pool}
+    before = core.create_namespaced_pod(namespace, _pod("before", spec=spec), dry_run="All")
+    assert before.metadata.labels[names.VARIANT_LABEL] == "avx2"  # nothing eligible: widest fit
+    added = nodes.add("c7g.xlarge", labels=pool)
+
+    def offered() -> bool:
+        pod = core.create_namespaced_pod(namespace, _pod("joined", spec=spec), dry_run="All")
+        return bool(pod.metadata.labels[names.VARIANT_LABEL] == "armv9")
+
+    _wait("the new node to reach the webhook's inventory", offered, timeout=20)
+    nodes.delete(added)
+
+    def gone() -> bool:
+        pod = core.create_namespaced_pod(namespace, _pod("left", spec=spec), dry_run="All")
+        return bool(pod.metadata.labels[names.VARIANT_LABEL] == "avx2")
+
+    _wait("the deleted node to leave the webhook's inventory", gone, timeout=20)

@@ -1,0 +1,513 @@
+"""The Helm chart, rendered with `helm template` (no cluster): what users rely on.
+
+Needs the pinned helm binary (`make binaries` puts it in the devcluster cache; $HELM
+overrides). Without it these tests skip locally and fail under CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+from cryptography import x509
+
+from flox_isa.devcluster.build import bin_dir
+from flox_isa.devcluster.versions import load_versions
+from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, default_catalog, parse_catalog
+from flox_isa.operator.models import API_VERSION as TICKETWORKER_API_VERSION
+from flox_isa.operator.models import TicketWorkerSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "flox-isa"
+RELEASE, NAMESPACE = "isa", "flox-system"
+CERT_MANAGER = ("--set", "certManager.enabled=true")
+INJECT = "isa.flox.dev/inject"
+
+Obj = dict[str, Any]
+
+
+@cache
+def helm() -> str:
+    candidates = [os.environ.get("HELM"), str(bin_dir() / "helm"), shutil.which("helm")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    message = "no helm binary: run `make binaries` (or set HELM)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm(), *args], capture_output=True, text=True, check=False)
+
+
+@cache
+def _render(args: tuple[str, ...]) -> tuple[Obj, ...]:
+    result = run_helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def render(*args: str) -> list[Obj]:
+    return [json.loads(json.dumps(doc)) for doc in _render(args)]  # a fresh copy per test
+
+
+def one(objects: list[Obj], kind: str, name_suffix: str = "") -> Obj:
+    found = [
+        o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)
+    ]
+    assert len(found) == 1, f"expected one {kind} *{name_suffix}, found {len(found)}"
+    return found[0]
+
+
+def deployments(objects: list[Obj]) -> dict[str, Obj]:
+    return {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in objects
+        if d["kind"] == "Deployment"
+    }
+
+
+def containers(objects: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    for deployment in deployments(objects).values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            yield deployment, container
+
+
+def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels AND matchExpressions)."""
+    if selector is None:
+        return True
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+# --- lint and schema validation ---------------------------------------------------
+
+
+def test_helm_lint_strict_passes() -> None:
+    for args in ((), CERT_MANAGER):
+        result = run_helm("lint", "--strict", str(CHART), *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [(), CERT_MANAGER], ids=["generated-tls", "cert-manager"])
+def test_rendered_objects_match_the_pinned_kubernetes_openapi_schemas(
+    args: tuple[str, ...],
+) -> None:
+    minor = ".".join(load_versions().kubernetes.lstrip("v").split(".")[:2])
+    validated = set()
+    for obj in render(*args, "--include-crds"):
+        if obj["apiVersion"].startswith("cert-manager.io/"):
+            continue  # not Kubernetes' own schema: see test_cert_manager_mode_*
+        kubernetes_validate.validate(obj, f"{minor}.0", strict=True)
+        validated.add(obj["kind"])
+    assert {"Deployment", "MutatingWebhookConfiguration", "Service", "ClusterRole"} <= validated
+
+
+def test_chart_kube_version_admits_the_pinned_kubernetes() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pinned = tuple(int(p) for p in load_versions().kubernetes.lstrip("v").split("."))
+    floor = re.fullmatch(r">=(\d+)\.(\d+)\.(\d+)-0", chart["kubeVersion"])
+    assert floor, chart["kubeVersion"]
+    assert pinned >= tuple(int(g) for g in floor.groups())
+    ok = run_helm("template", str(CHART), "--kube-version", load_versions().kubernetes)
+    assert ok.returncode == 0, ok.stderr
+    too_old = run_helm("template", str(CHART), "--kube-version", "v1.29.0")
+    assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr
+
+
+def test_values_schema_rejects_typos_and_bad_values() -> None:
+    for bad, message in [
+        (("--set", "webhook.replica=2"), "replica"),
+        (("--set", "webhook.failurePolicy=Maybe"), "failurePolicy"),
+        (("--set", "webhook.timeoutSeconds=31"), "timeoutSeconds"),
+        (("--set", "catalog.variants[0].arch=riscv64"), "arch"),
+        (("--set", "certManager.issuerRef.kind=ClusterIssuer"), "name"),
+    ]:
+        result = run_helm("template", str(CHART), *bad)
+        assert result.returncode != 0, bad
+        assert message in result.stderr, result.stderr
+
+
+# --- values.yaml ------------------------------------------------------------------
+
+
+def test_values_catalog_is_the_built_in_default_catalog() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["catalog"] == DEFAULT_CATALOG_DATA
+
+
+# Values that are Kubernetes objects passed through verbatim: documented as a whole.
+PASS_THROUGH = {"podSecurityContext", "securityContext", "resources"}
+
+
+def test_every_value_is_camel_case_and_has_a_comment() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    key = re.compile(r"^(?P<indent> *)(?P<key>[^\s#:-][^:]*):(?:\s|$)")
+    ancestors: list[tuple[int, str]] = []
+    problems = []
+    for number, line in enumerate(lines):
+        match = key.match(line)
+        if not match:
+            continue  # comments, blank lines, list items (catalog data, not settings)
+        indent, name = len(match["indent"]), match["key"]
+        ancestors = [(i, k) for i, k in ancestors if i < indent]
+        inside = {k for _, k in ancestors}
+        ancestors.append((indent, name))
+        if inside & (PASS_THROUGH | {"catalog"}):
+            continue
+        above = lines[number - 1].strip() if number else ""
+        if not re.fullmatch(r"[a-z][a-zA-Z0-9]*", name):
+            problems.append(f"line {number + 1}: {name!r} is not camelCase")
+        if not above.startswith("#") and "#" not in line:
+            problems.append(f"line {number + 1}: {name!r} has no comment")
+    assert not problems, "\n".join(problems)
+
+
+# --- catalog ----------------------------------------------------------------------
+
+
+def test_both_components_read_the_catalog_config_map() -> None:
+    objects = render()
+    config_map = one(objects, "ConfigMap", "-catalog")
+    assert parse_catalog(config_map["data"]["catalog.yaml"]) == default_catalog()
+    for deployment, container in containers(objects):
+        pod = deployment["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v.get("configMap"))
+        assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        assert f"--catalog={mount['mountPath']}/catalog.yaml" in container["args"]
+        # A catalog change rolls the pods (neither component re-reads the file).
+        assert "checksum/catalog" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_a_custom_catalog_reaches_the_config_map(tmp_path: Path) -> None:
+    custom = {
+        "catalog": {
+            "variants": [
+                {"name": "baseline", "arch": "amd64", "flags": [],
+                 "scores": {"fp32-inference": 1, "int8-inference": 1, "bf16-training": 1}},
+            ]
+        }
+    }  # fmt: skip
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(custom))
+    default_checksum = deployments(render())["webhook"]["spec"]["template"]["metadata"]
+    objects = render("-f", str(values))
+    catalog = parse_catalog(one(objects, "ConfigMap", "-catalog")["data"]["catalog.yaml"])
+    assert catalog.names == ("baseline",)
+    annotations = deployments(objects)["webhook"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/catalog"] != default_checksum["annotations"]["checksum/catalog"]
+
+
+# --- the admission webhook ---------------------------------------------------------
+
+
+def webhook_config(*args: str) -> Obj:
+    return one(render(*args), "MutatingWebhookConfiguration")
+
+
+def test_webhook_configuration_follows_admission_good_practices() -> None:
+    objects = render()
+    service = one(objects, "Service", "-webhook")
+    config = one(objects, "MutatingWebhookConfiguration")
+    assert config["webhooks"]
+    for hook in config["webhooks"]:
+        assert hook["sideEffects"] == "None"
+        assert hook["timeoutSeconds"] == 2
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["reinvocationPolicy"] == "IfNeeded"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["rules"] == [
+            {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+             "resources": ["pods"], "scope": "Namespaced"}
+        ]  # fmt: skip
+        ref = hook["clientConfig"]["service"]
+        assert ref == {
+            "name": service["metadata"]["name"],
+            "namespace": NAMESPACE,
+            "path": "/mutate",
+            "port": service["spec"]["ports"][0]["port"],
+        }
+        conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
+        assert "startsWith('kube-')" in conditions["not-a-kube-namespace"]
+        assert "DaemonSet" in conditions["not-a-daemonset-pod"]
+
+
+def test_failure_policy_and_timeout_are_configurable() -> None:
+    config = webhook_config(
+        "--set", "webhook.failurePolicy=Ignore", "--set", "webhook.timeoutSeconds=5"
+    )
+    assert {h["failurePolicy"] for h in config["webhooks"]} == {"Ignore"}
+    assert {h["timeoutSeconds"] for h in config["webhooks"]} == {5}
+
+
+def _namespace(name: str, *, opted_in: bool) -> dict[str, str]:
+    labels = {"kubernetes.io/metadata.name": name}
+    return labels | ({INJECT: "true"} if opted_in else {})
+
+
+@pytest.mark.parametrize(
+    ("namespace", "pod_labels", "called"),
+    [
+        (_namespace("shop", opted_in=False), {}, False),
+        (_namespace("shop", opted_in=False), {INJECT: "true"}, True),
+        (_namespace("shop", opted_in=True), {}, True),
+        (_namespace("shop", opted_in=True), {INJECT: "true"}, True),
+        (_namespace("shop", opted_in=True), {INJECT: "false"}, False),  # the pod opts out
+        (_namespace("kube-system", opted_in=True), {INJECT: "true"}, False),
+        (_namespace("kube-node-lease", opted_in=True), {INJECT: "true"}, False),
+        (_namespace(NAMESPACE, opted_in=True), {INJECT: "true"}, False),  # its own namespace
+        (_namespace("batch", opted_in=True), {}, False),  # webhook.excludedNamespaces
+    ],
+)
+def test_opt_in_by_pod_or_namespace_label_calls_the_webhook_exactly_once(
+    namespace: dict[str, str], pod_labels: dict[str, str], called: bool
+) -> None:
+    config = webhook_config("--set", "webhook.excludedNamespaces={batch}")
+    matching = [
+        hook["name"]
+        for hook in config["webhooks"]
+        if selects(hook["namespaceSelector"], namespace)
+        and selects(hook["objectSelector"], pod_labels)
+    ]
+    # Called at most once: two matching webhooks would patch the pod twice.
+    assert len(matching) == (1 if called else 0), matching
+
+
+def test_generated_tls_certificate_is_trusted_by_the_webhook_configuration() -> None:
+    objects = render()
+    secret = one(objects, "Secret", "-webhook-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    serving = x509.load_pem_x509_certificate(data["tls.crt"])
+    serving.verify_directly_issued_by(ca)
+    san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    service = one(objects, "Service", "-webhook")["metadata"]["name"]
+    # The API server calls https://<service>.<namespace>.svc.
+    assert f"{service}.{NAMESPACE}.svc" in san.get_values_for_type(x509.DNSName)
+    assert serving.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(
+        days=3000
+    )
+    for hook in one(objects, "MutatingWebhookConfiguration")["webhooks"]:
+        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == data["ca.crt"]
+    webhook_pod = deployments(objects)["webhook"]["spec"]["template"]["spec"]
+    tls_volume = next(v for v in webhook_pod["volumes"] if v.get("secret"))
+    assert tls_volume["secret"]["secretName"] == secret["metadata"]["name"]
+
+
+def test_cert_manager_mode_issues_the_certificate_the_webhook_mounts() -> None:
+    objects = render(*CERT_MANAGER)
+    assert not [o for o in objects if o["kind"] == "Secret"]  # cert-manager writes it
+    certificate = one(objects, "Certificate")
+    issuer = one(objects, "Issuer")
+    assert issuer["spec"] == {"selfSigned": {}}
+    assert certificate["spec"]["issuerRef"]["name"] == issuer["metadata"]["name"]
+    service = one(objects, "Service", "-webhook")["metadata"]["name"]
+    assert f"{service}.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    webhook_pod = deployments(objects)["webhook"]["spec"]["template"]["spec"]
+    tls_volume = next(v for v in webhook_pod["volumes"] if v.get("secret"))
+    assert tls_volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    config = one(objects, "MutatingWebhookConfiguration")
+    annotation = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert annotation == f"{NAMESPACE}/{certificate['metadata']['name']}"
+    assert all("caBundle" not in h["clientConfig"] for h in config["webhooks"])
+
+
+def test_cert_manager_mode_can_use_an_existing_issuer() -> None:
+    objects = render(
+        *CERT_MANAGER,
+        "--set", "certManager.issuerRef.name=corp-ca",
+        "--set", "certManager.issuerRef.kind=ClusterIssuer",
+    )  # fmt: skip
+    assert not [o for o in objects if o["kind"] == "Issuer"]
+    assert one(objects, "Certificate")["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+    }
+
+
+# --- availability ------------------------------------------------------------------
+
+
+def test_webhook_is_highly_available_by_default() -> None:
+    objects = render()
+    webhook = deployments(objects)["webhook"]
+    assert webhook["spec"]["replicas"] == 3
+    pod_labels = webhook["spec"]["template"]["metadata"]["labels"]
+    pdb = one(objects, "PodDisruptionBudget", "-webhook")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert selects(pdb["spec"]["selector"], pod_labels)
+    service = one(objects, "Service", "-webhook")
+    assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels)
+    anti = webhook["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert selects(term["labelSelector"], pod_labels)
+    # The operator's pods must not count as webhook pods (and the reverse).
+    operator_labels = deployments(objects)["operator"]["spec"]["template"]["metadata"]["labels"]
+    assert not selects(pdb["spec"]["selector"], operator_labels)
+
+
+def test_webhook_scheduling_is_configurable() -> None:
+    objects = render(
+        "--set", "webhook.priorityClassName=system-cluster-critical",
+        "--set", "webhook.podAntiAffinity=hard",
+        "--set", "webhook.replicas=5",
+    )  # fmt: skip
+    spec = deployments(objects)["webhook"]["spec"]
+    assert spec["replicas"] == 5
+    assert spec["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in anti
+
+
+def test_webhook_probes_and_service_use_the_https_port() -> None:
+    objects = render("--set", "webhook.port=9443")
+    webhook = deployments(objects)["webhook"]
+    container = webhook["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "https", "containerPort": 9443, "protocol": "TCP"}]
+    assert "--port=9443" in container["args"]
+    for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+        assert container[probe]["httpGet"] == {"path": path, "port": "https", "scheme": "HTTPS"}
+    assert one(objects, "Service", "-webhook")["spec"]["ports"][0]["targetPort"] == "https"
+
+
+def test_operator_runs_two_replicas_with_a_liveness_probe() -> None:
+    operator = deployments(render())["operator"]
+    assert operator["spec"]["replicas"] == 2
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "operator"
+    assert "--health-port=8080" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_components_can_be_disabled() -> None:
+    objects = render("--set", "webhook.enabled=false")
+    assert not [o for o in objects if o["kind"] == "MutatingWebhookConfiguration"]
+    assert set(deployments(objects)) == {"operator"}
+    objects = render("--set", "operator.enabled=false")
+    assert set(deployments(objects)) == {"webhook"}
+
+
+# --- security ----------------------------------------------------------------------
+
+
+def test_pods_meet_the_restricted_pod_security_standard() -> None:
+    for deployment, container in containers(render()):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert not pod.get("hostNetwork") and not pod.get("hostPID")
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+
+
+def rules_of(objects: list[Obj], kind: str, suffix: str) -> list[Obj]:
+    return list(one(objects, kind, suffix)["rules"])
+
+
+def test_webhook_rbac_is_read_only() -> None:
+    rules = rules_of(render(), "ClusterRole", "-webhook")
+    assert {tuple(r["resources"]) for r in rules} <= {("nodes",), ("namespaces",)}
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in rules)
+
+
+def test_operator_rbac_is_least_privilege() -> None:
+    objects = render()
+    cluster_rules = rules_of(objects, "ClusterRole", "-operator")
+    resources = {res for r in cluster_rules for res in r["resources"]}
+    assert "secrets" not in resources and "pods" not in resources
+    for rule in cluster_rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        if {"nodes", "customresourcedefinitions"} & set(rule["resources"]):
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+    role = one(objects, "Role", "-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    lease = deployments(objects)["operator"]["spec"]["template"]["spec"]["containers"][0]
+    lease_name = next(a for a in lease["args"] if a.startswith("--lease-name=")).split("=")[1]
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": [lease_name], "verbs": ["get", "update"]},
+    ]  # fmt: skip
+
+
+def test_every_object_carries_the_recommended_labels() -> None:
+    for obj in render(*CERT_MANAGER):
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "flox-isa"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert "app.kubernetes.io/version" in labels
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"):
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+
+
+# --- manifests/ ---------------------------------------------------------------------
+
+
+def test_checked_in_manifests_match_the_chart() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "render-manifests.py"), "--check", "--helm", helm()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_manifest_examples_are_valid_objects() -> None:
+    minor = ".".join(load_versions().kubernetes.lstrip("v").split(".")[:2])
+    kinds = set()
+    for path in sorted((ROOT / "manifests" / "examples").rglob("*.yaml")):
+        for obj in yaml.safe_load_all(path.read_text()):
+            kinds.add(obj["kind"])
+            if obj["apiVersion"] == TICKETWORKER_API_VERSION:
+                TicketWorkerSpec.model_validate(obj["spec"])  # what the operator accepts
+            elif obj["apiVersion"].startswith("nfd.k8s-sigs.io/"):
+                assert obj["spec"]["rules"], path
+            else:
+                kubernetes_validate.validate(obj, f"{minor}.0", strict=True)
+    assert {"TicketWorker", "Deployment", "Namespace", "NodeFeatureRule"} <= kinds
+
+
+def test_nfd_rule_example_requires_exactly_each_default_variants_flags() -> None:
+    rule = yaml.safe_load((ROOT / "manifests/examples/nfd/nodefeaturerule.yaml").read_text())
+    required = {
+        r["name"].removeprefix("flox-isa "): set(r["matchFeatures"][0]["matchExpressions"])
+        for r in rule["spec"]["rules"]
+    }
+    assert required == {v.name: set(v.flags) for v in default_catalog().variants}

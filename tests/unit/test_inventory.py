@@ -1,0 +1,233 @@
+"""The node index (grouping, per-node fallback) and the list/watch inventories."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flox_isa.isa import names
+from flox_isa.isa.nodes import node_state
+from flox_isa.isa.offer import FleetIndexBuilder, OfferIndex, index_nodes
+from flox_isa.kube.inventory import NamespaceInventory, NodeInventory, Reflector
+from tests.unit.test_webhook_decision import CATALOG, fleet_nodes, fleet_states
+
+
+def many_nodes(count: int) -> list[dict[str, Any]]:
+    """`count` nodes cycling through the default fleet's instance types, uniquely named."""
+    templates = fleet_nodes()
+    nodes = []
+    for i in range(count):
+        node = json.loads(json.dumps(templates[i % len(templates)]))
+        name = f"node-{i}"
+        node["metadata"]["name"] = name
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        nodes.append(node)
+    return nodes
+
+
+def test_thousands_of_nodes_make_one_group_per_kind_of_node() -> None:
+    index = index_nodes(node_state(n) for n in many_nodes(5000))
+    assert index.node_count == 5000
+    assert len(index.groups) == 9  # the default fleet's nine instance types
+
+
+def test_a_label_holding_the_node_name_is_per_node() -> None:
+    nodes = many_nodes(20)
+    for node in nodes:
+        node["metadata"]["labels"]["example.com/instance-id"] = node["metadata"]["name"]
+    index = index_nodes(node_state(n) for n in nodes)
+    assert len(index.groups) == 9
+    assert "example.com/instance-id" in index.per_node_keys
+    one = {"nodeSelector": {"example.com/instance-id": "node-3"}}
+    offer = OfferIndex(index, CATALOG).offer(one)
+    assert offer.eligible_nodes == 1
+
+
+def test_builder_updates_only_on_changes_a_decision_reads() -> None:
+    builder = FleetIndexBuilder()
+    nodes = many_nodes(18)
+    builder.replace(node_state(n) for n in nodes)
+    first = builder.index()
+    heartbeat = json.loads(json.dumps(nodes[0]))
+    heartbeat["metadata"]["resourceVersion"] = "999"
+    assert builder.upsert(node_state(heartbeat)) is False
+    assert builder.index() is first
+    cordoned = {**nodes[0], "spec": {"unschedulable": True}}
+    assert builder.upsert(node_state(cordoned)) is True
+    second = builder.index()
+    assert second.version > first.version and len(second.groups) == 10
+    assert builder.remove("node-0") is True and builder.remove("node-0") is False
+    third = builder.index()
+    assert (third.node_count, len(third.groups)) == (17, 9)
+
+
+def test_offers_follow_the_fleet() -> None:
+    states = fleet_states()
+    index = OfferIndex(index_nodes(states), CATALOG)
+    offer = index.offer({})
+    assert offer.eligible_nodes == 18
+    assert offer.nodes_by_variant == {
+        "avx2": 12,
+        "avx512": 10,
+        "avx512bf16": 2,
+        "avx512vnni": 6,
+        "armv8.2": 6,
+        "armv9": 4,
+    }
+    arm = index.offer({"nodeSelector": {names.ARCH_LABEL: "arm64"}})
+    assert (arm.eligible_nodes, arm.nodes_by_variant) == (6, {"armv8.2": 6, "armv9": 4})
+
+
+def test_the_offer_memo_answers_identical_constraints_alike() -> None:
+    index = OfferIndex(index_nodes(fleet_states()), CATALOG)
+    spec = {"nodeSelector": {names.ARCH_LABEL: "amd64"}, "tolerations": [{"operator": "Exists"}]}
+    assert index.offer(spec) is index.offer(json.loads(json.dumps(spec)))
+    assert index.offer(spec) is not index.offer({})
+
+
+# --- Reflector: list, watch, resync -------------------------------------------------------------
+
+
+class FakeResponse:
+    def __init__(self, data: Any = None, events: list[dict[str, Any]] | None = None) -> None:
+        self.data = json.dumps(data).encode() if data is not None else b""
+        self._events = events or []
+        self.closed = False
+
+    def stream(self, amt: Any = None, decode_content: bool = True) -> Iterator[bytes]:
+        text = "".join(json.dumps(e) + "\n" for e in self._events).encode()
+        yield from (text[i : i + 7] for i in range(0, len(text), 7))  # split mid-line
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release_conn(self) -> None:
+        pass
+
+
+class FakeApi:
+    """list_node: two lists, three watches (gone, expired, then the test stops it)."""
+
+    def __init__(self, nodes: list[dict[str, Any]], done: threading.Event) -> None:
+        self.nodes = nodes
+        self.done = done
+        self.calls: list[dict[str, Any]] = []
+        self.watches = 0
+
+    def __call__(self, **kwargs: Any) -> FakeResponse:
+        self.calls.append(kwargs)
+        if not kwargs.get("watch"):
+            items = self.nodes[:2] if len(self.calls) == 1 else self.nodes[:3]
+            return FakeResponse({"metadata": {"resourceVersion": "10"}, "items": items})
+        self.watches += 1
+        if self.watches == 1:
+            added = {
+                "type": "ADDED",
+                "object": {
+                    **self.nodes[5],
+                    "metadata": {**self.nodes[5]["metadata"], "resourceVersion": "11"},
+                },
+            }
+            gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410}}
+            return FakeResponse(events=[added, gone])
+        if self.watches == 2:
+            deleted = {
+                "type": "DELETED",
+                "object": {"metadata": {"name": "node-0", "resourceVersion": "12"}},
+            }
+            bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}}
+            return FakeResponse(events=[deleted, bookmark])
+        self.done.set()
+        return FakeResponse(events=[])
+
+
+def test_reflector_lists_watches_and_relists_after_410_gone() -> None:
+    nodes = many_nodes(6)
+    done = threading.Event()
+    api = FakeApi(nodes, done)
+    inventory = NodeInventory()
+    restarts: list[tuple[str, str]] = []
+    reflector = Reflector("nodes", api, inventory, lambda r, why: restarts.append((r, why)))
+    reflector.start()
+    assert done.wait(5)
+    reflector.stop()
+    assert reflector.listed.is_set()
+    assert restarts[:2] == [("nodes", "gone"), ("nodes", "expired")]
+    lists = [c for c in api.calls if not c.get("watch")]
+    watches = [c for c in api.calls if c.get("watch")]
+    assert len(lists) == 2 and lists[0]["resource_version"] == "0"
+    # After the relist: watch from the list's version, then from the bookmark's.
+    assert [w["resource_version"] for w in watches[:3]] == ["10", "10", "15"]
+    assert all(w["allow_watch_bookmarks"] and w["timeout_seconds"] > 0 for w in watches)
+    fleet = inventory.fleet()
+    assert fleet is not None
+    names_now = {m.name for g in fleet.groups for m in g.members}
+    assert names_now == {"node-1", "node-2"}  # relisted three, then node-0 deleted
+
+
+def test_reflector_retries_after_errors_and_counts_them() -> None:
+    attempts: list[int] = []
+    recovered = threading.Event()
+
+    def flaky(**kwargs: Any) -> FakeResponse:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("apiserver down")
+        recovered.set()
+        return FakeResponse({"metadata": {"resourceVersion": "1"}, "items": []})
+
+    restarts: list[str] = []
+    inventory = NodeInventory()
+    reflector = Reflector("nodes", flaky, inventory, lambda r, why: restarts.append(why))
+    reflector.start()
+    assert recovered.wait(10)
+    reflector.stop()
+    assert restarts[0] == "error"
+    assert inventory.fleet() is not None
+
+
+def test_node_inventory_skips_a_malformed_node_and_publishes_on_change() -> None:
+    published: list[int] = []
+    inventory = NodeInventory(on_change=lambda index: published.append(index.node_count))
+    assert inventory.fleet() is None
+    nodes = many_nodes(3)
+    broken = json.loads(json.dumps(nodes[2]))
+    broken["status"]["allocatable"]["cpu"] = "lots"
+    inventory.replace([nodes[0], nodes[1], broken])
+    inventory.apply("MODIFIED", nodes[1])  # unchanged: nothing published
+    inventory.apply("DELETED", nodes[0])
+    assert published == [2, 1]
+
+
+def test_namespace_labels_come_from_the_watch_or_one_read() -> None:
+    reads: list[str] = []
+
+    def get(name: str) -> Mapping[str, str] | None:
+        reads.append(name)
+        return {"fresh": "yes"} if name == "new" else None
+
+    namespaces = NamespaceInventory(get)
+    assert not namespaces.ready()
+    namespaces.replace([{"metadata": {"name": "a", "labels": {names.INJECT_LABEL: "true"}}}])
+    assert namespaces.ready()
+
+    async def lookups() -> list[Mapping[str, str] | None]:
+        return [
+            await namespaces.labels("a"),
+            await namespaces.labels("new"),
+            await namespaces.labels("new"),
+            await namespaces.labels("missing"),
+        ]
+
+    assert asyncio.run(lookups()) == [
+        {names.INJECT_LABEL: "true"},
+        {"fresh": "yes"},
+        {"fresh": "yes"},
+        None,
+    ]
+    assert reads == ["new", "missing"]
+    namespaces.apply("MODIFIED", {"metadata": {"name": "a", "labels": {}}})
+    assert asyncio.run(namespaces.labels("a")) == {}

@@ -1,0 +1,210 @@
+"""TicketWorker + plan -> Deployments, and desired vs. live -> writes (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.planning import Plan, Share
+from flox_isa.operator.diff import Create, Delete, Update, describe, diff, drift
+from flox_isa.operator.models import TicketWorkerSpec
+from flox_isa.operator.render import Owner, render
+
+CATALOG = default_catalog()
+OWNER = Owner("team-a", "tickets", "uid-1")
+
+
+def variant(name: str) -> Any:
+    found = CATALOG.get(name)
+    assert found is not None
+    return found
+
+
+def plan_of(**replicas: int) -> Plan:
+    return Plan(tuple(Share(variant(v.replace("_", ".")), 2, 8.0, r) for v, r in replicas.items()))
+
+
+SPEC = TicketWorkerSpec.model_validate(
+    {
+        "environment": "acme/ticket-processor",
+        "template": {
+            "metadata": {"labels": {"team": "a"}, "annotations": {"owner": "ops"}},
+            "spec": {
+                "nodeSelector": {"pool": "workers"},
+                "containers": [
+                    {
+                        "name": "worker",
+                        "command": ["flox", "activate", "--", "serve"],
+                        "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}},
+                    }
+                ],
+            },
+        },
+    }
+)
+
+
+def test_one_deployment_per_planned_variant_named_after_it() -> None:
+    rendered = render(OWNER, SPEC, plan_of(avx2=1, armv9=2))
+    assert list(rendered) == ["tickets-avx2", "tickets-armv9"]
+    assert rendered["tickets-armv9"]["spec"]["replicas"] == 2
+    assert rendered["tickets-armv9"]["metadata"]["namespace"] == "team-a"
+
+
+def test_deployments_are_owned_and_labelled() -> None:
+    deployment = render(OWNER, SPEC, plan_of(avx512vnni=3))["tickets-avx512vnni"]
+    assert deployment["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "flox-isa",
+        "isa.flox.dev/ticketworker": "tickets",
+        "isa.flox.dev/variant": "avx512vnni",
+    }
+    (ref,) = deployment["metadata"]["ownerReferences"]
+    assert ref == {
+        "apiVersion": "isa.flox.dev/v1alpha1",
+        "kind": "TicketWorker",
+        "name": "tickets",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert deployment["spec"]["selector"] == {
+        "matchLabels": {
+            "isa.flox.dev/ticketworker": "tickets",
+            "isa.flox.dev/variant": "avx512vnni",
+        }
+    }
+
+
+def test_pods_carry_what_the_webhook_guard_accepts_unchanged() -> None:
+    pod = render(OWNER, SPEC, plan_of(avx512vnni=3))["tickets-avx512vnni"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["isa.flox.dev/variant"] == "avx512vnni"
+    assert pod["metadata"]["annotations"]["flox.dev/environment"] == (
+        "acme/ticket-processor-avx512vnni"
+    )
+    assert pod["metadata"]["annotations"]["isa.flox.dev/base-environment"] == (
+        "acme/ticket-processor"
+    )
+    selector = pod["spec"]["nodeSelector"]
+    assert selector["kubernetes.io/arch"] == "amd64"
+    for flag in variant("avx512vnni").flags:
+        assert selector[names.cpuid_label(flag)] == "true"
+    assert selector["pool"] == "workers"  # the user's own selector is kept
+
+
+def test_the_users_template_passes_through_with_flox_defaults() -> None:
+    pod = render(OWNER, SPEC, plan_of(avx2=1))["tickets-avx2"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["team"] == "a"
+    assert pod["metadata"]["annotations"]["owner"] == "ops"
+    assert pod["spec"]["runtimeClassName"] == "flox"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "flox/empty:1.0.0"
+    assert container["command"] == ["flox", "activate", "--", "serve"]
+    assert container["resources"] == {"requests": {"cpu": "1000m", "memory": "1Gi"}}
+
+
+def as_served(deployment: dict[str, Any], uid: str = "d-uid") -> dict[str, Any]:
+    """What the API server returns: defaults added, quantities canonical, status set."""
+    live = copy.deepcopy(deployment)
+    live["metadata"].update(uid=uid, generation=1, resourceVersion="7", managedFields=[{}])
+    live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    spec = live["spec"]
+    spec.update(revisionHistoryLimit=10, progressDeadlineSeconds=600)
+    spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}
+    pod = spec["template"]
+    pod["metadata"]["creationTimestamp"] = None
+    pod["spec"].update(restartPolicy="Always", dnsPolicy="ClusterFirst", securityContext={})
+    for container in pod["spec"]["containers"]:
+        container.update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/x")
+        requests = container.get("resources", {}).get("requests", {})
+        if requests.get("cpu") == "1000m":
+            requests["cpu"] = "1"
+    live["status"] = {"replicas": spec["replicas"], "readyReplicas": spec["replicas"]}
+    return live
+
+
+def test_an_unchanged_world_needs_no_write() -> None:
+    desired = render(OWNER, SPEC, plan_of(avx2=1, avx512=2, armv9=3))
+    actual = {name: as_served(d) for name, d in desired.items()}
+    assert diff(OWNER, desired, actual) == ()
+
+
+def test_someone_elses_additions_are_not_drift() -> None:
+    desired = render(OWNER, SPEC, plan_of(avx2=1))
+    live = as_served(desired["tickets-avx2"])
+    pod = live["spec"]["template"]
+    pod["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = "now"
+    pod["spec"]["containers"].append({"name": "sidecar", "image": "istio"})
+    assert diff(OWNER, desired, {"tickets-avx2": live}) == ()
+
+
+def test_a_scaled_deployment_is_scaled_back() -> None:
+    desired = render(OWNER, SPEC, plan_of(avx2=3))
+    live = as_served(desired["tickets-avx2"])
+    live["spec"]["replicas"] = 7
+    (action,) = diff(OWNER, desired, {"tickets-avx2": live})
+    assert isinstance(action, Update)
+    assert action.is_scale
+    assert (action.replicas_before, action.replicas) == (7, 3)
+    assert describe(action, "") == ("Scaled", "scaled Deployment tickets-avx2 from 7 to 3")
+
+
+def test_an_edited_node_selector_is_restored() -> None:
+    desired = render(OWNER, SPEC, plan_of(avx512=1))
+    live = as_served(desired["tickets-avx512"])
+    del live["spec"]["template"]["spec"]["nodeSelector"][names.cpuid_label("AVX512F")]
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil/image"
+    (action,) = diff(OWNER, desired, {"tickets-avx512": live})
+    assert isinstance(action, Update)
+    assert set(action.changed) == {
+        "spec.template.spec.nodeSelector.feature.node.kubernetes.io/cpu-cpuid.AVX512F",
+        "spec.template.spec.containers[worker].image",
+    }
+    assert describe(action, "")[0] == "Updated"
+
+
+def test_a_deleted_deployment_is_created_again() -> None:
+    desired = render(OWNER, SPEC, plan_of(avx2=1, armv9=1))
+    actual = {"tickets-avx2": as_served(desired["tickets-avx2"])}
+    (action,) = diff(OWNER, desired, actual)
+    assert isinstance(action, Create)
+    assert (action.name, action.variant, action.replicas) == ("tickets-armv9", "armv9", 1)
+
+
+def test_a_variant_out_of_the_plan_is_deleted_only_if_we_own_it() -> None:
+    old = render(OWNER, SPEC, plan_of(avx2=1, avx512vnni=2))
+    mine = as_served(old["tickets-avx512vnni"], uid="mine")
+    stranger = copy.deepcopy(mine)
+    stranger["metadata"]["ownerReferences"][0]["uid"] = "older-ticketworker"
+    desired = render(OWNER, SPEC, plan_of(avx2=3))
+    actual = {"tickets-avx2": as_served(desired["tickets-avx2"]), "tickets-avx512vnni": mine}
+    assert diff(OWNER, desired, actual) == (Delete("tickets-avx512vnni", "avx512vnni", "mine"),)
+    actual["tickets-avx512vnni"] = stranger
+    assert diff(OWNER, desired, actual) == ()
+
+
+def test_a_terminating_deployment_is_left_to_finish() -> None:
+    desired = render(OWNER, SPEC, plan_of(avx2=1))
+    live = as_served(desired["tickets-avx2"])
+    live["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    live["spec"]["replicas"] = 0
+    assert diff(OWNER, desired, {"tickets-avx2": live}) == ()
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "paths"),
+    [
+        ({"a": 1}, {"a": 1, "b": 2}, []),
+        ({"a": {}}, {}, []),
+        ({"a": False}, {}, []),
+        ({"a": 0}, {"a": 3}, ["a"]),
+        ({"a": [1, 2]}, {"a": [1]}, ["a"]),
+        ({"resources": {"cpu": "1024Mi"}}, {"resources": {"cpu": "1Gi"}}, []),
+        ({"env": {"value": "1000m"}}, {"env": {"value": "1"}}, ["env.value"]),
+    ],
+)  # fmt: skip
+def test_drift_is_semantic(desired: Any, actual: Any, paths: list[str]) -> None:
+    assert drift(desired, actual) == paths

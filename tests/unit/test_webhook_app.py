@@ -1,0 +1,224 @@
+"""The HTTP surface: POST /mutate answers, 400s, never a 500, /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from flox_isa.isa import names
+from flox_isa.isa.offer import FleetIndex, index_nodes
+from flox_isa.webhook import app as webhook_app
+from flox_isa.webhook.app import StaticFleet, StaticNamespaces, WebhookState, create_app
+from tests.unit.test_webhook_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod
+
+FLEET = index_nodes(fleet_states())
+
+
+def make_client(
+    fleet: FleetIndex | None = FLEET, namespaces: Mapping[str, Mapping[str, str]] | None = None
+) -> TestClient:
+    state = WebhookState(
+        CATALOG, StaticFleet(fleet), StaticNamespaces(namespaces or {}), OWN_NAMESPACE
+    )
+    return TestClient(create_app(state))
+
+
+def review(
+    pod_dict: Mapping[str, Any] | None = None,
+    *,
+    uid: str = "0f6a1c2e-7d1b-4c55-a1b0-9b2f3c4d5e6f",
+    namespace: str = "tickets",
+    dry_run: bool = False,
+    kind: str = "Pod",
+    operation: str = "CREATE",
+) -> dict[str, Any]:
+    resource = "pods" if kind == "Pod" else kind.lower() + "s"
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": resource},
+            "requestKind": {"group": "", "version": "v1", "kind": kind},
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters"]},
+            "object": dict(pod_dict if pod_dict is not None else pod()),
+            "oldObject": None,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+
+
+def post(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post("/mutate", content=raw, headers={"content-type": "application/json"})
+    return response.status_code, response.json()
+
+
+def decoded_patch(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    patch = answer["response"].get("patch")
+    return json.loads(base64.b64decode(patch)) if patch else []
+
+
+def test_a_pod_create_gets_a_json_patch_for_the_same_uid() -> None:
+    status, answer = post(make_client(), review(uid="abc-123"))
+    assert status == 200
+    assert (answer["apiVersion"], answer["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
+    response = answer["response"]
+    assert (response["uid"], response["allowed"], response["patchType"]) == (
+        "abc-123",
+        True,
+        "JSONPatch",
+    )
+    ops = decoded_patch(answer)
+    env_op = next(op for op in ops if op["path"] == "/metadata/annotations/flox.dev~1environment")
+    assert env_op == {"op": "replace", "path": env_op["path"], "value": f"{ENV}-avx512"}
+
+
+def test_a_denial_carries_the_message_and_a_400_status() -> None:
+    bad = pod({names.WORKLOAD_ANNOTATION: "fp16"})
+    status, answer = post(make_client(), review(bad))
+    assert status == 200
+    response = answer["response"]
+    assert response["allowed"] is False and "patch" not in response
+    assert response["status"]["code"] == 400
+    assert response["status"]["message"].startswith("flox-isa: annotation isa.flox.dev/workload")
+
+
+def test_warnings_reach_the_response() -> None:
+    body = pod(spec={"nodeSelector": {"pool": "none-such"}})
+    _, answer = post(make_client(), review(body))
+    assert answer["response"]["allowed"] is True
+    assert any("widest fit" in w for w in answer["response"]["warnings"])
+
+
+def test_dry_run_gets_the_same_answer() -> None:
+    client = make_client()
+    _, real = post(client, review(dry_run=False))
+    _, dry = post(client, review(dry_run=True))
+    assert dry == real
+
+
+def test_namespace_opt_in_is_read_from_the_namespace_source() -> None:
+    client = make_client(namespaces={"tickets": {names.INJECT_LABEL: "true"}})
+    _, opted = post(client, review(pod(inject=False), namespace="tickets"))
+    _, other = post(client, review(pod(inject=False), namespace="elsewhere"))
+    assert opted["response"]["patchType"] == "JSONPatch"
+    assert other["response"] == {"uid": other["response"]["uid"], "allowed": True}
+
+
+@pytest.mark.parametrize(
+    ("kind", "operation"), [("Pod", "UPDATE"), ("Pod", "DELETE"), ("Deployment", "CREATE")]
+)
+def test_anything_but_a_pod_create_is_allowed_unchanged(kind: str, operation: str) -> None:
+    obj = {"kind": kind, "metadata": {"name": "x"}, "spec": {"template": {}, "replicas": 3}}
+    status, answer = post(make_client(), review(obj, kind=kind, operation=operation))
+    assert status == 200
+    assert answer["response"]["allowed"] is True and "patch" not in answer["response"]
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        (b"", "Invalid JSON"),
+        (b"{not json", "Invalid JSON"),
+        (b"[]", "body"),
+        ({"kind": "AdmissionReview", "request": {}}, "apiVersion: Field required"),
+        (
+            {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}},
+            "apiVersion: Input should be 'admission.k8s.io/v1'",
+        ),
+        ({**review(), "request": {**review()["request"], "uid": ""}}, "request.uid"),
+        (
+            {
+                **review(),
+                "request": {**review()["request"], "object": {"metadata": {"labels": []}}},
+            },
+            "request.object.metadata.labels",
+        ),
+        (
+            {
+                **review(),
+                "request": {**review()["request"], "object": {"spec": {"nodeSelector": {"a": 1}}}},
+            },
+            "request.object.spec.nodeSelector.a",
+        ),
+    ],
+)
+def test_a_malformed_review_is_a_400_that_says_what_is_wrong(body: Any, mentions: str) -> None:
+    status, answer = post(make_client(), body)
+    assert status == 400
+    assert answer["error"].startswith("not an admission.k8s.io/v1 AdmissionReview")
+    assert mentions in answer["error"]
+
+
+def test_an_internal_error_is_a_denial_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webhook_app, "decide", broken)
+    status, answer = post(make_client(), review())
+    assert status == 200
+    assert answer["response"]["allowed"] is False
+    assert answer["response"]["status"]["code"] == 500
+    assert "internal error" in answer["response"]["status"]["message"]
+
+
+def test_health_and_readiness() -> None:
+    assert make_client().get("/healthz").status_code == 200
+    assert make_client().get("/readyz").status_code == 200
+    waiting = make_client(fleet=None)
+    assert waiting.get("/healthz").status_code == 200
+    assert waiting.get("/readyz").status_code == 503
+    _, answer = post(waiting, review())
+    assert answer["response"]["status"]["code"] == 503
+
+
+def test_metrics_count_outcomes_variants_and_inventory() -> None:
+    client = make_client()
+    post(client, review())
+    post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
+    post(client, review(pod(inject=False)))
+    post(client, b"nonsense")
+    text = client.get("/metrics").text
+    assert (
+        'flox_isa_webhook_requests_total{outcome="patched",reason="auto",variant="avx512"} 1.0'
+        in text
+    )
+    assert 'outcome="patched",reason="auto",variant="avx512vnni"} 1.0' in text
+    assert 'outcome="skipped",reason="not-opted-in",variant=""} 1.0' in text
+    assert 'outcome="bad_request",reason="malformed-review",variant=""} 1.0' in text
+    assert "flox_isa_webhook_request_duration_seconds_count 4.0" in text
+    assert "flox_isa_inventory_nodes 18.0" in text
+    assert "flox_isa_inventory_node_groups 18.0" not in text  # grouped, not per node
+    assert "flox_isa_inventory_node_groups 9.0" in text
+
+
+def test_the_offer_index_is_rebuilt_when_the_fleet_changes() -> None:
+    class Mutable:
+        index: FleetIndex | None = FLEET
+
+        def fleet(self) -> FleetIndex | None:
+            return self.index
+
+    source = Mutable()
+    state = WebhookState(CATALOG, source, StaticNamespaces(), OWN_NAMESPACE)
+    client = TestClient(create_app(state))
+    _, before = post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
+    source.index = index_nodes(
+        s for s in fleet_states() if "AVX512VNNI" not in s.info.features.flags
+    )
+    _, after = post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
+    envs = [
+        next(op["value"] for op in decoded_patch(a) if op["path"].endswith("flox.dev~1environment"))
+        for a in (before, after)
+    ]
+    assert envs == [f"{ENV}-avx512vnni", f"{ENV}-avx512"]
