@@ -7,8 +7,8 @@ Per size: simulated nodes (m4, c5, m6i, c6g, labelled bench.flox.dev/pool) are a
 until the pool has that many; the operator starts fresh; then
 
 - converge: from applying N TicketWorkers to every planned Deployment existing;
-- react:    from adding 10 Graviton3 (c7g) nodes to every TicketWorker rebalanced
-            (each gains an armv9 Deployment and its replicas re-split);
+- react:    from 10 Ready Graviton3 (c7g) nodes joining the pool (a label change) to
+            every TicketWorker rebalanced (each gains an armv9 Deployment, replicas re-split);
 - RSS:      the operator's resident memory after both (VmRSS; peak VmHWM).
 
 Targets at 5,000 nodes: converge <= 10 s, react <= 2 s, RSS <= 200 MB.
@@ -74,15 +74,17 @@ async def create(api: Rest, path: str, body: dict[str, Any]) -> None:
             raise
 
 
-async def add_pool_nodes(api: Rest, family: str, count: int, stem: str) -> list[str]:
-    fleet = parse_fleet(f"nodes: [{{instanceType: {family}, labels: {{{POOL}: 'true'}}}}]")
+async def add_pool_nodes(
+    api: Rest, family: str, count: int, stem: str, pool: str = "true"
+) -> list[str]:
+    fleet = parse_fleet(f"nodes: [{{instanceType: {family}, labels: {{{POOL}: '{pool}'}}}}]")
     manifests = nodes_like(node_manifests(fleet)[0], [f"{stem}-{i}" for i in range(count)])
     await gather_limited([functools.partial(create, api, "/api/v1/nodes", m) for m in manifests])
     return [m["metadata"]["name"] for m in manifests]
 
 
-async def pool_nodes(api: Rest) -> list[dict[str, Any]]:
-    listed = await api.get("/api/v1/nodes", {"labelSelector": f"{POOL}=true"})
+async def pool_nodes(api: Rest, pool: str = "true") -> list[dict[str, Any]]:
+    listed = await api.get("/api/v1/nodes", {"labelSelector": f"{POOL}={pool}"})
     return list(listed["items"])
 
 
@@ -98,10 +100,10 @@ async def grow_pool(api: Rest, size: int) -> None:
     await wait_ready(api, size)
 
 
-async def wait_ready(api: Rest, at_least: int, timeout: float = 600) -> None:
+async def wait_ready(api: Rest, at_least: int, timeout: float = 600, pool: str = "true") -> None:
     deadline = time.monotonic() + timeout
     while True:
-        ready = sum(1 for n in await pool_nodes(api) if node_state(n).ready)
+        ready = sum(1 for n in await pool_nodes(api, pool) if node_state(n).ready)
         if ready >= at_least:
             return
         if time.monotonic() > deadline:
@@ -196,12 +198,17 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
         await gather_limited([functools.partial(create, api, path, tw) for tw in tws])
         converge = await until_matches(api, want, started)
         print(f"  converge: {len(want)} Deployments for {count} TicketWorkers in {converge:.2f}s")
-        await asyncio.sleep(2)  # let rollouts' status updates settle
+        await asyncio.sleep(5)  # let rollouts' status updates settle
+        # The fleet change: 10 Ready Graviton3 nodes join the pool (a label change).
+        graviton3 = await add_pool_nodes(api, "c7g.xlarge", 10, f"bench-react-{size}", "standby")
+        await wait_ready(api, 10, pool="standby")
+        joined = {"metadata": {"labels": {POOL: "true"}}}
         started = time.monotonic()
-        graviton3 = await add_pool_nodes(api, "c7g.xlarge", 10, f"bench-react-{size}")
-        await wait_ready(api, size + 10)
+        await gather_limited(
+            [functools.partial(api.merge_patch, f"/api/v1/nodes/{n}", joined) for n in graviton3]
+        )
         react = await until_matches(api, await expected(api, tws), started)
-        print(f"  react: rebalanced after adding 10 Graviton3 nodes in {react:.2f}s")
+        print(f"  react: rebalanced after 10 Graviton3 nodes joined the pool in {react:.2f}s")
         rss, peak = memory_mb(operator.pid)
         print(f"  RSS: {rss:.0f} MB (peak {peak:.0f} MB)")
         await gather_limited(
@@ -260,14 +267,17 @@ def main() -> int:
     parser.add_argument("--kubeconfig", type=Path, help="use this cluster (default: start one)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--ticketworkers", type=int, default=50)
+    parser.add_argument("--logs", type=Path, help="keep the operator logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flox-isa-bench-") as tmp:
         directory = Path(tmp)
+        logs = args.logs or directory
+        logs.mkdir(parents=True, exist_ok=True)
         kubeconfig = args.kubeconfig
         if kubeconfig is None:
             kubeconfig = devcluster.up(directory / "cluster").kubeconfig
         try:
-            report(asyncio.run(bench(kubeconfig, args.sizes, args.ticketworkers, directory)))
+            report(asyncio.run(bench(kubeconfig, args.sizes, args.ticketworkers, logs)))
         finally:
             if args.kubeconfig is None:
                 devcluster.down(directory / "cluster")

@@ -47,6 +47,7 @@ from flox_isa.isa.offer import FleetIndex, OfferIndex, index_nodes  # noqa: E402
 from flox_isa.webhook.certs import write_serving_certs  # noqa: E402
 from flox_isa.webhook.decision import Context, Decision, decide  # noqa: E402
 from flox_isa.webhook.models import Pod  # noqa: E402
+from flox_isa.webhook.registration import NAMESPACE_OPT_IN_WEBHOOK, webhook_configuration  # noqa: E402
 
 CATALOG = default_catalog()
 ENV = "yourorg/ticket-processor"
@@ -211,9 +212,9 @@ def review_body(pod: dict[str, Any]) -> bytes:
 
 
 def ours_app(nodes: int) -> Any:
-    from flox_isa.webhook.app import StaticFleet, StaticNamespaces, WebhookState, create_app  # noqa: PLC0415 - server process only
+    from flox_isa.webhook.app import StaticFleet, WebhookState, create_app  # noqa: PLC0415 - server process only
 
-    state = WebhookState(CATALOG, StaticFleet(fleet(nodes)), StaticNamespaces(), "flox-isa")
+    state = WebhookState(CATALOG, StaticFleet(fleet(nodes)), "flox-isa")
     return create_app(state)
 
 
@@ -267,7 +268,7 @@ def serve_kopf(port: int, cert: Path, key: Path, nodes: int) -> None:
     @kopf.on.mutate("v1", "pods", id="flox", operation="CREATE", registry=registry)
     def mutate(body: Any, patch: Any, warnings: list[str], **_: Any) -> None:
         pod = Pod.model_validate(dict(body))
-        decision = decide(pod, "tickets", None, Context(CATALOG, offers, "flox-isa"))
+        decision = decide(pod, "tickets", False, Context(CATALOG, offers, "flox-isa"))
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=decision.code)
         warnings.extend(decision.warnings)
@@ -444,11 +445,11 @@ def decision_benchmarks(repeat: int = 9, number: int = 2000) -> dict[str, float]
         groups[count] = len(offers.fleet.groups)
 
         def steady(ctx: Context = ctx) -> Decision:
-            return decide(pod, "tickets", None, ctx)
+            return decide(pod, "tickets", False, ctx)
 
         def cold(ctx: Context = ctx, offers: OfferIndex = offers) -> Decision:
             offers._memo.clear()  # every decision recomputes the offer over the groups
-            return decide(pod, "tickets", None, ctx)
+            return decide(pod, "tickets", False, ctx)
 
         calls[f"steady_{count}"], calls[f"cold_{count}"] = steady, cold
     best = dict.fromkeys(calls, float("inf"))
@@ -538,7 +539,7 @@ def _webhook_calls(api: Any) -> tuple[float, float]:
     response.read()
     total = count = 0.0
     for line in response.data.decode().splitlines():
-        if 'name="pods.isa.flox.dev"' not in line or 'operation="CREATE"' not in line:
+        if f'name="{NAMESPACE_OPT_IN_WEBHOOK}"' not in line or 'operation="CREATE"' not in line:
             continue
         metric, value = line.rsplit(" ", 1)
         if metric.startswith("apiserver_admission_webhook_admission_duration_seconds_sum"):
@@ -549,22 +550,11 @@ def _webhook_calls(api: Any) -> tuple[float, float]:
 
 
 def _bench_webhook(name: str, port: int, ca_pem: bytes) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "pods.isa.flox.dev",
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": "Fail",
-            "reinvocationPolicy": "IfNeeded",
-            "timeoutSeconds": 5,
-            "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate",
-                             "caBundle": base64.b64encode(ca_pem).decode()},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"], "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {"bench.flox.dev/webhook": "yes"}},
-        }],
-    }  # fmt: skip
+    """The chart's two entries; the bench pods opt in by namespace (/mutate/namespace-opt-in)."""
+    return webhook_configuration(
+        name, f"https://127.0.0.1:{port}", ca_pem,
+        namespace_labels={"bench.flox.dev/webhook": "yes"},
+    )  # fmt: skip
 
 
 def _bench_pod(name: str) -> dict[str, Any]:

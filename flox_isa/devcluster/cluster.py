@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -128,11 +129,12 @@ def up(
     existing = ClusterState.load(directory)
     if existing is not None and existing.running():
         raise AlreadyRunningError(existing)
+    manifests = fleet_manifests(fleet)  # a bad fleet fails before anything starts
     bins = ensure_binaries(versions, log=log)
     for attempt in range(PORT_RETRIES + 1):
         _reset(directory)
         try:
-            return _start(directory, bins, versions, fleet, log)
+            return _start(directory, bins, versions, manifests, log)
         except ComponentFailedError as exc:
             if "address already in use" not in exc.tail or attempt == PORT_RETRIES:
                 raise
@@ -153,8 +155,20 @@ def _reset(directory: Path) -> None:
         old.unlink()
 
 
+def fleet_manifests(fleet: str | None) -> list[dict[str, Any]]:
+    """The Node objects of a fleet name or file (None: the default fleet)."""
+    try:
+        return fleets.node_manifests(fleets.load_fleet(fleet))
+    except fleets.FleetError as exc:
+        raise DevclusterError(str(exc)) from exc
+
+
 def _start(
-    directory: Path, bins: Path, versions: Versions, fleet: str | None, log: Log
+    directory: Path,
+    bins: Path,
+    versions: Versions,
+    manifests: list[dict[str, Any]],
+    log: Log,
 ) -> ClusterState:
     started = time.monotonic()
     ports = Ports(*free_ports(6))
@@ -167,7 +181,7 @@ def _start(
     try:
         for component in components.control_plane(bins, directory, files, ports):
             _start_component(component, state, files, log)
-        _create_fleet(state, fleet, log)
+        _create_fleet(state, manifests, log)
         _check_alive(state)
     except BaseException:
         down(directory, log=lambda _msg: None, keep_logs=True)
@@ -237,9 +251,8 @@ def _healthy(url: str, context: ssl.SSLContext | None, timeout: float = 2.0) -> 
         return False
 
 
-def _create_fleet(state: ClusterState, fleet: str | None, log: Log) -> None:
+def _create_fleet(state: ClusterState, manifests: list[dict[str, Any]], log: Log) -> None:
     t0 = time.monotonic()
-    manifests = fleets.node_manifests(fleets.load_fleet(fleet))
     api = nodes.api_client(state.kubeconfig)
     try:
         names = nodes.create_nodes(api, manifests)

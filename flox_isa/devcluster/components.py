@@ -86,6 +86,8 @@ def kube_apiserver(bins: Path, files: pki.PkiFiles, ports: Ports) -> Component:
         f"--service-account-key-file={files.sa_public}",
         f"--service-account-signing-key-file={files.sa_private}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # The `kubernetes` Endpoints may not hold a loopback address: don't try every 10s.
+        "--endpoint-reconciler-type=none",
         "--authorization-mode=Node,RBAC",
         f"--enable-admission-plugins={ADMISSION_PLUGINS}",
         f"--disable-admission-plugins={DISABLED_ADMISSION_PLUGINS}",

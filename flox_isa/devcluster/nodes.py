@@ -58,7 +58,7 @@ def create_nodes(api: Any, manifests: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def delete_nodes(api: Any, names: Iterable[str]) -> None:
-    """Delete Nodes by name (missing ones are fine); their pods go with them (pod GC)."""
+    """Delete Nodes by name (missing ones are fine); pod GC later removes their pods."""
     core = client.CoreV1Api(api)
     for name in names:
         try:

@@ -1,4 +1,8 @@
-"""In-memory inventories of Nodes and Namespaces, kept current by list + watch threads.
+"""The in-memory inventory of Nodes, kept current by a list + watch thread.
+
+Nodes only: the webhook's RBAC is get/list/watch on nodes and nothing else. The
+namespace opt-in needs no Namespace reads: the API server checks that label with
+the webhook configuration's namespaceSelector (see `flox_isa.webhook.registration`).
 
 A `Reflector` lists a kind once (from the apiserver's watch cache), then
 watches from the list's resourceVersion; when a watch times out it watches
@@ -14,11 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-import anyio
 from kubernetes import client
 
 from flox_isa.isa.nodes import NodeDocumentError, node_state
@@ -29,7 +31,6 @@ log = logging.getLogger("flox_isa.inventory")
 WATCH_TIMEOUT_SECONDS = 300
 RETRY_SECONDS = 2.0
 GONE = 410
-NAMESPACE_GET_TIMEOUT_SECONDS = 2.0
 
 ListCall = Callable[..., Any]
 RestartCounter = Callable[[str, str], None]
@@ -177,46 +178,6 @@ class NodeInventory:
         self._on_change(self._index)
 
 
-class NamespaceInventory:
-    """Namespace labels by name; a NamespaceSource for the webhook.
-
-    A namespace created a moment ago may not have reached the watch yet: it is
-    read once from the apiserver (the only I/O a request can cause, once per
-    new namespace), so a pod created right after its opted-in namespace is
-    still handled.
-    """
-
-    def __init__(self, get: Callable[[str], Mapping[str, str] | None]) -> None:
-        self._labels: dict[str, Mapping[str, str]] = {}
-        self._get = get
-        self.listed = threading.Event()
-
-    def ready(self) -> bool:
-        return self.listed.is_set()
-
-    async def labels(self, name: str) -> Mapping[str, str] | None:
-        known = self._labels.get(name)
-        if known is not None or not name:
-            return known
-        with anyio.move_on_after(NAMESPACE_GET_TIMEOUT_SECONDS):
-            fetched = await anyio.to_thread.run_sync(self._get, name, abandon_on_cancel=True)
-            if fetched is not None:
-                self._labels.setdefault(name, fetched)
-            return fetched
-        log.warning("namespace read timed out", extra={"fields": {"namespace": name}})
-        return None
-
-    def replace(self, objects: list[dict[str, Any]]) -> None:
-        self._labels = {_name(o): _labels(o) for o in objects}
-        self.listed.set()
-
-    def apply(self, event_type: str, obj: dict[str, Any]) -> None:
-        if event_type == "DELETED":
-            self._labels.pop(_name(obj), None)
-        else:
-            self._labels[_name(obj)] = _labels(obj)
-
-
 def iter_lines(response: Any) -> Iterator[bytes]:
     """The lines of a streamed watch response (one JSON event per line)."""
     buffer = b""
@@ -228,49 +189,16 @@ def iter_lines(response: Any) -> Iterator[bytes]:
         yield buffer
 
 
-def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name") or "")
-
-
-def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("labels") or {})
-
-
-def namespace_getter(api: client.CoreV1Api) -> Callable[[str], Mapping[str, str] | None]:
-    def get(name: str) -> Mapping[str, str] | None:
-        try:
-            response: Any = api.read_namespace(
-                name, _preload_content=False, _request_timeout=NAMESPACE_GET_TIMEOUT_SECONDS
-            )
-        except client.ApiException as exc:
-            if exc.status != 404:
-                log.warning("namespace read failed", extra={"fields": {"error": str(exc)}})
-            return None
-        return _labels(json.loads(response.data))
-
-    return get
-
-
 class ClusterInventory:
-    """Node and Namespace inventories with their watch threads."""
+    """The node inventory with its watch thread."""
 
     def __init__(self, api_client: client.ApiClient, on_restart: RestartCounter) -> None:
         core = client.CoreV1Api(api_client)
         self.nodes = NodeInventory()
-        self.namespaces = NamespaceInventory(namespace_getter(core))
-        self._reflectors = [
-            Reflector("nodes", core.list_node, self.nodes, on_restart),
-            Reflector("namespaces", core.list_namespace, self.namespaces, on_restart),
-        ]
+        self._reflector = Reflector("nodes", core.list_node, self.nodes, on_restart)
 
     def start(self) -> None:
-        for reflector in self._reflectors:
-            reflector.start()
+        self._reflector.start()
 
     def stop(self) -> None:
-        for reflector in self._reflectors:
-            reflector.stop()
-
-    def wait_listed(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        return all(r.listed.wait(max(0.0, deadline - time.monotonic())) for r in self._reflectors)
+        self._reflector.stop()

@@ -1,9 +1,10 @@
-"""The reconcile loop: caches fed by kopf, a work queue, and the writes.
+"""The reconcile loop: caches, a work queue, and the writes.
 
-kopf keeps the watches and in-memory indexes (TicketWorkers, managed
-Deployments) and feeds node changes into a grouped fleet index. Every change
-enqueues the TicketWorker keys it may affect; workers reconcile each key
-level-based from the caches: decide (pure), write, publish status.
+kopf keeps the watches and in-memory indexes of TicketWorkers and managed
+Deployments; the node inventory (kube.inventory, a plain list+watch shared
+with the webhook) publishes the fleet grouped by look-alike nodes. Every
+change enqueues the TicketWorker keys it may affect; workers reconcile each
+key level-based from the caches: decide (pure), write, publish status.
 Reconciling an unchanged world makes no request at all.
 """
 
@@ -14,14 +15,13 @@ import copy
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.nodes import NodeDocumentError, node_state
-from flox_isa.isa.offer import FleetIndexBuilder, constraints_key
+from flox_isa.isa.offer import FleetIndex, constraints_key
 from flox_isa.isa.planning import FeatureGroup, eligible_groups
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.operator import models
@@ -62,6 +62,7 @@ class Settings:
     workers: int = 8
     debounce: float = 0.05  # coalesce the events of one write burst
     fleet_debounce: float = 0.3  # coalesce node churn (a node group scaling up)
+    status_debounce: float = 1.0  # coalesce rollout progress into one status write
     resync: float = 300.0  # re-check everything now and then (drift we cannot watch)
 
 
@@ -78,15 +79,17 @@ class Controller:
     def __init__(self, settings: Settings, api: Rest) -> None:
         self.settings = settings
         self.api = api
-        self.fleet = FleetIndexBuilder()
+        self.fleet = FleetIndex()
         self.queue: Any = None  # a WorkQueue, made in the running loop by start()
-        self.synced = asyncio.Event()
+        self.synced = asyncio.Event()  # kopf has listed TicketWorkers and Deployments
+        self.fleet_listed = asyncio.Event()  # the node inventory has listed the Nodes
         self.stats = Stats()
         self._ticketworkers: IndexView | None = None
         self._deployments: IndexView | None = None
         self._groups: dict[str, tuple[FeatureGroup, ...]] = {}
         self._groups_version = -1
         self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
 
     # -- fed by kopf handlers -------------------------------------------------------------
 
@@ -94,18 +97,12 @@ class Controller:
         self._ticketworkers = ticketworkers
         self._deployments = deployments
 
-    def node_seen(self, body: Mapping[str, Any]) -> None:
-        try:
-            state = node_state(body)
-        except NodeDocumentError as exc:
-            log.warning("ignoring node: %s", exc)
-            return
-        if self.fleet.upsert(state):
-            self._fleet_changed()
-
-    def node_gone(self, name: str) -> None:
-        if self.fleet.remove(name):
-            self._fleet_changed()
+    def fleet_changed(self, fleet: FleetIndex) -> None:
+        """A new fleet snapshot (only when something a decision reads changed)."""
+        self.fleet = fleet
+        self.fleet_listed.set()
+        for key in self.keys():
+            self._enqueue(key, self.settings.fleet_debounce)
 
     def ticketworker_changed(self, key: Key) -> None:
         self._enqueue(key, self.settings.debounce)
@@ -116,12 +113,9 @@ class Controller:
         log.info("ticketworker deleted; the garbage collector removes its Deployments",
                  extra={"ticketworker": "/".join(key)})  # fmt: skip
 
-    def deployment_changed(self, key: Key) -> None:
-        self._enqueue(key, self.settings.debounce)
-
-    def _fleet_changed(self) -> None:
-        for key in self.keys():
-            self._enqueue(key, self.settings.fleet_debounce)
+    def deployment_changed(self, key: Key, *, status_only: bool = False) -> None:
+        """Spec edits and deletions are drift: react at once; rollout progress can wait."""
+        self._enqueue(key, self.settings.status_debounce if status_only else self.settings.debounce)
 
     def _enqueue(self, key: Key, delay: float) -> None:
         if self.queue is not None:
@@ -152,7 +146,8 @@ class Controller:
                 self._enqueue(key, 0.0)
 
     async def _worker(self, number: int) -> None:
-        await self.synced.wait()  # kopf has listed every watched kind by then
+        await self.synced.wait()
+        await self.fleet_listed.wait()
         while True:
             key = await self.queue.get()
             failed = False
@@ -178,7 +173,7 @@ class Controller:
 
     def groups_for(self, pod_spec: Mapping[str, Any]) -> tuple[FeatureGroup, ...]:
         """Eligible node groups, remembered per pod constraints until the fleet changes."""
-        fleet = self.fleet.index()
+        fleet = self.fleet
         if fleet.version != self._groups_version:
             self._groups, self._groups_version = {}, fleet.version
         key = constraints_key(pod_spec)
@@ -201,29 +196,42 @@ class Controller:
         self.stats.reconciles += 1
         actual = self.deployments(key)
         decision = decide(tw, self.settings.catalog, self.groups_for, actual)
+        # One TicketWorker's Deployments are independent: write them concurrently.
+        outcomes = await asyncio.gather(
+            *(self._write(decision.owner, a) for a in decision.actions), return_exceptions=True
+        )
         failures: list[str] = []
         transient: list[BaseException] = []
-        for action in decision.actions:
-            try:
-                result = await self._write(decision.owner, action)
-            except ForeignDeploymentError as exc:
-                failures.append(str(exc))
-                transient.append(exc)  # retried with backoff: its owner may remove it
+        done: dict[str, list[str]] = {}
+        for action, outcome in zip(decision.actions, outcomes, strict=True):
+            if isinstance(outcome, RETRYABLE):
+                failures.append(
+                    str(outcome)
+                    if isinstance(outcome, ForeignDeploymentError)
+                    else f"{type(action).__name__.lower()} Deployment {action.name}: {outcome}"
+                )
+                transient.append(outcome)  # retried with backoff
                 continue
-            except REQUEST_ERRORS as exc:
-                failures.append(f"{type(action).__name__.lower()} Deployment {action.name}: {exc}")
-                transient.append(exc)
-                continue
-            if result is None:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome is None:
                 actual.pop(action.name, None)
             else:
-                actual[action.name] = result
+                actual[action.name] = outcome
             reason, message = describe(action, decision.summary)
             log.info(message, extra={"ticketworker": "/".join(key), "reason": reason})
-            await self._event(decision.owner, "Normal", reason, message)
+            done.setdefault(reason, []).append(message)
+        for reason, messages in done.items():  # one Event per kind of change, not per write
+            self._background(self._event(decision.owner, "Normal", reason, "; ".join(messages)))
         await self._publish(tw, decision, actual, failures)
         if transient:
             raise transient[0]
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Events are best effort: post them without holding up the reconcile."""
+        task = asyncio.create_task(coroutine)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _write(self, owner: Owner, action: Action) -> dict[str, Any] | None:
         """Make one write; the object as the API server now has it (None: deleted)."""
@@ -287,7 +295,7 @@ class Controller:
                 return  # deleted meanwhile
             raise
         self.stats.writes += 1
-        await self._degraded_event(owner, previous, status)
+        self._background(self._degraded_event(owner, previous, status))
 
     async def _degraded_event(
         self, owner: Owner, previous: Mapping[str, Any], status: Mapping[str, Any]

@@ -7,7 +7,9 @@ keep per-object progress in annotations, and a deleted TicketWorker is cleaned
 up by the garbage collector through ownerReferences, operator up or not.
 
 kopf runs no handler until every index has been listed, so the first
-reconcile sees the whole fleet and every managed Deployment.
+reconcile sees every TicketWorker and managed Deployment. Nodes are not
+watched through kopf: thousands of them heartbeat, and kopf's per-object
+machinery costs far more per event than the node inventory's plain watch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from flox_isa.operator.controller import Controller, snapshot
 
 TICKETWORKERS = (models.GROUP, models.VERSION, models.PLURAL)
 DEPLOYMENTS = ("apps", "v1", "deployments")
-NODES = ("", "v1", "nodes")
 MANAGED: dict[str, Any] = {  # str values or kopf's PRESENT marker
     names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
     names.TICKETWORKER_LABEL: kopf.PRESENT,
@@ -56,10 +57,6 @@ def build_registry(controller: Controller, connection: Connection) -> kopf.Opera
     ) -> Any:
         return {(namespace or "", labels[names.TICKETWORKER_LABEL]): snapshot(body)}
 
-    @kopf.index(*NODES, registry=registry, id="nodes")
-    async def nodes(body: kopf.Body, **_: Any) -> None:
-        controller.node_seen(body)  # grouped incrementally; deletions come as events
-
     @kopf.on.startup(registry=registry, id="start")
     async def start(**kwargs: Any) -> None:
         controller.attach(kwargs["ticketworkers"], kwargs["deployments"])
@@ -80,15 +77,15 @@ def build_registry(controller: Controller, connection: Connection) -> kopf.Opera
             controller.ticketworker_changed((namespace or "", name))
 
     @kopf.on.event(*DEPLOYMENTS, labels=MANAGED, registry=registry, id="deployment_event")
-    async def deployment_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    async def deployment_event(
+        event: kopf.RawEvent, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+    ) -> None:
         controller.synced.set()
-        controller.deployment_changed((namespace or "", labels[names.TICKETWORKER_LABEL]))
-
-    @kopf.on.event(*NODES, registry=registry, id="node_event")
-    async def node_event(event: kopf.RawEvent, name: str, **_: Any) -> None:
-        controller.synced.set()
-        if event["type"] == "DELETED":
-            controller.node_gone(name)
+        key = (namespace or "", labels[names.TICKETWORKER_LABEL])
+        status_only = event["type"] == "MODIFIED" and body.get("metadata", {}).get(
+            "generation"
+        ) == body.get("status", {}).get("observedGeneration")
+        controller.deployment_changed(key, status_only=status_only)
 
     return registry
 

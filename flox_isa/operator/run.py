@@ -24,8 +24,12 @@ from typing import Any, Final
 
 import kopf
 from aiohttp import web
+from kubernetes import client
 
 from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.offer import FleetIndex
+from flox_isa.kube.config import api_client
+from flox_isa.kube.inventory import NodeInventory, Reflector
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import Rest, load_connection
 from flox_isa.operator.controller import Controller, Settings
@@ -139,6 +143,7 @@ async def _lead(
     stopping: asyncio.Event,
 ) -> int:
     """Run kopf until a signal, kopf's own exit, or the loss of the Lease."""
+    nodes = _watch_nodes(options.kubeconfig, controller)
     kopf_stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
@@ -162,11 +167,26 @@ async def _lead(
         await asyncio.wait_for(operator, timeout=10)
     for task in (holding, signalled):
         task.cancel()
+    await asyncio.to_thread(nodes.stop)
     if holding in done:
         return EXIT_LOST_LEADERSHIP  # never act without the Lease: exit, get restarted
     if options.leader_election:
         await elector.release()
     return 0
+
+
+def _watch_nodes(kubeconfig: str | None, controller: Controller) -> Reflector:
+    """The node inventory's list+watch thread, publishing fleet snapshots into our loop."""
+    loop = asyncio.get_running_loop()
+
+    def publish(fleet: FleetIndex) -> None:
+        loop.call_soon_threadsafe(controller.fleet_changed, fleet)
+
+    reflector = Reflector(
+        "nodes", client.CoreV1Api(api_client(kubeconfig)).list_node, NodeInventory(publish)
+    )
+    reflector.start()
+    return reflector
 
 
 async def _first(wanted: Any, stop: Any) -> bool:
@@ -197,7 +217,7 @@ async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | Non
                 "reconciles": controller.stats.reconciles,
                 "writes": controller.stats.writes,
                 "failures": controller.stats.failures,
-                "nodes": len(controller.fleet),
+                "nodes": controller.fleet.node_count,
                 "queue": len(controller.queue) if controller.queue is not None else 0,
             }
         return web.json_response(body)

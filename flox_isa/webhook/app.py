@@ -1,6 +1,10 @@
-"""The FastAPI app: POST /mutate, /healthz, /readyz, /metrics.
+"""The FastAPI app: POST /mutate and /mutate/namespace-opt-in, /healthz, /readyz, /metrics.
 
-The hot path (`MutateEndpoint`) reads the raw body, validates it once
+The API server calls /mutate for pods labelled `isa.flox.dev/inject: "true"` and
+/mutate/namespace-opt-in for pods in namespaces so labelled: it checked the
+namespace's label before calling, so the path is the namespace opt-in and the
+webhook reads no Namespace (see `registration`). The hot path (`MutateEndpoint`)
+reads the raw body, validates it once
 (`model_validate_json`), decides from in-memory data and writes JSON bytes. Every answer is
 an AdmissionReview or, for a body that is not one, HTTP 400 with what was
 wrong; an unexpected error becomes a denial, never an HTTP 500.
@@ -12,7 +16,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,15 +27,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex, OfferIndex
-from flox_isa.webhook.decision import Context, Decision, decide, opted_in
+from flox_isa.webhook.decision import Context, Decision, decide
 from flox_isa.webhook.metrics import Metrics
 from flox_isa.webhook.models import ADMISSION_API_VERSION, AdmissionRequest, AdmissionReview
+from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
 
 log = logging.getLogger("flox_isa.webhook")
 JSON = "application/json"
 MAX_ERRORS_SHOWN = 5
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the API server's own request limit is 3 MiB
 STATUS_REASONS = {400: "BadRequest", 500: "InternalError", 503: "ServiceUnavailable"}
+# Path -> whether the API server has already found the pod's namespace opted in.
+MUTATE_PATHS = {POD_OPT_IN_PATH: False, NAMESPACE_OPT_IN_PATH: True}
 
 
 class FleetSource(Protocol):
@@ -40,14 +46,6 @@ class FleetSource(Protocol):
 
     def fleet(self) -> FleetIndex | None:
         """The current index; None until the first full list of nodes."""
-
-
-class NamespaceSource(Protocol):
-    async def labels(self, name: str) -> Mapping[str, str] | None:
-        """A namespace's labels (None if it does not exist or cannot be read)."""
-
-    def ready(self) -> bool:
-        """True once the first full list has been read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,22 +58,10 @@ class StaticFleet:
         return self.index
 
 
-@dataclass(frozen=True, slots=True)
-class StaticNamespaces:
-    by_name: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    async def labels(self, name: str) -> Mapping[str, str] | None:
-        return self.by_name.get(name)
-
-    def ready(self) -> bool:
-        return True
-
-
 @dataclass
 class WebhookState:
     catalog: Catalog
     nodes: FleetSource
-    namespaces: NamespaceSource
     own_namespace: str = ""
     metrics: Metrics = field(default_factory=Metrics)
     _offers: OfferIndex | None = None
@@ -92,7 +78,7 @@ class WebhookState:
         return self._offers
 
     def ready(self) -> bool:
-        return self.nodes.fleet() is not None and self.namespaces.ready()
+        return self.nodes.fleet() is not None
 
 
 def create_app(state: WebhookState) -> FastAPI:
@@ -126,7 +112,7 @@ def create_app(state: WebhookState) -> FastAPI:
 
 
 class MutateEndpoint:
-    """POST /mutate as a plain ASGI endpoint in front of FastAPI's router.
+    """POST /mutate[/namespace-opt-in] as a plain ASGI endpoint in front of FastAPI's router.
 
     The admission hot path needs none of the framework's per-request work
     (routing, dependency solving, response models): about half of the time of a
@@ -138,7 +124,8 @@ class MutateEndpoint:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/mutate":
+        namespace_opted_in = MUTATE_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if namespace_opted_in is None:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -149,7 +136,7 @@ class MutateEndpoint:
             if body is None:
                 status, payload = 413, _error(f"body larger than {MAX_BODY_BYTES} bytes")
             else:
-                status, payload = await answer(self.state, body)
+                status, payload = answer(self.state, body, namespace_opted_in)
         headers = [(b"content-type", JSON.encode()), (b"content-length", b"%d" % len(payload))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
@@ -175,8 +162,8 @@ def _error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-async def answer(state: WebhookState, body: bytes) -> tuple[int, bytes]:
-    """(HTTP status, JSON body) for one POST /mutate body."""
+def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) for one POST body; see MUTATE_PATHS for the flag."""
     try:
         review = AdmissionReview.model_validate_json(body)
     except ValidationError as exc:
@@ -186,7 +173,7 @@ async def answer(state: WebhookState, body: bytes) -> tuple[int, bytes]:
         return 400, _error(message)
     request = review.request
     try:
-        decision = await decide_request(state, request)
+        decision = decide_request(state, request, namespace_opted_in)
     except Exception:  # a bug must not become an HTTP 500 nor let a pod through unguarded
         log.exception("decision failed", extra={"fields": {"uid": request.uid}})
         decision = Decision(
@@ -201,16 +188,15 @@ async def answer(state: WebhookState, body: bytes) -> tuple[int, bytes]:
     return 200, review_response(request.uid, decision)
 
 
-async def decide_request(state: WebhookState, request: AdmissionRequest) -> Decision:
+def decide_request(
+    state: WebhookState, request: AdmissionRequest, namespace_opted_in: bool
+) -> Decision:
     if not request.is_pod_create or request.object is None:
         return Decision(True, "skipped", "not-a-pod-create", "only pod CREATE is handled")
     pod = request.object
     namespace = request.namespace or pod.metadata.namespace or ""
-    namespace_labels: Mapping[str, str] | None = None
-    if not opted_in(pod.metadata.labels) and not namespace.startswith("kube-"):
-        namespace_labels = await state.namespaces.labels(namespace)
     ctx = Context(state.catalog, state.offers(), state.own_namespace)
-    return decide(pod, namespace, namespace_labels, ctx)
+    return decide(pod, namespace, namespace_opted_in, ctx)
 
 
 def review_response(uid: str, decision: Decision) -> bytes:

@@ -24,9 +24,10 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "webhook",
         help="run the mutating admission webhook (HTTPS)",
-        description="Serve POST /mutate (pod CREATE), /healthz, /readyz and /metrics over"
-        " HTTPS. Watches Nodes and Namespaces; certificate files are reloaded when they"
-        " change on disk.",
+        description="Serve POST /mutate (pods labelled isa.flox.dev/inject=true), POST"
+        " /mutate/namespace-opt-in (pods in namespaces so labelled: the API server checks the"
+        " namespace's label), /healthz, /readyz and /metrics over HTTPS. Watches Nodes"
+        " (nothing else); certificate files are reloaded when they change on disk.",
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
@@ -61,9 +62,7 @@ def run_webhook(args: argparse.Namespace) -> int:
             resource, reason
         ).inc(),
     )
-    state = app.WebhookState(
-        catalog, inventory.nodes, inventory.namespaces, args.namespace, webhook_metrics
-    )
+    state = app.WebhookState(catalog, inventory.nodes, args.namespace, webhook_metrics)
     config, tls = serve.server_config(
         app.create_app(state), args.host, args.port, args.tls_cert, args.tls_key
     )

@@ -1,6 +1,7 @@
 """The pure pod -> patch decision: the webhook and `flox-isa explain pod` both call `decide`.
 
-Inputs are data (the pod, its namespace's labels, a node index, the catalog);
+Inputs are data (the pod, its namespace, whether that namespace opted in, a node
+index, the catalog);
 the output is a `Decision`: allowed or denied, a JSONPatch, warnings, why.
 Rules (issue 4): scope, auto mode, guard mode, no eligible node, bad input,
 idempotency. Nothing the user wrote is removed or changed, except that auto
@@ -91,11 +92,14 @@ class Inputs:
 # --- entry point -------------------------------------------------------------
 
 
-def decide(
-    pod: Pod, namespace: str, namespace_labels: Mapping[str, str] | None, ctx: Context
-) -> Decision:
-    """The webhook's answer for a pod being created in `namespace`."""
-    skip = skip_reason(pod, namespace, namespace_labels, ctx.own_namespace)
+def decide(pod: Pod, namespace: str, namespace_opted_in: bool, ctx: Context) -> Decision:
+    """The webhook's answer for a pod being created in `namespace`.
+
+    `namespace_opted_in`: the namespace is labelled `isa.flox.dev/inject: "true"`.
+    The webhook knows it from the path the API server called, whose
+    namespaceSelector checked the label (see `registration`); `explain pod` assumes it.
+    """
+    skip = skip_reason(pod, namespace, namespace_opted_in, ctx.own_namespace)
     if skip is not None:
         return Decision(True, "skipped", skip[0], skip[1])
     try:
@@ -127,7 +131,7 @@ def _deny(reason: str, message: str, code: int = 400) -> Decision:
 def skip_reason(
     pod: Pod,
     namespace: str,
-    namespace_labels: Mapping[str, str] | None,
+    namespace_opted_in: bool,
     own_namespace: str,
 ) -> tuple[str, str] | None:
     """(code, message) when the pod is out of scope, else None."""
@@ -140,16 +144,20 @@ def skip_reason(
     owners = pod.metadata.owner_references or []
     if any(o.kind == DAEMONSET_KIND and o.controller is not False for o in owners):
         return "daemonset", "DaemonSet pods run on every node they select; left alone"
-    if not (opted_in(pod.metadata.labels) or opted_in(namespace_labels)):
+    pod_says = (pod.metadata.labels or {}).get(names.INJECT_LABEL)
+    if pod_says == "true":
+        return None
+    if pod_says == "false" and namespace_opted_in:
+        return "opted-out", (
+            f'the pod is labelled {names.INJECT_LABEL}: "false": it opts out of'
+            f" namespace {namespace}'s opt-in"
+        )
+    if not namespace_opted_in:
         return "not-opted-in", (
             f"neither the pod nor namespace {namespace or '(none)'} is labelled"
             f' {names.INJECT_LABEL}: "true"'
         )
     return None
-
-
-def opted_in(labels: Mapping[str, str] | None) -> bool:
-    return (labels or {}).get(names.INJECT_LABEL) == "true"
 
 
 # --- rule 5: inputs -------------------------------------------------------------

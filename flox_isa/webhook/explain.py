@@ -8,7 +8,6 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.nodes import node_objects, node_state
 from flox_isa.isa.offer import OfferIndex, index_nodes
@@ -20,7 +19,7 @@ TEMPLATE_KINDS: Final = frozenset(
     {"Deployment", "ReplicaSet", "StatefulSet", "Job", "DaemonSet", "ReplicationController"}
 )
 # Files carry no namespace labels: the pod is judged as if its namespace opted in.
-ASSUMED_NAMESPACE_LABELS: Final = {names.INJECT_LABEL: "true"}
+ASSUME_NAMESPACE_OPTED_IN: Final = True
 
 
 class PodDocumentError(ValueError):
@@ -67,7 +66,7 @@ def explain_pod(pod_document: object, nodes_document: object, catalog: Catalog) 
     pod, namespace = pod_of(pod_document)
     fleet = index_nodes(node_state(n) for n in node_objects(nodes_document))
     ctx = Context(catalog, OfferIndex(fleet, catalog))
-    return decide(pod, namespace, ASSUMED_NAMESPACE_LABELS, ctx)
+    return decide(pod, namespace, ASSUME_NAMESPACE_OPTED_IN, ctx)
 
 
 def render_text(decision: Decision) -> str:

@@ -40,7 +40,7 @@ class Metrics:
         )
         self.watch_restarts = Counter(
             "flox_isa_inventory_watch_restarts",
-            "Node/Namespace watch restarts by reason (expired, gone, error).",
+            "Node watch restarts by reason (expired, gone, error).",
             ["resource", "reason"],
             registry=self.registry,
         )

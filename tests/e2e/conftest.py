@@ -18,7 +18,8 @@ Fixtures (use them from any tests/e2e/test_*.py; mark the tests `pytest.mark.e2e
       -> list[str]`` -- create simulated nodes of a fleet profile's instance type (e.g.
       ``"m7i.xlarge"``; taints as ``{"key", "value", "effect"}`` dicts), wait until they
       are Ready (kwok manages every node), return their unique names.
-    - ``delete_nodes(names)`` -- delete nodes (their pods go with them).
+    - ``delete_nodes(names)`` -- delete nodes; the pod garbage collector removes their
+      pods within about a minute (ReplicaSets then reschedule them elsewhere).
     - ``fleet_node_names: list[str]`` -- the nodes `up` created.
     - ``request(method, path, body=None) -> Any`` -- a raw JSON API call (plain dicts in
       and out). Use it for bodies the typed client rejects: kubernetes>=37 validates dict

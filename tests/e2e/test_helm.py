@@ -127,11 +127,31 @@ def test_install_is_accepted_by_the_api_server(release: Release) -> None:
         assert stored["metadata"]["labels"][INSTANCE] == release.name
     # The webhook configuration was accepted with its CEL matchConditions compiled.
     hooks = release.webhook_configuration()["webhooks"]
-    assert {h["name"] for h in hooks} == {
-        "pod-opt-in.isa.flox.dev",
-        "namespace-opt-in.isa.flox.dev",
+    # Each webhook calls its own path: the namespace-opt-in path is how the webhook
+    # knows the namespace opted in (it may not read namespaces).
+    assert {h["name"]: h["clientConfig"]["service"]["path"] for h in hooks} == {
+        "pod-opt-in.isa.flox.dev": "/mutate",
+        "namespace-opt-in.isa.flox.dev": "/mutate/namespace-opt-in",
     }
     assert all(len(h["matchConditions"]) == 2 for h in hooks)
+
+
+def test_the_webhook_may_only_get_list_and_watch_nodes(release: Release) -> None:
+    webhook = next(
+        o for o in release.manifest()
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-webhook")
+    )  # fmt: skip
+    service_account = webhook["spec"]["template"]["spec"]["serviceAccountName"]
+    account = f"system:serviceaccount:{release.namespace}:{service_account}"
+
+    def can(verb: str, resource: str) -> bool:
+        answer = release.kubectl("auth", "can-i", verb, resource, "--as", account, check=False)
+        return answer.stdout.strip() == "yes"
+
+    assert all(can(verb, "nodes") for verb in ("get", "list", "watch"))
+    assert not any(can(verb, "nodes") for verb in ("create", "patch", "update", "delete"))
+    for resource in ("namespaces", "pods", "secrets", "configmaps", "ticketworkers.isa.flox.dev"):
+        assert not any(can(verb, resource) for verb in ("get", "list", "watch")), resource
 
 
 def test_crds_are_installed_and_established(release: Release) -> None:

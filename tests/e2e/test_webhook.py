@@ -1,14 +1,17 @@
 """The webhook on the real control plane: the API server calls it, the scheduler obeys it.
 
 `flox-isa webhook` runs as a subprocess over TLS (a CA made here), registered with a
-URL client config. Its MutatingWebhookConfiguration only selects namespaces carrying
-this module's run label, so other tests sharing the session cluster are unaffected.
-API objects are held as Any (the client types every field Optional), as in test_devcluster.
+URL client config by `flox_isa.webhook.registration` (the chart's two entries: pod
+opt-in on /mutate, namespace opt-in on /mutate/namespace-opt-in). It only selects
+namespaces carrying this module's run label, so other tests sharing the session
+cluster are unaffected. The webhook runs as a ServiceAccount that may only
+get/list/watch nodes, the chart's RBAC: namespace opt-in must work without reading
+Namespaces. API objects are held as Any (the client types every field Optional), as
+in test_devcluster.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -25,11 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
 from flox_isa.webhook.certs import write_serving_certs
+from flox_isa.webhook.registration import (
+    NAMESPACE_OPT_IN_WEBHOOK,
+    webhook_configuration,
+)
 from tests.e2e.conftest import DevCluster
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +47,9 @@ SCOPE_LABEL = "e2e.flox.dev/webhook-run"
 ENV = "yourorg/ticket-processor"
 CATALOG = default_catalog()
 OWN_NAMESPACE = f"flox-isa-system-{RUN}"
+RBAC_NAMESPACE = f"wh-rbac-{RUN}"
+# The chart's webhook ClusterRole (charts/flox-isa/templates/webhook/rbac.yaml).
+NODES_ONLY = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -90,33 +101,52 @@ def _kubectl() -> Path | None:
     return Path(found) if found else None
 
 
-def _webhook_configuration(name: str, url: str, ca_pem: bytes) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "pods.isa.flox.dev",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded",
-                "timeoutSeconds": 5,
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {SCOPE_LABEL: RUN}},
-            }
-        ],
+def _nodes_only_kubeconfig(cluster: DevCluster, directory: Path) -> Path:
+    """A kubeconfig for a ServiceAccount bound to NODES_ONLY (cleaned up by the caller)."""
+    name = f"flox-isa-webhook-{RUN}"
+    with cluster.api_client() as api:
+        core: Any = client.CoreV1Api(api)
+        rbac: Any = client.RbacAuthorizationV1Api(api)
+        core.create_namespace({"metadata": {"name": RBAC_NAMESPACE}})
+        core.create_namespaced_service_account(RBAC_NAMESPACE, {"metadata": {"name": name}})
+        rbac.create_cluster_role({"metadata": {"name": name}, "rules": NODES_ONLY})
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": RBAC_NAMESPACE}],
+        })  # fmt: skip
+        token = core.create_namespaced_service_account_token(
+            name, RBAC_NAMESPACE, client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+            ),
+        ).status.token  # fmt: skip
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = dict(admin["clusters"][0]["cluster"])
+    if "certificate-authority" in server:  # relative paths are relative to the kubeconfig
+        server["certificate-authority"] = str(
+            (cluster.kubeconfig.parent / server["certificate-authority"]).resolve()
+        )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": server}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
+        "current-context": "e2e",
     }
+    path = directory / "webhook.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _delete_nodes_only_access(cluster: DevCluster) -> None:
+    name = f"flox-isa-webhook-{RUN}"
+    with cluster.api_client() as api:
+        rbac: Any = client.RbacAuthorizationV1Api(api)
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+        client.CoreV1Api(api).delete_namespace(RBAC_NAMESPACE)
 
 
 @pytest.fixture(scope="module")
@@ -125,30 +155,35 @@ def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     certs = write_serving_certs(directory / "tls")
     port = _free_port()
     log = directory / "webhook.log"
+    kubeconfig = _nodes_only_kubeconfig(cluster, directory)
     command = [
         sys.executable, "-m", "flox_isa.cli", "webhook",
         "--host", "127.0.0.1", "--port", str(port),
         "--tls-cert", str(certs.cert_path), "--tls-key", str(certs.key_path),
-        "--kubeconfig", str(cluster.kubeconfig), "--namespace", OWN_NAMESPACE,
+        "--kubeconfig", str(kubeconfig), "--namespace", OWN_NAMESPACE,
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     hook = Webhook(f"https://127.0.0.1:{port}", certs.ca_path, log, _kubectl(), cluster.kubeconfig)
     name = f"flox-isa-e2e-{RUN}"
+    # No own_namespace: the API server would then never call for OWN_NAMESPACE, and
+    # test_the_webhooks_own_namespace_is_never_touched checks the webhook's own refusal.
+    configuration = webhook_configuration(
+        name, hook.url, certs.ca_pem, namespace_labels={SCOPE_LABEL: RUN}
+    )
     with cluster.api_client() as api:
         registrations: Any = client.AdmissionregistrationV1Api(api)
         core: Any = client.CoreV1Api(api)
         try:
             _wait("the webhook's /readyz", lambda: hook.get("/readyz")[0] == 200, timeout=60)
-            registrations.create_mutating_webhook_configuration(
-                _webhook_configuration(name, f"{hook.url}/mutate", certs.ca_pem)
-            )
+            registrations.create_mutating_webhook_configuration(configuration)
             _wait_until_effective(core)
             yield hook
         finally:
             registrations.delete_mutating_webhook_configuration(name)
             process.terminate()
             process.wait(timeout=20)
+            _delete_nodes_only_access(cluster)
             print(log.read_text()[-4000:])  # shown by pytest for a failed test
 
 
@@ -342,7 +377,7 @@ def test_a_conflicting_guard_denial_reaches_kubectl(
     body = _pod("confused", spec={"nodeSelector": {names.ARCH_LABEL: "arm64"}}, env=f"{ENV}-avx512")
     code, output = _kubectl_create(webhook, namespace, body)
     assert code != 0
-    assert 'admission webhook "pods.isa.flox.dev" denied the request' in output
+    assert f'admission webhook "{NAMESPACE_OPT_IN_WEBHOOK}" denied the request' in output
     assert "flox-isa: avx512" in output
     assert "kubernetes.io/arch=arm64 but avx512 needs kubernetes.io/arch=amd64" in output
 
@@ -383,14 +418,34 @@ def test_dry_run_is_mutated_but_not_stored(
 
 
 def test_the_webhooks_own_namespace_is_never_touched(core: Any, webhook: Webhook) -> None:
+    """Refused by name on both paths, even when the configuration does not exclude it."""
     core.create_namespace(_namespace(OWN_NAMESPACE, inject=True))
     try:
-        created = core.create_namespaced_pod(
-            OWN_NAMESPACE, _pod("self", labels={names.INJECT_LABEL: "true"})
-        )
-        assert created.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == ENV
+        for pod_name, labels in [("self", {names.INJECT_LABEL: "true"}), ("self-ns", {})]:
+            created = core.create_namespaced_pod(OWN_NAMESPACE, _pod(pod_name, labels=labels))
+            assert created.metadata.annotations == {names.ENVIRONMENT_ANNOTATION: ENV}
+            assert names.VARIANT_LABEL not in (created.metadata.labels or {})
+        _, metrics = webhook.get("/metrics")
+        assert 'outcome="skipped",reason="own-namespace",variant=""} 2.0' in metrics
     finally:
         core.delete_namespace(OWN_NAMESPACE)
+
+
+def test_a_pod_labelled_false_opts_out_of_its_namespace(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(True)
+    created = core.create_namespaced_pod(
+        namespace, _pod("out", labels={names.INJECT_LABEL: "false"})
+    )
+    assert created.metadata.annotations == {names.ENVIRONMENT_ANNOTATION: ENV}
+    assert not created.spec.node_selector
+
+
+def test_the_webhook_is_never_refused_by_its_nodes_only_rbac(webhook: Webhook) -> None:
+    """Everything above ran as a ServiceAccount that may only get/list/watch nodes."""
+    log = webhook.log.read_text()
+    assert "forbidden" not in log.lower(), log[-2000:]
 
 
 def test_metrics_count_decisions_and_the_inventory(

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from flox_isa.devcluster.versions import load_versions
 from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, default_catalog, parse_catalog
 from flox_isa.operator.models import API_VERSION as TICKETWORKER_API_VERSION
 from flox_isa.operator.models import TicketWorkerSpec
+from flox_isa.webhook.registration import webhook_configuration
+from tests.unit.label_selectors import called_webhooks, selects
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flox-isa"
@@ -86,25 +88,6 @@ def containers(objects: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
     for deployment in deployments(objects).values():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             yield deployment, container
-
-
-def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics (matchLabels AND matchExpressions)."""
-    if selector is None:
-        return True
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for expr in selector.get("matchExpressions", []):
-        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
-        ok = {
-            "In": key in labels and labels[key] in values,
-            "NotIn": key not in labels or labels[key] not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }[op]
-        if not ok:
-            return False
-    return True
 
 
 # --- lint and schema validation ---------------------------------------------------
@@ -233,6 +216,11 @@ def webhook_config(*args: str) -> Obj:
     return one(render(*args), "MutatingWebhookConfiguration")
 
 
+POD_OPT_IN, NAMESPACE_OPT_IN = "pod-opt-in.isa.flox.dev", "namespace-opt-in.isa.flox.dev"
+# The namespace-opt-in path tells the webhook "the namespace is opted in": it reads none.
+PATHS = {POD_OPT_IN: "/mutate", NAMESPACE_OPT_IN: "/mutate/namespace-opt-in"}
+
+
 def test_webhook_configuration_follows_admission_good_practices() -> None:
     objects = render()
     service = one(objects, "Service", "-webhook")
@@ -252,7 +240,7 @@ def test_webhook_configuration_follows_admission_good_practices() -> None:
         assert ref == {
             "name": service["metadata"]["name"],
             "namespace": NAMESPACE,
-            "path": "/mutate",
+            "path": PATHS[hook["name"]],
             "port": service["spec"]["ports"][0]["port"],
         }
         conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
@@ -276,29 +264,38 @@ def _namespace(name: str, *, opted_in: bool) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("namespace", "pod_labels", "called"),
     [
-        (_namespace("shop", opted_in=False), {}, False),
-        (_namespace("shop", opted_in=False), {INJECT: "true"}, True),
-        (_namespace("shop", opted_in=True), {}, True),
-        (_namespace("shop", opted_in=True), {INJECT: "true"}, True),
-        (_namespace("shop", opted_in=True), {INJECT: "false"}, False),  # the pod opts out
-        (_namespace("kube-system", opted_in=True), {INJECT: "true"}, False),
-        (_namespace("kube-node-lease", opted_in=True), {INJECT: "true"}, False),
-        (_namespace(NAMESPACE, opted_in=True), {INJECT: "true"}, False),  # its own namespace
-        (_namespace("batch", opted_in=True), {}, False),  # webhook.excludedNamespaces
+        (_namespace("shop", opted_in=False), {}, None),
+        (_namespace("shop", opted_in=False), {INJECT: "true"}, POD_OPT_IN),
+        (_namespace("shop", opted_in=False), {INJECT: "false"}, None),
+        (_namespace("shop", opted_in=True), {}, NAMESPACE_OPT_IN),
+        (_namespace("shop", opted_in=True), {INJECT: "true"}, POD_OPT_IN),
+        (_namespace("shop", opted_in=True), {INJECT: "false"}, None),  # the pod opts out
+        (_namespace("kube-system", opted_in=True), {INJECT: "true"}, None),
+        (_namespace("kube-node-lease", opted_in=True), {INJECT: "true"}, None),
+        (_namespace(NAMESPACE, opted_in=True), {INJECT: "true"}, None),  # its own namespace
+        (_namespace("batch", opted_in=True), {}, None),  # webhook.excludedNamespaces
     ],
 )
 def test_opt_in_by_pod_or_namespace_label_calls_the_webhook_exactly_once(
-    namespace: dict[str, str], pod_labels: dict[str, str], called: bool
+    namespace: dict[str, str], pod_labels: dict[str, str], called: str | None
 ) -> None:
     config = webhook_config("--set", "webhook.excludedNamespaces={batch}")
-    matching = [
-        hook["name"]
-        for hook in config["webhooks"]
-        if selects(hook["namespaceSelector"], namespace)
-        and selects(hook["objectSelector"], pod_labels)
-    ]
-    # Called at most once: two matching webhooks would patch the pod twice.
-    assert len(matching) == (1 if called else 0), matching
+    # Called at most once (two matching entries would patch the pod twice), on the path
+    # that says why: /mutate/namespace-opt-in only for pods in opted-in namespaces.
+    assert called_webhooks(config, namespace, pod_labels) == ([called] if called else [])
+
+
+def test_the_registration_builder_renders_the_charts_webhooks() -> None:
+    """The URL-configured registration (demo, e2e) is the chart's, but for clientConfig."""
+    chart = webhook_config("--set", "webhook.excludedNamespaces={batch}")
+    built = webhook_configuration(
+        "unused", "https://127.0.0.1:8443", b"ca", own_namespace=NAMESPACE,
+        excluded_namespaces=["batch"], timeout_seconds=2,
+    )  # fmt: skip
+    for ours, theirs in zip(built["webhooks"], chart["webhooks"], strict=True):
+        assert ours["clientConfig"]["url"] == "https://127.0.0.1:8443" + PATHS[ours["name"]]
+        assert theirs["clientConfig"]["service"]["path"] == PATHS[theirs["name"]]
+        assert {**ours, "clientConfig": None} == {**theirs, "clientConfig": None}
 
 
 def test_generated_tls_certificate_is_trusted_by_the_webhook_configuration() -> None:
@@ -439,10 +436,10 @@ def rules_of(objects: list[Obj], kind: str, suffix: str) -> list[Obj]:
     return list(one(objects, kind, suffix)["rules"])
 
 
-def test_webhook_rbac_is_read_only() -> None:
-    rules = rules_of(render(), "ClusterRole", "-webhook")
-    assert {tuple(r["resources"]) for r in rules} <= {("nodes",), ("namespaces",)}
-    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in rules)
+def test_webhook_rbac_is_get_list_watch_nodes_only() -> None:
+    assert rules_of(render(), "ClusterRole", "-webhook") == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+    ]
 
 
 def test_operator_rbac_is_least_privilege() -> None:

@@ -52,3 +52,12 @@ def test_go_build_command_is_trimmed() -> None:
     command = build.go_build_command("k8s.io/x", Path("/o"), "-s -w")
     assert command[:3] == ["go", "build", "-trimpath"]
     assert "-ldflags=-s -w" in command
+
+
+def test_unknown_fleet_fails_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "dc"
+    assert main(["devcluster", "up", "--dir", str(directory), "--fleet", "no-such-fleet"]) == 1
+    assert "no-such-fleet" in capsys.readouterr().err
+    assert not directory.exists()

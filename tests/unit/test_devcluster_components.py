@@ -43,6 +43,7 @@ def test_apiserver_security_flags(tmp_path: Path) -> None:
     assert "--authorization-mode=Node,RBAC" in api.argv
     assert any(a.startswith("--client-ca-file=") for a in api.argv)
     assert any("MutatingAdmissionWebhook" in a for a in api.argv)
+    assert "--endpoint-reconciler-type=none" in api.argv  # loopback can't be an endpoint
     assert api.needs_client_cert
 
 

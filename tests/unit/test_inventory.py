@@ -1,17 +1,16 @@
-"""The node index (grouping, per-node fallback) and the list/watch inventories."""
+"""The node index (grouping, per-node fallback) and the node list/watch inventory."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from flox_isa.isa import names
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import FleetIndexBuilder, OfferIndex, index_nodes
-from flox_isa.kube.inventory import NamespaceInventory, NodeInventory, Reflector
+from flox_isa.kube.inventory import NodeInventory, Reflector
 from tests.unit.test_webhook_decision import CATALOG, fleet_nodes, fleet_states
 
 
@@ -200,34 +199,3 @@ def test_node_inventory_skips_a_malformed_node_and_publishes_on_change() -> None
     inventory.apply("MODIFIED", nodes[1])  # unchanged: nothing published
     inventory.apply("DELETED", nodes[0])
     assert published == [2, 1]
-
-
-def test_namespace_labels_come_from_the_watch_or_one_read() -> None:
-    reads: list[str] = []
-
-    def get(name: str) -> Mapping[str, str] | None:
-        reads.append(name)
-        return {"fresh": "yes"} if name == "new" else None
-
-    namespaces = NamespaceInventory(get)
-    assert not namespaces.ready()
-    namespaces.replace([{"metadata": {"name": "a", "labels": {names.INJECT_LABEL: "true"}}}])
-    assert namespaces.ready()
-
-    async def lookups() -> list[Mapping[str, str] | None]:
-        return [
-            await namespaces.labels("a"),
-            await namespaces.labels("new"),
-            await namespaces.labels("new"),
-            await namespaces.labels("missing"),
-        ]
-
-    assert asyncio.run(lookups()) == [
-        {names.INJECT_LABEL: "true"},
-        {"fresh": "yes"},
-        {"fresh": "yes"},
-        None,
-    ]
-    assert reads == ["new", "missing"]
-    namespaces.apply("MODIFIED", {"metadata": {"name": "a", "labels": {}}})
-    assert asyncio.run(namespaces.labels("a")) == {}

@@ -125,6 +125,6 @@ def test_the_webhook_guard_accepts_rendered_pods_unchanged(variant: str) -> None
         {"metadata": {**deployment["spec"]["template"]["metadata"], "namespace": "ns"},
          "spec": deployment["spec"]["template"]["spec"]}
     )  # fmt: skip
-    decision = decide(pod, "ns", {"isa.flox.dev/inject": "true"}, Context(CATALOG, None))
+    decision = decide(pod, "ns", True, Context(CATALOG, None))  # namespace opted in
     assert (decision.allowed, decision.outcome, decision.reason) == (True, "unchanged", "guard")
     assert decision.variant == variant

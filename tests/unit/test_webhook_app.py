@@ -1,4 +1,5 @@
-"""The HTTP surface: POST /mutate answers, 400s, never a 500, /healthz, /readyz, /metrics."""
+"""The HTTP surface: POST /mutate[/namespace-opt-in] answers, 400s, never a 500, /healthz,
+/readyz, /metrics."""
 
 from __future__ import annotations
 
@@ -13,19 +14,15 @@ from fastapi.testclient import TestClient
 from flox_isa.isa import names
 from flox_isa.isa.offer import FleetIndex, index_nodes
 from flox_isa.webhook import app as webhook_app
-from flox_isa.webhook.app import StaticFleet, StaticNamespaces, WebhookState, create_app
+from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
+from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
 from tests.unit.test_webhook_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod
 
 FLEET = index_nodes(fleet_states())
 
 
-def make_client(
-    fleet: FleetIndex | None = FLEET, namespaces: Mapping[str, Mapping[str, str]] | None = None
-) -> TestClient:
-    state = WebhookState(
-        CATALOG, StaticFleet(fleet), StaticNamespaces(namespaces or {}), OWN_NAMESPACE
-    )
-    return TestClient(create_app(state))
+def make_client(fleet: FleetIndex | None = FLEET) -> TestClient:
+    return TestClient(create_app(WebhookState(CATALOG, StaticFleet(fleet), OWN_NAMESPACE)))
 
 
 def review(
@@ -57,9 +54,9 @@ def review(
     }
 
 
-def post(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
+def post(client: TestClient, body: Any, path: str = POD_OPT_IN_PATH) -> tuple[int, dict[str, Any]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = client.post("/mutate", content=raw, headers={"content-type": "application/json"})
+    response = client.post(path, content=raw, headers={"content-type": "application/json"})
     return response.status_code, response.json()
 
 
@@ -107,12 +104,39 @@ def test_dry_run_gets_the_same_answer() -> None:
     assert dry == real
 
 
-def test_namespace_opt_in_is_read_from_the_namespace_source() -> None:
-    client = make_client(namespaces={"tickets": {names.INJECT_LABEL: "true"}})
-    _, opted = post(client, review(pod(inject=False), namespace="tickets"))
-    _, other = post(client, review(pod(inject=False), namespace="elsewhere"))
-    assert opted["response"]["patchType"] == "JSONPatch"
-    assert other["response"] == {"uid": other["response"]["uid"], "allowed": True}
+def test_the_namespace_opt_in_path_means_the_namespace_opted_in() -> None:
+    # The API server calls /mutate/namespace-opt-in only after its namespaceSelector
+    # found the namespace labelled: the path is the opt-in, no Namespace is read.
+    client = make_client()
+    unlabelled = review(pod(inject=False), namespace="tickets")
+    _, by_namespace = post(client, unlabelled, NAMESPACE_OPT_IN_PATH)
+    _, by_pod_path = post(client, unlabelled, POD_OPT_IN_PATH)
+    assert by_namespace["response"]["patchType"] == "JSONPatch"
+    assert by_pod_path["response"] == {"uid": by_pod_path["response"]["uid"], "allowed": True}
+    # On /mutate the pod's own label is what counts.
+    _, labelled = post(client, review(pod(inject=True)), POD_OPT_IN_PATH)
+    assert labelled["response"]["patchType"] == "JSONPatch"
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-e2e", OWN_NAMESPACE])
+@pytest.mark.parametrize("path", [POD_OPT_IN_PATH, NAMESPACE_OPT_IN_PATH])
+def test_system_and_own_namespaces_are_refused_by_name_on_either_path(
+    namespace: str, path: str
+) -> None:
+    _, answer = post(make_client(), review(pod(inject=True), namespace=namespace), path)
+    assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
+
+
+def test_a_pod_that_opts_out_is_left_alone_on_the_namespace_path() -> None:
+    body = review(pod(inject=False, labels={names.INJECT_LABEL: "false"}))
+    _, answer = post(make_client(), body, NAMESPACE_OPT_IN_PATH)
+    assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
+
+
+def test_only_the_two_mutate_paths_take_reviews() -> None:
+    client = make_client()
+    assert client.get(NAMESPACE_OPT_IN_PATH).status_code == 405
+    assert client.post("/mutate/other", json=review()).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -210,7 +234,7 @@ def test_the_offer_index_is_rebuilt_when_the_fleet_changes() -> None:
             return self.index
 
     source = Mutable()
-    state = WebhookState(CATALOG, source, StaticNamespaces(), OWN_NAMESPACE)
+    state = WebhookState(CATALOG, source, OWN_NAMESPACE)
     client = TestClient(create_app(state))
     _, before = post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
     source.index = index_nodes(

@@ -86,9 +86,9 @@ def run(
     pod_dict: Mapping[str, Any],
     ctx: Context | None = None,
     namespace: str = "tickets",
-    namespace_labels: Mapping[str, str] | None = None,
+    namespace_opted_in: bool = False,
 ) -> Decision:
-    return decide(Pod.model_validate(pod_dict), namespace, namespace_labels, ctx or context())
+    return decide(Pod.model_validate(pod_dict), namespace, namespace_opted_in, ctx or context())
 
 
 def apply_patch(document: Mapping[str, Any], patch: Any) -> dict[str, Any]:
@@ -135,13 +135,14 @@ def selector_for(variant: str) -> dict[str, str]:
         ),
     ],
 )
+@pytest.mark.parametrize("namespace_opted_in", [False, True], ids=["pod-opt-in", "ns-opt-in"])
 def test_out_of_scope_pods_are_allowed_untouched(
-    namespace: str, change: dict[str, Any], reason: str
+    namespace: str, change: dict[str, Any], reason: str, namespace_opted_in: bool
 ) -> None:
     body = pod(spec=change.get("spec"))
     if "ownerReferences" in change:
         body["metadata"]["ownerReferences"] = change["ownerReferences"]
-    decision = run(body, namespace=namespace)
+    decision = run(body, namespace=namespace, namespace_opted_in=namespace_opted_in)
     assert (decision.allowed, decision.outcome, decision.reason) == (True, "skipped", reason)
     assert decision.patch == ()
 
@@ -154,12 +155,27 @@ def test_replicaset_pods_are_in_scope() -> None:
     assert run(body).outcome == "patched"
 
 
-def test_opt_in_by_pod_label_or_namespace_label_only() -> None:
-    assert run(pod(inject=False)).reason == "not-opted-in"
-    assert run(pod(inject=False, labels={names.INJECT_LABEL: "false"})).reason == "not-opted-in"
-    opted_namespace = {names.INJECT_LABEL: "true"}
-    assert run(pod(inject=False), namespace_labels=opted_namespace).outcome == "patched"
-    assert run(pod(inject=True), namespace_labels={}).outcome == "patched"
+@pytest.mark.parametrize(
+    ("pod_label", "namespace_opted_in", "reason"),
+    [
+        (None, False, "not-opted-in"),
+        ("false", False, "not-opted-in"),
+        ("yes", False, "not-opted-in"),  # only "true" opts in
+        ("true", False, "auto"),
+        (None, True, "auto"),
+        ("true", True, "auto"),
+        ("false", True, "opted-out"),  # the pod's own "false" beats its namespace's "true"
+        ("yes", True, "auto"),  # neither "true" nor "false": the namespace decides
+    ],
+)
+def test_opt_in_by_pod_label_or_namespace_label_only(
+    pod_label: str | None, namespace_opted_in: bool, reason: str
+) -> None:
+    labels = {names.INJECT_LABEL: pod_label} if pod_label is not None else None
+    decision = run(pod(inject=False, labels=labels), namespace_opted_in=namespace_opted_in)
+    assert decision.reason == reason
+    assert decision.allowed
+    assert bool(decision.patch) == (reason == "auto")
 
 
 def test_opted_in_pod_without_environment_is_left_alone() -> None:

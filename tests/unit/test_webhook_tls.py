@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 from cryptography import x509
 
-from flox_isa.webhook.app import StaticFleet, StaticNamespaces, WebhookState, create_app
+from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
 from flox_isa.webhook.certs import ServingCerts, write_serving_certs
 from flox_isa.webhook.serve import CertReloader, server_config
 from tests.unit.test_webhook_app import FLEET, review
@@ -42,7 +42,7 @@ def served_serial(port: int, ca: Path) -> int:
 
 class Running:
     def __init__(self, certs: ServingCerts, port: int) -> None:
-        state = WebhookState(CATALOG, StaticFleet(FLEET), StaticNamespaces())
+        state = WebhookState(CATALOG, StaticFleet(FLEET))
         self.config, self.context = server_config(
             create_app(state), "127.0.0.1", port, certs.cert_path, certs.key_path
         )
