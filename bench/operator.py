@@ -174,6 +174,10 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Path) -> Result:
     print(f"== {size} nodes")
+    # The nodes of the fleet change first: kwok marks new nodes Ready slowly once it
+    # heartbeats thousands, and the change must be one of labels, not of kwok's pace.
+    graviton3 = await add_pool_nodes(api, "c7g.xlarge", 10, f"bench-react-{size}", "standby")
+    await wait_ready(api, 10, pool="standby")
     await grow_pool(api, size)
     await create(api, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
     operator = subprocess.Popen(
@@ -200,8 +204,6 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
         print(f"  converge: {len(want)} Deployments for {count} TicketWorkers in {converge:.2f}s")
         await asyncio.sleep(5)  # let rollouts' status updates settle
         # The fleet change: 10 Ready Graviton3 nodes join the pool (a label change).
-        graviton3 = await add_pool_nodes(api, "c7g.xlarge", 10, f"bench-react-{size}", "standby")
-        await wait_ready(api, 10, pool="standby")
         joined = {"metadata": {"labels": {POOL: "true"}}}
         started = time.monotonic()
         await gather_limited(
