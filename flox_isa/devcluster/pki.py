@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+
+from flox_isa.certs import KeyPair, issue, key_pem, make_ca, new_key
 
 CLUSTER_NAME = "flox-isa-dev"
 # Names the API server answers to: loopback for us, the in-cluster service names for clients
@@ -26,13 +23,6 @@ SERVING_DNS = (
     "kubernetes.default.svc.cluster.local",
 )
 SERVING_IPS = ("127.0.0.1", "10.96.0.1")
-VALIDITY = dt.timedelta(days=365)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPair:
-    cert_pem: bytes
-    key_pem: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,99 +42,13 @@ KWOK = ClientIdentity("kwok", "flox-isa-kwok", ("system:masters",))
 CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK)
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    # P-256: fast to generate, accepted everywhere Kubernetes checks keys (incl. SA tokens).
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attributes)
-
-
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-    )
-
-
-def make_ca(common_name: str = f"{CLUSTER_NAME}-ca") -> KeyPair:
-    key = _new_key()
-    name = _name(common_name)
-    cert = (
-        _builder(name, name, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
-
-
-def issue(
-    ca: KeyPair,
-    common_name: str,
-    *,
-    organizations: tuple[str, ...] = (),
-    dns_names: tuple[str, ...] = (),
-    ip_addresses: tuple[str, ...] = (),
-    server: bool = False,
-) -> KeyPair:
-    """A leaf certificate signed by `ca`: a server cert if `server`, else a client cert."""
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
-    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise TypeError("the CA key must be an EC key")
-    key = _new_key()
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (
-        _builder(_name(common_name, organizations), ca_cert.subject, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
-
-
 def service_account_keys() -> KeyPair:
     """The token signing key (key_pem) and its public half (cert_pem holds the public key)."""
-    key = _new_key()
+    key = new_key()
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return KeyPair(public, _key_pem(key))
+    return KeyPair(public, key_pem(key))
 
 
 def render_kubeconfig(
@@ -224,7 +128,7 @@ def write_pki(directory: Path, apiserver_url: str) -> PkiFiles:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     files = PkiFiles.at(directory)
-    ca = make_ca()
+    ca = make_ca(f"{CLUSTER_NAME}-ca")
     serving = issue(
         ca, "kube-apiserver", dns_names=SERVING_DNS, ip_addresses=SERVING_IPS, server=True
     )

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from flox_isa.devcluster import pki, processes
+from flox_isa import certs
+from flox_isa.devcluster import processes
 from flox_isa.devcluster.cluster import ClusterState
 from flox_isa.devcluster.versions import load_versions
 from tests.e2e.conftest import DevCluster, NodeFactory
@@ -149,8 +150,8 @@ class _Webhook(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def https_webhook(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
     """An HTTPS webhook on 127.0.0.1:<free port>; yields (port, CA bundle PEM)."""
-    ca = pki.make_ca("e2e-webhook-ca")
-    serving = pki.issue(ca, "webhook", ip_addresses=("127.0.0.1",), server=True)
+    ca = certs.make_ca("e2e-webhook-ca")
+    serving = certs.issue(ca, "webhook", ip_addresses=("127.0.0.1",), server=True)
     (tmp_path / "tls.crt").write_bytes(serving.cert_pem)
     (tmp_path / "tls.key").write_bytes(serving.key_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

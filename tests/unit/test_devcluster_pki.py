@@ -9,12 +9,13 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from flox_isa import certs
 from flox_isa.devcluster import pki
 
 
 def test_server_cert_has_loopback_and_service_names() -> None:
-    ca = pki.make_ca()
-    pair = pki.issue(
+    ca = certs.make_ca("test-ca")
+    pair = certs.issue(
         ca, "kube-apiserver", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True
     )
     cert = x509.load_pem_x509_certificate(pair.cert_pem)
@@ -28,15 +29,17 @@ def test_server_cert_has_loopback_and_service_names() -> None:
 
 
 def test_client_cert_carries_user_and_groups() -> None:
-    pair = pki.issue(pki.make_ca(), "flox-isa-admin", organizations=("system:masters",))
+    pair = certs.issue(
+        certs.make_ca("test-ca"), "flox-isa-admin", organizations=("system:masters",)
+    )
     subject = x509.load_pem_x509_certificate(pair.cert_pem).subject
     assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "flox-isa-admin"
     assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
 
 
 def test_render_kubeconfig_embeds_credentials() -> None:
-    ca = pki.make_ca()
-    client = pki.issue(ca, "u")
+    ca = certs.make_ca("test-ca")
+    client = certs.issue(ca, "u")
     config = pki.render_kubeconfig("https://127.0.0.1:1234", ca.cert_pem, client, "u")
     cluster = config["clusters"][0]["cluster"]
     assert cluster["server"] == "https://127.0.0.1:1234"
