@@ -42,7 +42,9 @@ EXIT_LOST_LEADERSHIP: Final = 1
 
 
 def default_identity() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    """Unique per process; names the pod in a cluster (POD_NAME), else host and pid."""
+    stem = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{stem}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
