@@ -112,7 +112,6 @@ def _install_basics(api: client.ApiClient) -> None:
         lambda: _crd_established(api),
         timeout=30,
     )
-    _apply(api, scenario.runtime_class())
     _apply(api, scenario.namespace())
 
 

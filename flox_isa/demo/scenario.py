@@ -76,14 +76,3 @@ def summarizer(replicas: int = 6) -> dict[str, Any]:
             },
         },
     }
-
-
-def runtime_class() -> dict[str, Any]:
-    """Flox's imageless pods ask for runtimeClassName `flox`; kwok runs any, but the API
-    server rejects a pod whose RuntimeClass does not exist."""
-    return {
-        "apiVersion": "node.k8s.io/v1",
-        "kind": "RuntimeClass",
-        "metadata": {"name": "flox"},
-        "handler": "flox",
-    }

@@ -121,6 +121,8 @@ def up(
 ) -> ClusterState:
     """Start the control plane and the simulated fleet; return once all are healthy.
 
+    Also creates the `flox` RuntimeClass that Flox's imageless pods name.
+
     Raises AlreadyRunningError if DIR's cluster is up, DevclusterError (nothing left running)
     if any part fails.
     """
@@ -260,6 +262,7 @@ def _create_fleet(state: ClusterState, manifests: list[dict[str, Any]], log: Log
         state.save()
         nodes.wait_nodes_ready(api, names)
         nodes.wait_default_service_account(api)
+        nodes.ensure_runtime_class(api)  # Flox's pods name it; kwok runs any handler
     except TimeoutError as exc:
         raise ComponentFailedError("kwok", str(exc), str(state.directory / "kwok.log")) from exc
     except ApiException as exc:
@@ -268,7 +271,10 @@ def _create_fleet(state: ClusterState, manifests: list[dict[str, Any]], log: Log
         ) from exc
     finally:
         api.close()
-    log(f"fleet: {len(names)} simulated nodes Ready in {time.monotonic() - t0:.1f}s")
+    log(
+        f"fleet: {len(names)} simulated nodes Ready, RuntimeClass {nodes.FLOX_RUNTIME_CLASS!r},"
+        f" in {time.monotonic() - t0:.1f}s"
+    )
 
 
 def down(directory: Path = DEFAULT_DIR, log: Log = print, keep_logs: bool = False) -> bool:

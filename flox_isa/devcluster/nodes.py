@@ -1,6 +1,7 @@
 """Simulated nodes through the API: create, wait Ready, add or remove at runtime.
 
 kwok (run with --manage-all-nodes) gives every Node a heartbeat and runs its pods.
+Also the cluster-scoped objects those pods need: Flox's RuntimeClass.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -55,6 +56,36 @@ def create_nodes(api: Any, manifests: Iterable[dict[str, Any]]) -> list[str]:
                 raise
         names.append(manifest["metadata"]["name"])
     return names
+
+
+# Flox's imageless pods (and the operator's Deployments, by default) ask for this
+# runtimeClassName; the operator's default is kept equal by a unit test.
+FLOX_RUNTIME_CLASS: Final = "flox"
+RUNTIME_CLASSES_PATH: Final = "/apis/node.k8s.io/v1/runtimeclasses"
+
+
+def runtime_class(name: str = FLOX_RUNTIME_CLASS) -> dict[str, Any]:
+    """A RuntimeClass whose handler has its name (kwok runs pods of any handler)."""
+    return {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": name},
+        "handler": name,
+    }
+
+
+def ensure_runtime_class(api: Any, name: str = FLOX_RUNTIME_CLASS) -> bool:
+    """Create the RuntimeClass unless it exists (then it is left as it is); True if created.
+
+    The API server rejects a pod whose RuntimeClass does not exist.
+    """
+    try:
+        request_json(api, "POST", RUNTIME_CLASSES_PATH, runtime_class(name))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    return True
 
 
 def delete_nodes(api: Any, names: Iterable[str]) -> None:

@@ -19,7 +19,7 @@ from flox_isa.isa.features import Features
 from flox_isa.isa.fleet import split_replicas
 from flox_isa.isa.offer import FleetIndex, index_nodes, names_per_node_label
 from flox_isa.isa.scheduling import NodeState, eligible
-from flox_isa.isa.selection import best_of, choose, fits
+from flox_isa.isa.selection import best_of, candidates, choose, fits, rank_key
 
 Placement = Literal["spread", "best"]
 PLACEMENTS: Final[tuple[Placement, ...]] = get_args(Placement)
@@ -43,6 +43,9 @@ class Share:
     node_count: int
     allocatable_cpu: float
     replicas: int
+    # The allowed variants that rank above this one for the workload (same arch):
+    # a node any of them fits is not this variant's, whatever the plan says.
+    outranked_by: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +121,35 @@ def plan_replicas(
                     sum(g.node_count for g in fitting),
                     sum(g.allocatable_cpu for g in fitting),
                     replicas,
+                    outranking(catalog, best, workload, allowed),
                 ),
             )
         )
     split = split_replicas({n: cpu for n, (_, cpu) in offered.items()}, replicas)
     return Plan(
         tuple(
-            Share(v, offered[v.name][0], offered[v.name][1], split[v.name])
+            Share(
+                v,
+                offered[v.name][0],
+                offered[v.name][1],
+                split[v.name],
+                outranking(catalog, v, workload, allowed),
+            )
             for v in catalog.variants
             if v.name in offered
         )
+    )
+
+
+def outranking(
+    catalog: Catalog, variant: Variant, workload: Workload, allowed: Collection[str] | None
+) -> tuple[Variant, ...]:
+    """The allowed variants of `variant`'s arch that `choose` would pick over it."""
+    mine = rank_key(variant, workload)
+    return tuple(
+        v
+        for v in candidates(catalog, allowed)
+        if v.arch == variant.arch and v.name != variant.name and rank_key(v, workload) < mine
     )
 
 
@@ -136,6 +158,82 @@ def node_selector(variant: Variant) -> dict[str, str]:
     selector = {names.cpuid_label(flag): "true" for flag in sorted(variant.flags)}
     selector[names.ARCH_LABEL] = variant.arch
     return selector
+
+
+# One literal of a node condition: (NFD flag, whether the node has it).
+FlagLiteral = tuple[str, bool]
+BEST_NODE_WEIGHT: Final = 100
+
+
+def best_node_cubes(
+    variant: Variant, outranked_by: Iterable[Variant]
+) -> tuple[tuple[FlagLiteral, ...], ...] | None:
+    """Disjoint flag conjunctions that, on nodes `variant` fits, cover exactly its best nodes.
+
+    A node `variant` fits is its best node iff no outranking variant fits it,
+    i.e. for each outranking variant the node lacks at least one of the flags
+    that variant needs and `variant` does not (its distinguishing flags).
+    That is a conjunction of disjunctions; the scheduler only sums the weights
+    of matched conjunctions, so it is expanded here (Shannon expansion on the
+    most shared flag) into conjunctions no two of which a node can both match.
+    So every best node matches exactly one and every other node none: with one
+    weight per conjunction, best nodes all score that weight and others 0.
+
+    `()` (one empty conjunction would be always true) means nothing outranks
+    the variant: no preference is needed. None means some outranking variant
+    fits wherever `variant` does: it is never the best, there is nothing to prefer.
+    """
+    clauses = frozenset(frozenset(o.flags - variant.flags) for o in outranked_by)
+    if frozenset() in clauses:
+        return None
+    return tuple(_expand(clauses)) if clauses else ()
+
+
+def _expand(clauses: frozenset[frozenset[str]]) -> Iterable[tuple[FlagLiteral, ...]]:
+    """Conjunctions, pairwise exclusive, whose union is: every clause misses a flag."""
+    if not clauses:
+        yield ()
+        return
+    if frozenset() in clauses:  # every flag of a clause present: an outranking variant fits
+        return
+    counts: dict[str, int] = {}
+    for clause in clauses:
+        for flag in clause:
+            counts[flag] = counts.get(flag, 0) + 1
+    flag = min(counts, key=lambda f: (-counts[f], f))
+    for cube in _expand(frozenset(c for c in clauses if flag not in c)):
+        yield ((flag, False), *cube)
+    for cube in _expand(frozenset(c - {flag} for c in clauses)):
+        yield ((flag, True), *cube)
+
+
+def best_node_preference(variant: Variant, outranked_by: Iterable[Variant]) -> list[dict[str, Any]]:
+    """Preferred node affinity terms that steer `variant`'s pods to its best nodes.
+
+    Soft on purpose: when the best nodes are full, pods may still use any node
+    the variant's nodeSelector allows. Each term weighs 100, and a best node
+    matches exactly one of them (see `best_node_cubes`), so the scheduler's
+    node-affinity score is 100 on best nodes and 0 on the others. `In`/`NotIn`
+    `["true"]` read a flag exactly as `features_from_labels` does (`NotIn` also
+    matches a node without the label).
+    """
+    cubes = best_node_cubes(variant, outranked_by)
+    return [
+        {
+            "weight": BEST_NODE_WEIGHT,
+            "preference": {
+                "matchExpressions": [
+                    {
+                        "key": names.cpuid_label(flag),
+                        "operator": "In" if present else "NotIn",
+                        "values": ["true"],
+                    }
+                    for flag, present in cube
+                ]
+            },
+        }
+        for cube in cubes or ()
+    ]
 
 
 def describe_plan(plan: Plan) -> str:

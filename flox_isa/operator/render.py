@@ -4,15 +4,18 @@ The pods are rendered exactly as the webhook's guard mode accepts them
 unchanged: label `isa.flox.dev/variant`, annotation
 `flox.dev/environment: <environment><variant suffix>`, and the variant's
 nodeSelector (every required NFD CPUID label plus `kubernetes.io/arch`).
+A preferred node affinity steers them to the nodes the plan counted for their
+variant (its best nodes), after whatever preferences the template has.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from flox_isa.isa import names
-from flox_isa.isa.planning import Plan, Share, node_selector
+from flox_isa.isa.planning import Plan, Share, best_node_preference, node_selector
 from flox_isa.operator import models
 
 FIELD_MANAGER: Final = "flox-isa-operator"
@@ -72,6 +75,9 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
     }
     pod_spec = template.setdefault("spec", {})
     pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **node_selector(variant)}
+    preferred = best_node_preference(variant, share.outranked_by)
+    if preferred:
+        pod_spec["affinity"] = with_preferred_node_terms(pod_spec.get("affinity") or {}, preferred)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -87,6 +93,16 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
             "template": template,
         },
     }
+
+
+def with_preferred_node_terms(
+    affinity: Mapping[str, Any], terms: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """`affinity` with `terms` after its own preferred node terms; nothing else changes."""
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    key = "preferredDuringSchedulingIgnoredDuringExecution"
+    node_affinity[key] = [*(node_affinity.get(key) or []), *terms]
+    return {**affinity, "nodeAffinity": node_affinity}
 
 
 def render(owner: Owner, spec: models.TicketWorkerSpec, plan: Plan) -> dict[str, dict[str, Any]]:

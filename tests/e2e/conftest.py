@@ -6,7 +6,9 @@ Fixtures (use them from any tests/e2e/test_*.py; mark the tests `pytest.mark.e2e
     The local control plane (`flox-isa devcluster up` in a temporary directory, stopped
     by `down` at the end of the session), or, if ``FLOX_ISA_E2E_KUBECONFIG`` is set, the
     cluster that kubeconfig points to (kind, a real cluster: then nothing is started or
-    stopped, and ``dir`` is an empty temporary directory). Attributes and helpers:
+    stopped, and ``dir`` is an empty temporary directory). Either way the ``flox``
+    RuntimeClass exists (`up` creates it; on another cluster the fixture creates it if
+    missing, and leaves it). Attributes and helpers:
 
     - ``kubeconfig: Path`` -- admin kubeconfig (client-certificate auth, system:masters).
     - ``dir: Path`` -- the devcluster state directory: component logs (``*.log``),
@@ -134,6 +136,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     """The session's cluster: see the module docstring."""
     external = os.environ.get("FLOX_ISA_E2E_KUBECONFIG")
     if external:
+        # Flox's imageless pods name it; `up` creates it on the local control plane.
+        with node_api.api_client(external) as api:
+            node_api.ensure_runtime_class(api)
         yield DevCluster(Path(external), tmp_path_factory.mktemp("external"), managed=False)
         return
     directory = tmp_path_factory.mktemp("devcluster")

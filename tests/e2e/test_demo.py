@@ -9,8 +9,12 @@ import pytest
 
 from flox_isa.demo.run import Options, run
 from flox_isa.devcluster import cluster
+from flox_isa.devcluster.fleet import instance_profiles
 from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.features import features_from_labels
+from flox_isa.isa.nfd import nfd_labels
 from flox_isa.isa.report import speedup
+from flox_isa.isa.selection import choose
 
 RUNS_ON = {
     "avx2": {"m4", "m6i", "m7i"},
@@ -29,9 +33,25 @@ pytestmark = [
 ]
 
 
+def best_int8_variant(instance_type: str) -> str | None:
+    """The variant `choose` picks for int8 on the CPU NFD labels an instance type with."""
+    features = features_from_labels(nfd_labels(instance_profiles()[instance_type].features))
+    best = choose(default_catalog(), features, "int8-inference").variant
+    return best.name if best else None
+
+
 def test_demo_places_every_pod_on_its_best_variant_and_cleans_up(tmp_path: Path) -> None:
     lines: list[str] = []
     rows = run(Options(tmp_path / "demo", once=True, timeout=240), default_catalog(), lines.append)
+
+    # The TicketWorker's pods prefer their variant's best nodes, and the fleet has
+    # room: each lands on a node whose best int8 variant is the pod's own.
+    misplaced = [
+        (row.instance_type, row.variant, row.pods)
+        for row in rows
+        if row.workload == "int8-inference" and best_int8_variant(row.instance_type) != row.variant
+    ]
+    assert misplaced == [], misplaced
 
     pods_by_variant: dict[tuple[str, str], int] = {}
     for row in rows:

@@ -69,6 +69,20 @@ def test_fleet_nodes_are_ready_and_untainted(cluster: DevCluster, core: Any) -> 
         assert node.metadata.labels.get("kubernetes.io/arch") in {"amd64", "arm64"}
 
 
+def test_the_flox_runtime_class_exists_and_admits_pods(cluster: DevCluster) -> None:
+    runtime_class = cluster.request("GET", "/apis/node.k8s.io/v1/runtimeclasses/flox")
+    assert runtime_class["handler"] == "flox"
+    # The API server admits a pod naming it (dry run: nothing is stored).
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"flox-{uuid.uuid4().hex[:6]}"},
+        "spec": {"runtimeClassName": "flox", "containers": [{"name": "c", "image": "flox"}]},
+    }
+    created = cluster.request("POST", "/api/v1/namespaces/default/pods?dryRun=All", pod)
+    assert created["spec"]["runtimeClassName"] == "flox"
+
+
 def _deployment(name: str, replicas: int, selector: dict[str, str]) -> dict[str, Any]:
     labels = {"app": name}
     return {

@@ -154,6 +154,63 @@ def test_the_webhook_may_only_get_list_and_watch_nodes(release: Release) -> None
         assert not any(can(verb, resource) for verb in ("get", "list", "watch")), resource
 
 
+def test_the_operator_may_do_exactly_what_it_calls(release: Release) -> None:
+    operator = next(
+        o for o in release.manifest()
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator")
+    )  # fmt: skip
+    pod = operator["spec"]["template"]["spec"]
+    account = f"system:serviceaccount:{release.namespace}:{pod['serviceAccountName']}"
+    args = pod["containers"][0]["args"]
+    lease = next(a for a in args if a.startswith("--lease-name=")).split("=", 1)[1]
+
+    def can(verb: str, resource: str, *scope: str) -> bool:
+        """`resource` may be TYPE/NAME, or TYPE:SUBRESOURCE; cluster-wide unless scoped."""
+        resource, _, subresource = resource.partition(":")
+        sub = (f"--subresource={subresource}",) if subresource else ()
+        answer = release.kubectl(
+            "auth", "can-i", verb, resource, *sub, *(scope or ("--all-namespaces",)),
+            "--as", account, check=False,
+        )  # fmt: skip
+        return answer.stdout.strip() == "yes"
+
+    tw = "ticketworkers.isa.flox.dev"
+    allowed = [
+        *((verb, tw) for verb in ("get", "list", "watch")),
+        ("patch", f"{tw}:status"),
+        ("update", f"{tw}:finalizers"),
+        *((verb, "deployments.apps") for verb in ("get", "list", "watch", "create", "patch",
+                                                 "delete")),
+        ("list", "nodes"),
+        ("watch", "nodes"),
+        ("create", "events"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]  # fmt: skip
+    assert [(v, r) for v, r in allowed if not can(v, r)] == []
+    denied = [
+        *((verb, tw) for verb in ("create", "update", "patch", "delete")),
+        ("update", f"{tw}:status"),
+        ("update", "deployments.apps"),
+        ("get", "nodes"),
+        ("patch", "nodes"),
+        ("patch", "events"),
+        ("list", "namespaces"),
+        ("watch", "namespaces"),
+        *((verb, res) for res in ("pods", "secrets", "configmaps") for verb in ("get", "list")),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "leases.coordination.k8s.io"),  # cluster-wide: no
+    ]  # fmt: skip
+    assert [(v, r) for v, r in denied if can(v, r)] == []
+    # Leader election: its own Lease in the release namespace, nothing else.
+    here = ("-n", release.namespace)
+    assert can("create", "leases.coordination.k8s.io", *here)
+    assert can("get", f"leases.coordination.k8s.io/{lease}", *here)
+    assert can("update", f"leases.coordination.k8s.io/{lease}", *here)
+    assert not can("update", "leases.coordination.k8s.io/someone-else", *here)
+    assert not can("delete", f"leases.coordination.k8s.io/{lease}", *here)
+
+
 def test_crds_are_installed_and_established(release: Release) -> None:
     files = sorted((CHART / "crds").glob("*.yaml"))
     assert files, "charts/flox-isa/crds/ holds no CRD"

@@ -9,7 +9,7 @@ import pytest
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
-from flox_isa.isa.planning import Plan, Share
+from flox_isa.isa.planning import Plan, Share, outranking
 from flox_isa.operator.diff import Create, Delete, Update, describe, diff, drift
 from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.render import Owner, render
@@ -25,7 +25,14 @@ def variant(name: str) -> Any:
 
 
 def plan_of(**replicas: int) -> Plan:
-    return Plan(tuple(Share(variant(v.replace("_", ".")), 2, 8.0, r) for v, r in replicas.items()))
+    """A plan for SPEC's workload, as `plan_replicas` makes it (outranking variants too)."""
+    chosen = [variant(v.replace("_", ".")) for v in replicas]
+    return Plan(
+        tuple(
+            Share(v, 2, 8.0, r, outranking(CATALOG, v, SPEC.workload, None))
+            for v, r in zip(chosen, replicas.values(), strict=True)
+        )
+    )
 
 
 SPEC = TicketWorkerSpec.model_validate(
@@ -104,6 +111,72 @@ def test_the_users_template_passes_through_with_flox_defaults() -> None:
     assert container["image"] == "flox/empty:1.0.0"
     assert container["command"] == ["flox", "activate", "--", "serve"]
     assert container["resources"] == {"requests": {"cpu": "1000m", "memory": "1Gi"}}
+
+
+PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+
+
+def node_affinity(pod: dict[str, Any]) -> dict[str, Any]:
+    return dict(pod["spec"].get("affinity", {}).get("nodeAffinity", {}))
+
+
+def test_pods_prefer_the_nodes_whose_best_variant_is_theirs() -> None:
+    rendered = render(OWNER, SPEC, plan_of(avx2=1, avx512=1, armv8_2=1, armv9=1))
+    pods = {name: d["spec"]["template"] for name, d in rendered.items()}
+    # fp32: avx512 outranks avx2, armv9 outranks armv8.2; the best of each arch needs nothing.
+    assert "affinity" not in pods["tickets-avx512"]["spec"]
+    assert "affinity" not in pods["tickets-armv9"]["spec"]
+    for name, notin in (("tickets-avx2", "AVX512"), ("tickets-armv8.2", "")):
+        terms = node_affinity(pods[name])[PREFERRED]
+        assert terms, name
+        assert {t["weight"] for t in terms} == {100}
+        assert "requiredDuringSchedulingIgnoredDuringExecution" not in node_affinity(pods[name])
+        for term in terms:
+            (missing,) = [
+                e for e in term["preference"]["matchExpressions"] if e["operator"] == "NotIn"
+            ]
+            assert missing["key"].removeprefix(names.NFD_CPUID_PREFIX).startswith(notin)
+    arm_missing = {
+        t["preference"]["matchExpressions"][-1]["key"].removeprefix(names.NFD_CPUID_PREFIX)
+        for t in node_affinity(pods["tickets-armv8.2"])[PREFERRED]
+    }
+    assert arm_missing == {"SVE", "BF16", "I8MM"}
+
+
+def test_the_preference_merges_with_the_users_affinity_keeping_all_of_it() -> None:
+    users_term = {"weight": 7, "preference": {"matchExpressions": [
+        {"key": "pool", "operator": "In", "values": ["spot"]}]}}  # fmt: skip
+    required = {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}  # fmt: skip
+    anti_term = {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": {"a": "b"}},
+    }
+    anti = {PREFERRED: [{"weight": 1, "podAffinityTerm": anti_term}]}
+    users_affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": required,
+            PREFERRED: [users_term],
+        },
+        "podAntiAffinity": anti,
+    }
+    raw = SPEC.model_dump(by_alias=True, exclude_none=True)
+    raw["template"]["spec"]["affinity"] = copy.deepcopy(users_affinity)
+    spec = TicketWorkerSpec.model_validate(raw)
+    rendered = render(OWNER, spec, plan_of(avx2=1, avx512=1))
+    avx2 = rendered["tickets-avx2"]["spec"]["template"]["spec"]["affinity"]
+    ours = render(OWNER, SPEC, plan_of(avx2=1))["tickets-avx2"]["spec"]["template"]["spec"]
+    assert avx2 == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": required,
+            PREFERRED: [users_term, *ours["affinity"]["nodeAffinity"][PREFERRED]],
+        },
+        "podAntiAffinity": anti,
+    }
+    # Nothing outranks avx512 (fp32): the user's affinity goes through untouched.
+    assert rendered["tickets-avx512"]["spec"]["template"]["spec"]["affinity"] == users_affinity
+    # And the template itself is not mutated by rendering.
+    assert spec.template.spec.affinity == users_affinity
 
 
 def as_served(deployment: dict[str, Any], uid: str = "d-uid") -> dict[str, Any]:

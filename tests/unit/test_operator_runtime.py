@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flox_isa.isa.catalog import default_catalog
-from flox_isa.isa.planning import Plan, Share
+from flox_isa.isa.planning import Plan, Share, best_node_preference, outranking
 from flox_isa.kube.lease import LeaseConfig, can_take, format_time, taken_spec
 from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.render import Owner, render
@@ -116,15 +116,18 @@ def test_taking_counts_transitions_and_renewing_keeps_the_acquire_time() -> None
 @pytest.mark.parametrize("variant", [v.name for v in CATALOG.variants])
 def test_the_webhook_guard_accepts_rendered_pods_unchanged(variant: str) -> None:
     """The contract between the two components, checked on the real decision code."""
-    spec = TicketWorkerSpec.model_validate({"environment": "acme/tp"})
+    spec = TicketWorkerSpec.model_validate({"environment": "acme/tp", "workload": "int8-inference"})
     chosen = CATALOG.get(variant)
     assert chosen is not None
-    plan = Plan((Share(chosen, 1, 4.0, 1),))
+    plan = Plan((Share(chosen, 1, 4.0, 1, outranking(CATALOG, chosen, spec.workload, None)),))
     (deployment,) = render(Owner("ns", "tw", "u"), spec, plan).values()
     pod = Pod.model_validate(
         {"metadata": {**deployment["spec"]["template"]["metadata"], "namespace": "ns"},
          "spec": deployment["spec"]["template"]["spec"]}
     )  # fmt: skip
+    # Variants something outranks carry a preferred node affinity: the guard ignores it.
+    preferred = deployment["spec"]["template"]["spec"].get("affinity")
+    assert bool(preferred) == bool(best_node_preference(chosen, plan.shares[0].outranked_by))
     decision = decide(pod, "ns", True, Context(CATALOG, None))  # namespace opted in
     assert (decision.allowed, decision.outcome, decision.reason) == (True, "unchanged", "guard")
     assert decision.variant == variant
