@@ -41,27 +41,40 @@ def parse_cpu_quantity(quantity: str) -> float:
         raise ValueError(f"not a CPU quantity: {quantity!r}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureGroup:
+    """Nodes that share one CPU feature set (a fleet has few of them)."""
+
+    features: Features
+    node_count: int
+    allocatable_cpu: float
+
+
+def feature_groups(nodes: Iterable[NodeInfo]) -> tuple[FeatureGroup, ...]:
+    """Nodes aggregated by feature set, in first-seen order."""
+    totals: dict[Features, tuple[int, float]] = {}
+    for node in nodes:
+        count, cpu = totals.get(node.features, (0, 0.0))
+        totals[node.features] = (count + 1, cpu + node.allocatable_cpu)
+    return tuple(FeatureGroup(f, count, cpu) for f, (count, cpu) in totals.items())
+
+
 def fleet_offers(
     catalog: Catalog,
-    nodes: Iterable[NodeInfo],
+    groups: Iterable[FeatureGroup],
     workload: Workload,
     allowed: Collection[str] | None = None,
 ) -> tuple[Offer, ...]:
     """Each node counted once, under its best variant; offers in catalog order.
 
-    Decisions are cached per distinct feature set: a fleet has few CPU types.
+    One decision per feature group, not per node: the cost does not grow with the fleet.
     """
-    best_by_features: dict[Features, Variant | None] = {}
     counts: dict[str, tuple[int, float]] = {}
-    for node in nodes:
-        if node.features not in best_by_features:
-            best_by_features[node.features] = choose(
-                catalog, node.features, workload, allowed
-            ).variant
-        best = best_by_features[node.features]
+    for group in groups:
+        best = choose(catalog, group.features, workload, allowed).variant
         if best is not None:
             count, cpu = counts.get(best.name, (0, 0.0))
-            counts[best.name] = (count + 1, cpu + node.allocatable_cpu)
+            counts[best.name] = (count + group.node_count, cpu + group.allocatable_cpu)
     return tuple(Offer(v, *counts[v.name]) for v in catalog.variants if v.name in counts)
 
 

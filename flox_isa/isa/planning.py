@@ -16,23 +16,14 @@ from typing import Any, Final, Literal, get_args
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog, Variant, Workload
 from flox_isa.isa.features import Features
-from flox_isa.isa.fleet import split_replicas
+from flox_isa.isa.fleet import FeatureGroup, fleet_offers, split_replicas
 from flox_isa.isa.offer import FleetIndex, index_nodes, names_per_node_label
 from flox_isa.isa.scheduling import NodeState, eligible
-from flox_isa.isa.selection import best_of, candidates, choose, fits, rank_key
+from flox_isa.isa.selection import best_of, candidates, fits, rank_key
 
 Placement = Literal["spread", "best"]
 PLACEMENTS: Final[tuple[Placement, ...]] = get_args(Placement)
 DEFAULT_PLACEMENT: Final[Placement] = "spread"
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureGroup:
-    """The eligible nodes that share one CPU feature set (a fleet has few of them)."""
-
-    features: Features
-    node_count: int
-    allocatable_cpu: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +98,7 @@ def plan_replicas(
 ) -> Plan:
     """The replica plan for one workload on a fleet of eligible node groups."""
     groups = tuple(groups)
-    offered = _best_variant_totals(catalog, groups, workload, allowed)
+    offered = {o.variant.name: o for o in fleet_offers(catalog, groups, workload, allowed)}
     if not offered:
         return Plan((), _nothing_offered(catalog, groups, allowed))
     if placement == "best":
@@ -125,13 +116,13 @@ def plan_replicas(
                 ),
             )
         )
-    split = split_replicas({n: cpu for n, (_, cpu) in offered.items()}, replicas)
+    split = split_replicas({n: o.allocatable_cpu for n, o in offered.items()}, replicas)
     return Plan(
         tuple(
             Share(
                 v,
-                offered[v.name][0],
-                offered[v.name][1],
+                offered[v.name].node_count,
+                offered[v.name].allocatable_cpu,
                 split[v.name],
                 outranking(catalog, v, workload, allowed),
             )
@@ -239,22 +230,6 @@ def best_node_preference(variant: Variant, outranked_by: Iterable[Variant]) -> l
 def describe_plan(plan: Plan) -> str:
     """`avx512=3 avx512vnni=2`: a one-line summary for logs and status."""
     return " ".join(f"{s.variant.name}={s.replicas}" for s in plan.shares) or "-"
-
-
-def _best_variant_totals(
-    catalog: Catalog,
-    groups: Sequence[FeatureGroup],
-    workload: Workload,
-    allowed: Collection[str] | None,
-) -> dict[str, tuple[int, float]]:
-    """Node count and CPU per variant, each group counted under its best variant."""
-    totals: dict[str, tuple[int, float]] = {}
-    for group in groups:
-        best = choose(catalog, group.features, workload, allowed).variant
-        if best is not None:
-            count, cpu = totals.get(best.name, (0, 0.0))
-            totals[best.name] = (count + group.node_count, cpu + group.allocatable_cpu)
-    return totals
 
 
 def _nothing_offered(

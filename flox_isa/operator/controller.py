@@ -21,8 +21,9 @@ from typing import Any, Final, Protocol
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.offer import FleetIndex, constraints_key
-from flox_isa.isa.planning import FeatureGroup, eligible_groups
+from flox_isa.isa.planning import eligible_groups
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, Create, Delete, describe, owned_by

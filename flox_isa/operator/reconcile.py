@@ -14,7 +14,8 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.planning import FeatureGroup, Plan, describe_plan, plan_replicas, unknown_variants
+from flox_isa.isa.fleet import FeatureGroup
+from flox_isa.isa.planning import Plan, describe_plan, plan_replicas, unknown_variants
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, diff, owned_by, terminating
 from flox_isa.operator.render import Owner, deployment_name, pods_selector, render

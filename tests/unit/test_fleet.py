@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from flox_isa.isa.catalog import default_catalog
 from flox_isa.isa.features import Features
-from flox_isa.isa.fleet import NodeInfo, fleet_offers, parse_cpu_quantity, split_replicas
+from flox_isa.isa.fleet import (
+    NodeInfo,
+    feature_groups,
+    fleet_offers,
+    parse_cpu_quantity,
+    split_replicas,
+)
 
 CATALOG = default_catalog()
 AVX2 = Features("amd64", frozenset({"AVX2", "FMA3"}))
@@ -29,13 +35,14 @@ def test_each_node_counts_once_under_its_best_variant() -> None:
         NodeInfo("c7g-1", GRAVITON3, 3.92),
         NodeInfo("ancient", OLD, 2.0),
     ]
-    offers = fleet_offers(CATALOG, nodes, "int8-inference")
+    offers = fleet_offers(CATALOG, feature_groups(nodes), "int8-inference")
     summary = {o.variant.name: (o.node_count, round(o.allocatable_cpu, 2)) for o in offers}
     assert summary == {"avx2": (1, 3.92), "avx512vnni": (2, 15.82), "armv9": (1, 3.92)}
 
 
 def test_offers_respect_the_allowed_variants() -> None:
-    offers = fleet_offers(CATALOG, [NodeInfo("m6i", VNNI, 8)], "int8-inference", {"avx2"})
+    groups = feature_groups([NodeInfo("m6i", VNNI, 8)])
+    offers = fleet_offers(CATALOG, groups, "int8-inference", {"avx2"})
     assert [(o.variant.name, o.node_count) for o in offers] == [("avx2", 1)]
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from flox_isa.isa.catalog import default_catalog
-from flox_isa.isa.planning import FeatureGroup, group_eligible
+from flox_isa.isa.fleet import FeatureGroup
+from flox_isa.isa.planning import group_eligible
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.operator.diff import Create, Delete, Update
 from flox_isa.operator.reconcile import build_status, decide, status_changed
