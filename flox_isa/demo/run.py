@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from flox_isa.webhook.registration import webhook_configuration
 Log = Callable[[str], None]
 WEBHOOK_CONFIGURATION = "flox-isa-demo"
 STATE_FILE = "demo.json"
+TLS_DIR = "webhook-tls"
 WEBHOOK_NAMESPACE = "flox-isa-system"  # the webhook never touches pods here
 
 
@@ -83,6 +85,7 @@ def down(directory: Path, log: Log = print) -> None:
         if processes.stop(record):
             log(f"stopped {record.name} (pid {record.pid})")
     (directory / STATE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(directory / TLS_DIR, ignore_errors=True)
     cluster.down(directory, log=log)
 
 
@@ -123,7 +126,7 @@ def _crd_established(api: client.ApiClient) -> bool:
 
 
 def _start_components(directory: Path, kubeconfig: Path, api: client.ApiClient, log: Log) -> None:
-    certs = write_serving_certs(directory / "webhook-tls")
+    certs = write_serving_certs(directory / TLS_DIR)
     webhook_port, health_port = free_ports(2)
     flox_isa = (sys.executable, "-m", "flox_isa")
     webhook = _spawn(
