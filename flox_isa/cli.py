@@ -14,6 +14,7 @@ from flox_isa.devcluster import commands as devcluster_commands
 from flox_isa.files import InputError, load_catalog, read_text, read_yaml
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
 from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
+from flox_isa.isa.fleet import feature_groups, fleet_offers
 from flox_isa.isa.nodes import NodeDocumentError, node_info, node_objects
 from flox_isa.isa.selection import choose
 from flox_isa.operator import commands as operator_commands
@@ -163,6 +164,13 @@ def _explain_nodes(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows)
+        offers = fleet_offers(catalog, feature_groups(nodes), args.workload)
+        summary = ", ".join(
+            f"{o.variant.name} {o.node_count} node{'' if o.node_count == 1 else 's'}"
+            f" ({o.allocatable_cpu:g} CPU)"
+            for o in offers
+        )
+        print(f"\nfleet offers for {args.workload}: {summary or 'no variant'}")
     return 0
 
 

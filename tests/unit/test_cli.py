@@ -140,9 +140,22 @@ def test_explain_nodes_text_and_single_node(
     path.write_text(json.dumps(NODES["items"][0]))
     code, out, _ = _run(capsys, "explain", "nodes", "--nodes", str(path))
     assert code == 0
-    header, row = out.splitlines()
+    header, row, _, summary = out.splitlines()
     assert header.split()[:3] == ["NAME", "ARCH", "INSTANCE-TYPE"]
     assert row.split() == ["m4-a", "amd64", "m4.xlarge", "avx2", "avx2", "avx2", "AVX2,FMA3"]
+    assert summary == "fleet offers for fp32-inference: avx2 1 node (3.92 CPU)"
+
+
+def test_explain_nodes_text_counts_each_node_under_its_best_variant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nodes.yaml"
+    path.write_text(yaml.safe_dump(NODES))
+    code, out, _ = _run(capsys, "explain", "nodes", "--nodes", str(path))
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "fleet offers for fp32-inference: avx2 1 node (3.92 CPU), armv9 1 node (3.92 CPU)"
+    )
 
 
 @pytest.mark.parametrize(
