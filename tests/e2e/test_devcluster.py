@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from base64 import b64encode
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from flox_isa.devcluster import processes
 from flox_isa.devcluster.cluster import ClusterState
 from flox_isa.devcluster.versions import load_versions
 from tests.e2e.conftest import DevCluster, NodeFactory
+from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,12 +35,9 @@ VNNI = "feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
+def _wait_long(what: str, check: Callable[[], object], timeout: float = 90.0) -> None:
+    """Cluster start-up waits get longer than the default: scheduling after `up`."""
+    wait_until(what, check, timeout, interval=0.5)
 
 
 @pytest.fixture
@@ -126,7 +123,7 @@ def test_deployment_pods_run_on_matching_simulated_nodes(
     with cluster.api_client() as api:
         apps: Any = client.AppsV1Api(api)
         apps.create_namespaced_deployment(namespace, _deployment("web", 3, selector))
-    _wait("3 Running pods", lambda: len(_running_pods(core, namespace, "web")) == 3)
+    _wait_long("3 Running pods", lambda: len(_running_pods(core, namespace, "web")) == 3)
     for pod in _running_pods(core, namespace, "web"):
         assert pod.spec.node_name in labels_by_node  # placed by the real scheduler
         node_labels = labels_by_node[pod.spec.node_name]
@@ -224,7 +221,7 @@ def test_apiserver_calls_an_https_webhook_on_loopback(
                 created = core.create_namespaced_config_map(namespace, {"metadata": {"name": cm}})
                 return bool((created.metadata.labels or {}).get("e2e-webhook") == "called")
 
-            _wait("the webhook to label a ConfigMap", created_and_labelled, timeout=30)
+            _wait_long("the webhook to label a ConfigMap", created_and_labelled, timeout=30)
         finally:
             admission.delete_mutating_webhook_configuration(name)
 
@@ -271,13 +268,13 @@ def test_nodes_added_at_runtime_are_ready_and_schedulable(
     with cluster.api_client() as api:
         apps: Any = client.AppsV1Api(api)
         apps.create_namespaced_deployment(namespace, _deployment("pinned", 2, marker))
-    _wait(
+    _wait_long(
         "2 Running pods on the new nodes",
         lambda: len(_running_pods(core, namespace, "pinned")) == 2,
     )
     assert {p.spec.node_name for p in _running_pods(core, namespace, "pinned")} <= set(added)
     nodes.delete(added)
-    _wait(
+    _wait_long(
         "the nodes to be gone",
         lambda: not core.list_node(label_selector=f"e2e-pool={namespace}").items,
     )

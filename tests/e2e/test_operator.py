@@ -12,9 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from flox_isa.isa.planning import group_eligible, plan_replicas
 from flox_isa.isa.selection import fits
 from flox_isa.operator.crd import crd_yaml
 from tests.e2e.conftest import DevCluster, NodeFactory
+from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,14 +56,6 @@ class Kubectl:
     def apply(self, manifest: dict[str, Any] | str, check: bool = True) -> str:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         return self.run("apply", "-f", "-", stdin=text, check=check)
-
-
-def wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +173,7 @@ def assert_pods_run_where_their_variant_can(
     def nodes() -> dict[str, Any]:
         return {n["metadata"]["name"]: n for n in kubectl.json("get", "nodes")["items"]}
 
-    wait(f"{count} Running pods of {tw}", lambda: len(running()) == count, timeout=90)
+    wait_until(f"{count} Running pods of {tw}", lambda: len(running()) == count, timeout=90)
     current = nodes()
     for pod in running():
         variant = CATALOG.get(pod["metadata"]["labels"][names.VARIANT_LABEL])
@@ -201,7 +193,7 @@ def test_a_ticketworker_becomes_one_deployment_per_variant_with_running_pods(
     kubectl.apply(ticketworker(namespace, "tickets", 10))
     expected = expected_split(kubectl, 10, "int8-inference", {"runtimeClassName": "flox"})
     assert len(expected) >= 2  # the default fleet offers several variants
-    wait(
+    wait_until(
         "one Deployment per variant",
         lambda: replicas_by_variant(kubectl, namespace, "tickets") == expected,
     )
@@ -214,7 +206,7 @@ def test_a_ticketworker_becomes_one_deployment_per_variant_with_running_pods(
         )
         assert name == f"tickets-{deployment['metadata']['labels'][names.VARIANT_LABEL]}"
     assert_pods_run_where_their_variant_can(kubectl, namespace, "tickets", 10)
-    wait(
+    wait_until(
         "Ready=True",
         lambda: condition(kubectl, namespace, "tickets", "Ready").get("status") == "True",
     )
@@ -249,7 +241,7 @@ def test_the_fleet_changes_and_the_deployments_rebalance(
     def settles_on(variants: set[str]) -> None:
         expected = expected_split(kubectl, 6, "int8-inference", template["spec"])
         assert set(expected) == variants
-        wait(f"Deployments for {sorted(variants)}",
+        wait_until(f"Deployments for {sorted(variants)}",
              lambda: replicas_by_variant(kubectl, namespace, "rebalance") == expected)  # fmt: skip
 
     settles_on({"avx2", "avx512vnni"})
@@ -265,12 +257,12 @@ def test_edited_and_deleted_deployments_are_restored(
 ) -> None:
     operators.start(namespace)
     kubectl.apply(ticketworker(namespace, "drift", 3, variants=["avx2"]))
-    wait(
+    wait_until(
         "the avx2 Deployment",
         lambda: replicas_by_variant(kubectl, namespace, "drift") == {"avx2": 3},
     )
     kubectl.run("scale", "deployment/drift-avx2", "-n", namespace, "--replicas=7")
-    wait(
+    wait_until(
         "replicas restored", lambda: replicas_by_variant(kubectl, namespace, "drift") == {"avx2": 3}
     )
     key = names.cpuid_label("AVX2").replace("/", "~1")
@@ -283,10 +275,10 @@ def test_edited_and_deleted_deployments_are_restored(
         selector: dict[str, str] = live["spec"]["template"]["spec"]["nodeSelector"]
         return selector.get(names.cpuid_label("AVX2")) == "true"
 
-    wait("nodeSelector restored", selector_back)
+    wait_until("nodeSelector restored", selector_back)
     uid = deployments(kubectl, namespace, "drift")["drift-avx2"]["metadata"]["uid"]
     kubectl.run("delete", "deployment/drift-avx2", "-n", namespace)
-    wait(
+    wait_until(
         "Deployment re-created",
         lambda: (
             deployments(kubectl, namespace, "drift")
@@ -303,10 +295,14 @@ def test_kubectl_scale_on_the_ticketworker(
 ) -> None:
     operators.start(namespace)
     kubectl.apply(ticketworker(namespace, "scaled", 2))
-    wait("2 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "scaled").values()) == 2)
+    wait_until(
+        "2 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "scaled").values()) == 2
+    )
     kubectl.run("scale", "tw/scaled", "-n", namespace, "--replicas=9")
-    wait("9 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "scaled").values()) == 9)
-    wait(
+    wait_until(
+        "9 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "scaled").values()) == 9
+    )
+    wait_until(
         "status.replicas == 9",
         lambda: kubectl.json("get", "tw", "scaled", "-n", namespace)["status"].get("replicas") == 9,
         timeout=90,
@@ -345,7 +341,7 @@ def test_what_only_the_operator_can_check_is_degraded_and_touches_nothing(
 ) -> None:
     operators.start(namespace)
     kubectl.apply(ticketworker(namespace, "unknown", 2, variants=["avx2", "avx9"]))
-    wait(
+    wait_until(
         "Degraded",
         lambda: condition(kubectl, namespace, "unknown", "Degraded").get("status") == "True",
     )
@@ -355,9 +351,9 @@ def test_what_only_the_operator_can_check_is_degraded_and_touches_nothing(
     assert deployments(kubectl, namespace, "unknown") == {}
     # A good spec, then a bad edit: what exists stays as it was.
     kubectl.apply(ticketworker(namespace, "unknown", 2, variants=["avx2"]))
-    wait("avx2", lambda: replicas_by_variant(kubectl, namespace, "unknown") == {"avx2": 2})
+    wait_until("avx2", lambda: replicas_by_variant(kubectl, namespace, "unknown") == {"avx2": 2})
     kubectl.apply(ticketworker(namespace, "unknown", 5, variants=["avx2", "avx9"]))
-    wait(
+    wait_until(
         "Degraded again",
         lambda: condition(kubectl, namespace, "unknown", "Degraded").get("status") == "True",
     )
@@ -374,7 +370,7 @@ def test_no_node_for_the_wanted_variants_is_degraded(
         namespace, "nowhere", 2, variants=["avx512vnni"], template=pool_template("no-such-pool")
     )
     kubectl.apply(tw)
-    wait(
+    wait_until(
         "Degraded",
         lambda: (
             condition(kubectl, namespace, "nowhere", "Degraded").get("reason") == "NoEligibleNodes"
@@ -397,7 +393,7 @@ def test_deleting_the_ticketworker_removes_everything_it_made(
         left = kubectl.json("get", "deployments,replicasets,pods", "-n", namespace, "-l", selector)
         return not left["items"]
 
-    wait(
+    wait_until(
         "the garbage collector to remove Deployments, ReplicaSets and pods",
         nothing_left,
         timeout=90,
@@ -415,11 +411,13 @@ def test_two_replicas_one_acts_and_the_survivor_converges(
     kubectl: Kubectl, operators: Operators, namespace: str
 ) -> None:
     first = operators.start(namespace, lease="ha")
-    wait("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "ha"))
+    wait_until("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "ha"))
     second = operators.start(namespace, lease="ha")
     by_pid = {first.pid: first, second.pid: second}
     kubectl.apply(ticketworker(namespace, "ha", 4))
-    wait("4 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "ha").values()) == 4)
+    wait_until(
+        "4 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "ha").values()) == 4
+    )
     holder = lease_holder(kubectl, namespace, "ha")
     leader = next(p for pid, p in by_pid.items() if f"-{pid}-" in holder)
     survivor = next(p for p in by_pid.values() if p is not leader)
@@ -427,13 +425,13 @@ def test_two_replicas_one_acts_and_the_survivor_converges(
     kubectl.run("scale", "tw/ha", "-n", namespace, "--replicas=11")
     os.kill(leader.pid, signal.SIGKILL)
     leader.wait(timeout=10)
-    wait(
+    wait_until(
         "the survivor to take the lease",
         lambda: f"-{survivor.pid}-" in lease_holder(kubectl, namespace, "ha"),
         timeout=LEASE_SECONDS * 4,
     )
     expected = expected_split(kubectl, 11, "int8-inference", {"runtimeClassName": "flox"})
-    wait(
+    wait_until(
         "converged to 11",
         lambda: replicas_by_variant(kubectl, namespace, "ha") == expected,
         timeout=60,

@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from flox_isa.devcluster.cluster import free_ports
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
 from flox_isa.webhook.certs import write_serving_certs
@@ -39,6 +38,7 @@ from flox_isa.webhook.registration import (
     webhook_configuration,
 )
 from tests.e2e.conftest import DevCluster
+from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,23 +50,6 @@ OWN_NAMESPACE = f"flox-isa-system-{RUN}"
 RBAC_NAMESPACE = f"wh-rbac-{RUN}"
 # The chart's webhook ClusterRole (charts/flox-isa/templates/webhook/rbac.yaml).
 NODES_ONLY = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.3)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -153,7 +136,7 @@ def _delete_nodes_only_access(cluster: DevCluster) -> None:
 def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     directory = tmp_path_factory.mktemp("webhook")
     certs = write_serving_certs(directory / "tls")
-    port = _free_port()
+    (port,) = free_ports(1)
     log = directory / "webhook.log"
     kubeconfig = _nodes_only_kubeconfig(cluster, directory)
     command = [
@@ -175,7 +158,7 @@ def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         registrations: Any = client.AdmissionregistrationV1Api(api)
         core: Any = client.CoreV1Api(api)
         try:
-            _wait("the webhook's /readyz", lambda: hook.get("/readyz")[0] == 200, timeout=60)
+            wait_until("the webhook's /readyz", lambda: hook.get("/readyz")[0] == 200, timeout=60)
             registrations.create_mutating_webhook_configuration(configuration)
             _wait_until_effective(core)
             yield hook
@@ -197,7 +180,7 @@ def _wait_until_effective(core: Any) -> None:
             pod: Any = core.create_namespaced_pod(probe_ns, _pod("probe"), dry_run="All")
             return bool((pod.metadata.labels or {}).get(names.VARIANT_LABEL))
 
-        _wait("the webhook configuration to take effect", mutated, timeout=30)
+        wait_until("the webhook configuration to take effect", mutated, timeout=30)
     finally:
         core.delete_namespace(probe_ns)
 
@@ -255,7 +238,7 @@ def make_namespace(webhook: Webhook, core: Any) -> Iterator[Callable[[bool], str
 
 
 def _scheduled(core: Any, namespace: str, name: str) -> Any:
-    return _wait(
+    return wait_until(
         f"pod {namespace}/{name} to be scheduled",
         lambda: (p := core.read_namespaced_pod(name, namespace)).spec.node_name and p,
     )
@@ -319,7 +302,7 @@ def test_a_deployment_in_an_opted_in_namespace(
         pods = core.list_namespaced_pod(namespace, label_selector="app=summarizer").items
         return pods if len(pods) == 4 and all(p.spec.node_name for p in pods) else []
 
-    for pod in _wait("4 scheduled summarizer pods", all_scheduled):
+    for pod in wait_until("4 scheduled summarizer pods", all_scheduled):
         assert pod.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-armv9"
         assert pod.metadata.labels[names.VARIANT_LABEL] == "armv9"
         _assert_on_right_node(core, pod, "armv9", ARMV9_TYPES)
@@ -348,7 +331,7 @@ def test_a_daemonset_is_left_alone(
     with cluster.api_client() as api:
         apps: Any = client.AppsV1Api(api)
         apps.create_namespaced_daemon_set(namespace, daemonset)
-    pods = _wait(
+    pods = wait_until(
         "DaemonSet pods",
         lambda: core.list_namespaced_pod(namespace, label_selector="app=agent").items,
     )
@@ -477,11 +460,11 @@ def test_the_inventory_follows_nodes_joining_and_leaving(
         pod = core.create_namespaced_pod(namespace, _pod("joined", spec=spec), dry_run="All")
         return bool(pod.metadata.labels[names.VARIANT_LABEL] == "armv9")
 
-    _wait("the new node to reach the webhook's inventory", offered, timeout=20)
+    wait_until("the new node to reach the webhook's inventory", offered, timeout=20)
     nodes.delete(added)
 
     def gone() -> bool:
         pod = core.create_namespaced_pod(namespace, _pod("left", spec=spec), dry_run="All")
         return bool(pod.metadata.labels[names.VARIANT_LABEL] == "avx2")
 
-    _wait("the deleted node to leave the webhook's inventory", gone, timeout=20)
+    wait_until("the deleted node to leave the webhook's inventory", gone, timeout=20)
