@@ -27,6 +27,7 @@ from flox_isa.devcluster.build import ensure_binaries
 from flox_isa.devcluster.components import Component, Ports
 from flox_isa.devcluster.processes import ProcessRecord
 from flox_isa.devcluster.versions import Versions, load_versions
+from flox_isa.kube.config import api_client
 
 STATE_FILE = "state.json"
 KUBECONFIG_FILE = "kubeconfig"
@@ -255,22 +256,20 @@ def _healthy(url: str, context: ssl.SSLContext | None, timeout: float = 2.0) -> 
 
 def _create_fleet(state: ClusterState, manifests: list[dict[str, Any]], log: Log) -> None:
     t0 = time.monotonic()
-    api = nodes.api_client(state.kubeconfig)
     try:
-        names = nodes.create_nodes(api, manifests)
-        state.node_names = names
-        state.save()
-        nodes.wait_nodes_ready(api, names)
-        nodes.wait_default_service_account(api)
-        nodes.ensure_runtime_class(api)  # Flox's pods name it; kwok runs any handler
+        with api_client(str(state.kubeconfig)) as api:
+            names = nodes.create_nodes(api, manifests)
+            state.node_names = names
+            state.save()
+            nodes.wait_nodes_ready(api, names)
+            nodes.wait_default_service_account(api)
+            nodes.ensure_runtime_class(api)  # Flox's pods name it; kwok runs any handler
     except TimeoutError as exc:
         raise ComponentFailedError("kwok", str(exc), str(state.directory / "kwok.log")) from exc
     except ApiException as exc:
         raise DevclusterError(
             f"creating the simulated fleet failed: {exc.status} {exc.reason}: {exc.body}"
         ) from exc
-    finally:
-        api.close()
     log(
         f"fleet: {len(names)} simulated nodes Ready, RuntimeClass {nodes.FLOX_RUNTIME_CLASS!r},"
         f" in {time.monotonic() - t0:.1f}s"

@@ -10,16 +10,10 @@ import copy
 import json
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Final
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
-
-def api_client(kubeconfig: Path | str) -> Any:
-    """A `kubernetes.client.ApiClient` for the kubeconfig (its current context)."""
-    return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
 
 
 def request_json(api: Any, method: str, path: str, body: Any = None) -> Any:

@@ -56,6 +56,7 @@ from flox_isa.devcluster import fleet as fleets
 from flox_isa.devcluster import nodes as node_api
 from flox_isa.devcluster.build import BuildError
 from flox_isa.devcluster.versions import VersionsError
+from flox_isa.kube.config import api_client
 
 _counter = itertools.count()
 
@@ -71,7 +72,7 @@ class DevCluster:
 
     def api_client(self) -> Any:
         """A new `kubernetes.client.ApiClient` for the admin kubeconfig (close it after)."""
-        return node_api.api_client(self.kubeconfig)
+        return api_client(str(self.kubeconfig))
 
     def add_nodes(
         self,
@@ -137,7 +138,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     external = os.environ.get("FLOX_ISA_E2E_KUBECONFIG")
     if external:
         # Flox's imageless pods name it; `up` creates it on the local control plane.
-        with node_api.api_client(external) as api:
+        with api_client(str(external)) as api:
             node_api.ensure_runtime_class(api)
         yield DevCluster(Path(external), tmp_path_factory.mktemp("external"), managed=False)
         return
