@@ -99,15 +99,18 @@ class FleetIndexBuilder:
     """Keeps the grouped fleet up to date node by node; `index()` is a cheap snapshot.
 
     Not thread-safe: one writer (the node watch) owns it and publishes `index()`.
+    Look-alike nodes share one group key object (interned): a key holds every shared
+    label, and one per node would cost ~4 KB per node.
     """
 
-    def __init__(self) -> None:
-        self._version = 0
+    def __init__(self, version: int = 0) -> None:
+        self._version = version  # a replacement builder continues its predecessor's count
         self._index = FleetIndex()
         self._clear()
 
     def _clear(self) -> None:
         self._nodes: dict[str, tuple[GroupKey, NodeMember]] = {}
+        self._keys: dict[GroupKey, GroupKey] = {}  # each live key -> its one shared object
         self._members: dict[GroupKey, dict[str, NodeMember]] = {}
         self._features: dict[GroupKey, Features] = {}
         self._built: dict[GroupKey, NodeGroup] = {}
@@ -115,6 +118,10 @@ class FleetIndexBuilder:
 
     def __len__(self) -> int:
         return len(self._nodes)
+
+    @property
+    def version(self) -> int:
+        return self._version
 
     def replace(self, states: Iterable[NodeState]) -> None:
         """Forget every node, then add `states` (a full list after a (re)list)."""
@@ -158,6 +165,7 @@ class FleetIndexBuilder:
 
     def _add(self, state: NodeState) -> None:
         key, member = _key_and_member(state)
+        key = self._keys.setdefault(key, key)
         self._nodes[state.name] = (key, member)
         self._members.setdefault(key, {})[state.name] = member
         self._features[key] = state.info.features
@@ -174,7 +182,7 @@ class FleetIndexBuilder:
         group = self._members[key]
         del group[name]
         if not group:
-            del self._members[key], self._features[key]
+            del self._members[key], self._features[key], self._keys[key]
         for label in member.labels:
             self._per_node_keys[label] -= 1
             if not self._per_node_keys[label]:

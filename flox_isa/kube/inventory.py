@@ -4,8 +4,9 @@ Nodes only: the webhook's RBAC is get/list/watch on nodes and nothing else. The
 namespace opt-in needs no Namespace reads: the API server checks that label with
 the webhook configuration's namespaceSelector (see `flox_isa.webhook.registration`).
 
-A `Reflector` lists a kind once (from the apiserver's watch cache), then
-watches from the list's resourceVersion; when a watch times out it watches
+A `Reflector` lists a kind once, a page at a time (a 5,000-node list parsed
+whole would hold ~150 MB of dicts at once; pages keep the peak to one page),
+then watches from the list's resourceVersion; when a watch times out it watches
 again from the last version seen, and when the apiserver says 410 Gone it
 lists again. Each restart is counted. Objects are read as plain JSON (no
 client model classes: they cost more than the decision itself).
@@ -18,17 +19,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from kubernetes import client
 
 from flox_isa.isa.nodes import NodeDocumentError, node_state
 from flox_isa.isa.offer import FleetIndex, FleetIndexBuilder
+from flox_isa.isa.scheduling import NodeState
 
 log = logging.getLogger("flox_isa.inventory")
 
 WATCH_TIMEOUT_SECONDS = 300
+LIST_PAGE_SIZE = 500
 RETRY_SECONDS = 2.0
 GONE = 410
 
@@ -37,7 +40,8 @@ RestartCounter = Callable[[str, str], None]
 
 
 class Sink(Protocol):
-    def replace(self, objects: list[dict[str, Any]]) -> None: ...
+    def replace(self, objects: Iterable[dict[str, Any]]) -> None:
+        """Take the full list (read page by page while iterated); keep the old one on error."""
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> None: ...
 
@@ -51,13 +55,16 @@ class Reflector:
         list_call: ListCall,
         sink: Sink,
         on_restart: RestartCounter = lambda resource, reason: None,
+        *,
         watch_timeout: int = WATCH_TIMEOUT_SECONDS,
+        page_size: int = LIST_PAGE_SIZE,
     ) -> None:
         self.resource = resource
         self._list_call = list_call
         self._sink = sink
         self._on_restart = on_restart
         self._watch_timeout = watch_timeout
+        self._page_size = page_size
         self._stop = threading.Event()
         self.listed = threading.Event()
         self._response: Any = None
@@ -98,17 +105,29 @@ class Reflector:
             self._on_restart(self.resource, reason)
 
     def _list(self) -> str:
-        response = self._list_call(resource_version="0", _preload_content=False)
-        document = json.loads(response.data)
-        self._sink.replace(list(document.get("items") or []))
-        version = str((document.get("metadata") or {}).get("resourceVersion") or "")
-        log.info(
-            "listed",
-            extra={
-                "fields": {"resource": self.resource, "count": len(document.get("items") or [])}
-            },
-        )
+        """List every object into the sink, page by page; the list's resourceVersion."""
+        pages: list[dict[str, Any]] = []  # the metadata of each page read so far
+        self._sink.replace(self._items(pages))
+        version = str(pages[-1].get("resourceVersion") or "")
+        log.info("listed", extra={"fields": {"resource": self.resource, "pages": len(pages)}})
         return version
+
+    def _items(self, pages: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        token = ""
+        while True:
+            response = self._list_call(limit=self._page_size, _continue=token or None,
+                                       _preload_content=False)  # fmt: skip
+            document = json.loads(response.data)
+            del response
+            metadata = document.get("metadata") or {}
+            pages.append(metadata)
+            items = document.get("items") or []
+            del document
+            while items:  # drop each item once handed over: one page in memory at most
+                yield items.pop()
+            token = str(metadata.get("continue") or "")
+            if not token:
+                return
 
     def _watch(self, version: str) -> tuple[str, str]:
         """Watch from `version` until the watch ends; (last version, why it ended)."""
@@ -150,15 +169,20 @@ class NodeInventory:
     def fleet(self) -> FleetIndex | None:
         return self._index
 
-    def replace(self, objects: list[dict[str, Any]]) -> None:
-        states = []
+    def replace(self, objects: Iterable[dict[str, Any]]) -> None:
+        """A full list, built aside then swapped in: a list failing half-way changes nothing."""
+        builder = FleetIndexBuilder(self._builder.version)
+        builder.replace(self._states(objects))
+        self._builder = builder
+        self._publish()
+
+    @staticmethod
+    def _states(objects: Iterable[dict[str, Any]]) -> Iterator[NodeState]:
         for obj in objects:
             try:
-                states.append(node_state(obj))
+                yield node_state(obj)
             except NodeDocumentError as exc:
                 log.warning("node skipped", extra={"fields": {"error": str(exc)}})
-        self._builder.replace(states)
-        self._publish()
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> None:
         name = str((obj.get("metadata") or {}).get("name") or "")

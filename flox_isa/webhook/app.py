@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex, OfferIndex
-from flox_isa.webhook.decision import Context, Decision, decide
+from flox_isa.webhook.decision import Context, Decision, DecisionKey, decide, decision_key
 from flox_isa.webhook.metrics import Metrics
 from flox_isa.webhook.models import ADMISSION_API_VERSION, AdmissionRequest, AdmissionReview
 from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
@@ -36,6 +36,10 @@ log = logging.getLogger("flox_isa.webhook")
 JSON = "application/json"
 MAX_ERRORS_SHOWN = 5
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the API server's own request limit is 3 MiB
+ANSWER_MEMO_SIZE = 4096
+RESPONSE_HEAD = b'{"apiVersion":"%s","kind":"AdmissionReview","response":{"uid":' % (
+    ADMISSION_API_VERSION.encode()
+)
 STATUS_REASONS = {400: "BadRequest", 500: "InternalError", 503: "ServiceUnavailable"}
 # Path -> whether the API server has already found the pod's namespace opted in.
 MUTATE_PATHS = {POD_OPT_IN_PATH: False, NAMESPACE_OPT_IN_PATH: True}
@@ -58,6 +62,18 @@ class StaticFleet:
         return self.index
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A decision with its encoded AdmissionReview (all but the uid) and its metric child."""
+
+    decision: Decision
+    response_tail: bytes
+    counter: Any
+
+    def body(self, uid: str) -> bytes:
+        return RESPONSE_HEAD + json.dumps(uid).encode() + self.response_tail
+
+
 @dataclass
 class WebhookState:
     catalog: Catalog
@@ -65,6 +81,8 @@ class WebhookState:
     own_namespace: str = ""
     metrics: Metrics = field(default_factory=Metrics)
     _offers: OfferIndex | None = None
+    # Answers per decision key, valid for `_offers` only: dropped when the fleet changes.
+    _answers: dict[DecisionKey, Answer] = field(default_factory=dict)
 
     def offers(self) -> OfferIndex | None:
         """The catalog precomputed over the current fleet, rebuilt when the fleet changes."""
@@ -73,9 +91,23 @@ class WebhookState:
             return None
         if self._offers is None or self._offers.fleet is not fleet:
             self._offers = OfferIndex(fleet, self.catalog)
+            self._answers = {}
             self.metrics.inventory_nodes.set(fleet.node_count)
             self.metrics.inventory_groups.set(len(fleet.groups))
         return self._offers
+
+    def remembered(self, key: DecisionKey | None) -> Answer | None:
+        if key is None or self.offers() is None:
+            return None
+        return self._answers.get(key)
+
+    def remember(self, key: DecisionKey | None, found: Answer) -> Answer:
+        # Only a decision made over an inventory is kept (not the "not listed yet" denial).
+        if key is not None and self._offers is not None and found.decision.code < 500:
+            if len(self._answers) >= ANSWER_MEMO_SIZE:
+                self._answers.clear()
+            self._answers[key] = found
+        return found
 
     def ready(self) -> bool:
         return self.nodes.fleet() is not None
@@ -172,20 +204,23 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
         log.warning("malformed AdmissionReview", extra={"fields": {"error": message}})
         return 400, _error(message)
     request = review.request
-    try:
-        decision = decide_request(state, request, namespace_opted_in)
-    except Exception:  # a bug must not become an HTTP 500 nor let a pod through unguarded
-        log.exception("decision failed", extra={"fields": {"uid": request.uid}})
-        decision = Decision(
-            False,
-            "denied",
-            "internal-error",
-            "flox-isa could not decide for this pod (internal error, see its logs);"
-            " denied so it cannot land on a node that lacks its instructions",
-            code=500,
+    key = request_key(request, namespace_opted_in)
+    found = state.remembered(key)
+    if found is None:
+        found = state.remember(
+            key, prepare(state, decide_request(state, request, namespace_opted_in))
         )
-    record(state, request, decision)
-    return 200, review_response(request.uid, decision)
+    found.counter.inc()
+    log_decision(request, found.decision)
+    return 200, found.body(request.uid)
+
+
+def request_key(request: AdmissionRequest, namespace_opted_in: bool) -> DecisionKey | None:
+    """The decision key of a pod CREATE (None for anything else: not remembered)."""
+    if not request.is_pod_create or request.object is None:
+        return None
+    pod = request.object
+    return decision_key(pod, request.namespace or pod.metadata.namespace or "", namespace_opted_in)
 
 
 def decide_request(
@@ -195,12 +230,31 @@ def decide_request(
         return Decision(True, "skipped", "not-a-pod-create", "only pod CREATE is handled")
     pod = request.object
     namespace = request.namespace or pod.metadata.namespace or ""
-    ctx = Context(state.catalog, state.offers(), state.own_namespace)
-    return decide(pod, namespace, namespace_opted_in, ctx)
+    try:
+        ctx = Context(state.catalog, state.offers(), state.own_namespace)
+        return decide(pod, namespace, namespace_opted_in, ctx)
+    except Exception:  # a bug must not become an HTTP 500 nor let a pod through unguarded
+        log.exception("decision failed", extra={"fields": {"uid": request.uid}})
+        return Decision(
+            False,
+            "denied",
+            "internal-error",
+            "flox-isa could not decide for this pod (internal error, see its logs);"
+            " denied so it cannot land on a node that lacks its instructions",
+            code=500,
+        )
 
 
-def review_response(uid: str, decision: Decision) -> bytes:
-    response: dict[str, Any] = {"uid": uid, "allowed": decision.allowed}
+def prepare(state: WebhookState, decision: Decision) -> Answer:
+    counter = state.metrics.requests.labels(
+        decision.outcome, decision.reason, decision.variant or ""
+    )
+    return Answer(decision, response_tail(decision), counter)
+
+
+def response_tail(decision: Decision) -> bytes:
+    """The AdmissionReview's bytes after `RESPONSE_HEAD` and the uid."""
+    response: dict[str, Any] = {"allowed": decision.allowed}
     if decision.patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(decision.patch).encode()).decode()
@@ -212,12 +266,12 @@ def review_response(uid: str, decision: Decision) -> bytes:
             "reason": STATUS_REASONS.get(decision.code, "InternalError"),
             "message": f"flox-isa: {decision.message}",
         }
-    review = {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
-    return json.dumps(review, separators=(",", ":")).encode()
+    # '{"allowed":...}' -> ',"allowed":...}}': the response's fields after the uid, then
+    # the closing braces of the response and of the review.
+    return b"," + json.dumps(response, separators=(",", ":")).encode()[1:] + b"}"
 
 
-def record(state: WebhookState, request: AdmissionRequest, decision: Decision) -> None:
-    state.metrics.requests.labels(decision.outcome, decision.reason, decision.variant or "").inc()
+def log_decision(request: AdmissionRequest, decision: Decision) -> None:
     level = logging.INFO
     if decision.outcome == "skipped":
         level = logging.DEBUG

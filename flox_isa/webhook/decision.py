@@ -121,6 +121,33 @@ def decide(pod: Pod, namespace: str, namespace_opted_in: bool, ctx: Context) -> 
         return _deny("conflict", str(exc))
 
 
+DecisionKey = tuple[object, ...]
+
+
+def decision_key(pod: Pod, namespace: str, namespace_opted_in: bool) -> DecisionKey:
+    """Everything `decide` reads besides its Context, as one hashable value.
+
+    Equal keys under the same Context get equal decisions: the pods of one
+    ReplicaSet differ only in their names, so a scale-up decides once.
+    """
+    meta, spec = pod.metadata, pod.spec
+    return (
+        namespace,
+        namespace_opted_in,
+        _items(meta.labels),
+        _items(meta.annotations),
+        tuple((owner.kind, owner.controller) for owner in meta.owner_references or ()),
+        spec.node_name,
+        _items(spec.node_selector),
+        spec.affinity.model_dump_json() if spec.affinity is not None else None,
+        tuple(spec.tolerations or ()),  # frozen models of scalars: hashable
+    )
+
+
+def _items(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(mapping.items()) if mapping else ()
+
+
 def _deny(reason: str, message: str, code: int = 400) -> Decision:
     return Decision(False, "denied", reason, message, code=code)
 

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from flox_isa.isa import names
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import FleetIndexBuilder, OfferIndex, index_nodes
@@ -107,6 +109,14 @@ class FakeResponse:
         pass
 
 
+def page(items: list[dict[str, Any]], call: dict[str, Any], version: str = "10") -> FakeResponse:
+    """One page of a list as the API server pages it: `limit` items and a continue token."""
+    start = int(call.get("_continue") or 0)
+    end = start + int(call["limit"])
+    metadata = {"resourceVersion": version, "continue": str(end) if end < len(items) else ""}
+    return FakeResponse({"metadata": metadata, "items": items[start:end]})
+
+
 class FakeApi:
     """list_node: two lists, three watches (gone, expired, then the test stops it)."""
 
@@ -119,8 +129,9 @@ class FakeApi:
     def __call__(self, **kwargs: Any) -> FakeResponse:
         self.calls.append(kwargs)
         if not kwargs.get("watch"):
-            items = self.nodes[:2] if len(self.calls) == 1 else self.nodes[:3]
-            return FakeResponse({"metadata": {"resourceVersion": "10"}, "items": items})
+            lists = sum(1 for c in self.calls if not c.get("watch") and not c.get("_continue"))
+            items = self.nodes[:2] if lists == 1 else self.nodes[:3]
+            return page(items, kwargs)
         self.watches += 1
         if self.watches == 1:
             added = {
@@ -149,7 +160,9 @@ def test_reflector_lists_watches_and_relists_after_410_gone() -> None:
     api = FakeApi(nodes, done)
     inventory = NodeInventory()
     restarts: list[tuple[str, str]] = []
-    reflector = Reflector("nodes", api, inventory, lambda r, why: restarts.append((r, why)))
+    reflector = Reflector(
+        "nodes", api, inventory, lambda r, why: restarts.append((r, why)), page_size=2
+    )
     reflector.start()
     assert done.wait(5)
     reflector.stop()
@@ -157,7 +170,8 @@ def test_reflector_lists_watches_and_relists_after_410_gone() -> None:
     assert restarts[:2] == [("nodes", "gone"), ("nodes", "expired")]
     lists = [c for c in api.calls if not c.get("watch")]
     watches = [c for c in api.calls if c.get("watch")]
-    assert len(lists) == 2 and lists[0]["resource_version"] == "0"
+    # Two lists, the second (three nodes) in two pages of two: the continue token is passed on.
+    assert [(c["limit"], c["_continue"]) for c in lists] == [(2, None), (2, None), (2, "2")]
     # After the relist: watch from the list's version, then from the bookmark's.
     assert [w["resource_version"] for w in watches[:3]] == ["10", "10", "15"]
     assert all(w["allow_watch_bookmarks"] and w["timeout_seconds"] > 0 for w in watches)
@@ -199,3 +213,24 @@ def test_node_inventory_skips_a_malformed_node_and_publishes_on_change() -> None
     inventory.apply("MODIFIED", nodes[1])  # unchanged: nothing published
     inventory.apply("DELETED", nodes[0])
     assert published == [2, 1]
+
+
+def test_a_list_failing_half_way_keeps_the_previous_fleet() -> None:
+    nodes = many_nodes(4)
+    inventory = NodeInventory()
+    inventory.replace(nodes[:2])
+    before = inventory.fleet()
+    assert before is not None
+
+    def cut_off() -> Iterator[dict[str, Any]]:
+        yield nodes[2]
+        raise ConnectionError("connection reset in the middle of the list")
+
+    with pytest.raises(ConnectionError):
+        inventory.replace(cut_off())
+    assert inventory.fleet() is before
+    inventory.replace(nodes[1:])
+    after = inventory.fleet()
+    assert after is not None and after.node_count == 3
+    # A relist is a new fleet to the operator's caches, whose key is the version.
+    assert after.version > before.version

@@ -246,3 +246,56 @@ def test_the_offer_index_is_rebuilt_when_the_fleet_changes() -> None:
         for a in (before, after)
     ]
     assert envs == [f"{ENV}-avx512vnni", f"{ENV}-avx512"]
+
+
+class SwitchableFleet:
+    def __init__(self, index: FleetIndex | None) -> None:
+        self.index = index
+
+    def fleet(self) -> FleetIndex | None:
+        return self.index
+
+
+def test_replicas_differing_only_in_name_get_one_decision_each_with_its_own_uid() -> None:
+    client = make_client()
+    answers = []
+    for i in range(3):
+        replica = pod({names.WORKLOAD_ANNOTATION: "int8-inference"})
+        replica["metadata"]["name"] = f"worker-{i}"
+        answers.append(post(client, review(replica, uid=f"uid-{i}"))[1])
+    assert [a["response"]["uid"] for a in answers] == ["uid-0", "uid-1", "uid-2"]
+    assert decoded_patch(answers[0]) == decoded_patch(answers[1]) == decoded_patch(answers[2])
+    assert 'reason="auto",variant="avx512vnni"} 3.0' in client.get("/metrics").text
+
+
+def test_a_pod_differing_in_any_input_is_decided_afresh() -> None:
+    client = make_client()
+    _, fp32 = post(client, review(pod()))
+    _, int8 = post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
+    _, arm = post(client, review(pod(spec={"nodeSelector": {"kubernetes.io/arch": "arm64"}})))
+    label_path = "/metadata/labels/" + names.VARIANT_LABEL.replace("/", "~1")
+    variants = [
+        next(op["value"] for op in decoded_patch(a) if op["path"] == label_path)
+        for a in (fp32, int8, arm)
+    ]
+    assert variants == ["avx512", "avx512vnni", "armv9"]
+
+
+def test_answers_that_depend_on_a_passing_state_are_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = SwitchableFleet(None)
+    client = TestClient(create_app(WebhookState(CATALOG, source, OWN_NAMESPACE)))
+    _, waiting = post(client, review())
+    assert waiting["response"]["status"]["code"] == 503  # nodes not listed yet
+    source.index = FLEET
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webhook_app, "decide", broken)
+    _, failed = post(client, review())
+    assert failed["response"]["status"]["code"] == 500
+    monkeypatch.undo()  # the bug is fixed: the same pod is decided again
+    _, answer = post(client, review())
+    assert answer["response"]["allowed"] is True and decoded_patch(answer)
