@@ -140,7 +140,7 @@ def decision_key(pod: Pod, namespace: str, namespace_opted_in: bool) -> Decision
         spec.node_name,
         _items(spec.node_selector),
         spec.affinity.model_dump_json() if spec.affinity is not None else None,
-        tuple(spec.tolerations or ()),  # frozen models of scalars: hashable
+        tuple((t.key, t.operator, t.value, t.effect) for t in spec.tolerations or ()),
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 log = logging.getLogger("flox_isa.webhook.tls")
 RELOAD_CHECK_SECONDS = 5.0
@@ -21,7 +21,7 @@ KEEP_ALIVE_SECONDS = 120
 
 
 def server_config(
-    app: FastAPI, host: str, port: int, cert: Path, key: Path
+    app: ASGIApp, host: str, port: int, cert: Path, key: Path
 ) -> tuple[uvicorn.Config, ssl.SSLContext]:
     """A loaded uvicorn config whose SSLContext (returned too) refuses TLS < 1.2."""
     config = uvicorn.Config(
