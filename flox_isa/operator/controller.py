@@ -91,6 +91,9 @@ class Controller:
         self._groups_version = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
+        # (namespace, Deployment) -> resourceVersion our last write returned: its watch
+        # event is our own echo, not someone else's edit.
+        self._written: dict[tuple[str, str], str] = {}
 
     # -- fed by kopf handlers -------------------------------------------------------------
 
@@ -114,9 +117,14 @@ class Controller:
         log.info("ticketworker deleted; the garbage collector removes its Deployments",
                  extra={"ticketworker": "/".join(key)})  # fmt: skip
 
-    def deployment_changed(self, key: Key, *, status_only: bool = False) -> None:
-        """Spec edits and deletions are drift: react at once; rollout progress can wait."""
-        self._enqueue(key, self.settings.status_debounce if status_only else self.settings.debounce)
+    def deployment_changed(
+        self, key: Key, *, status_only: bool = False, name: str = "", version: str = ""
+    ) -> None:
+        """Spec edits and deletions are drift: react at once; rollout progress can wait,
+        and so can the echo of our own write (`version` is what we wrote)."""
+        echo = bool(version) and self._written.get((key[0], name)) == version
+        quick = not (status_only or echo)
+        self._enqueue(key, self.settings.debounce if quick else self.settings.status_debounce)
 
     def _enqueue(self, key: Key, delay: float) -> None:
         if self.queue is not None:
@@ -224,9 +232,15 @@ class Controller:
             done.setdefault(reason, []).append(message)
         for reason, messages in done.items():  # one Event per kind of change, not per write
             self._background(self._event(decision.owner, "Normal", reason, "; ".join(messages)))
-        await self._publish(tw, decision, actual, failures)
         if transient:
+            await self._publish(tw, decision, actual, failures)
             raise transient[0]
+        if done:
+            # A burst of writes (a fleet change touches every TicketWorker) goes first;
+            # the status follows once it has settled, from the next reconcile.
+            self._enqueue(key, self.settings.status_debounce)
+            return
+        await self._publish(tw, decision, actual, failures)
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Events are best effort: post them without holding up the reconcile."""
@@ -242,6 +256,7 @@ class Controller:
         self.stats.counts[kind] = self.stats.counts.get(kind, 0) + 1
         path = f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/{action.name}"
         if isinstance(action, Delete):
+            self._written.pop((owner.namespace, action.name), None)
             body = {"propagationPolicy": "Background", "preconditions": {"uid": action.uid}}
             try:
                 await self.api.delete(path, body)
@@ -251,7 +266,10 @@ class Controller:
             return None
         if isinstance(action, Create):
             await self._check_not_foreign(owner, path, action.name)
-        return await self.api.apply(path, action.body, FIELD_MANAGER)
+        written = await self.api.apply(path, action.body, FIELD_MANAGER)
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        self._written[(owner.namespace, action.name)] = version
+        return written
 
     async def _check_not_foreign(self, owner: Owner, path: str, name: str) -> None:
         """Never take over a Deployment someone else made under our name."""

@@ -85,7 +85,13 @@ def build_registry(controller: Controller, connection: Connection) -> kopf.Opera
         status_only = event["type"] == "MODIFIED" and body.get("metadata", {}).get(
             "generation"
         ) == body.get("status", {}).get("observedGeneration")
-        controller.deployment_changed(key, status_only=status_only)
+        metadata = body.get("metadata", {})
+        controller.deployment_changed(
+            key,
+            status_only=status_only,
+            name=str(metadata.get("name") or ""),
+            version=str(metadata.get("resourceVersion") or ""),
+        )
 
     return registry
 

@@ -9,13 +9,17 @@ from typing import Any
 import pytest
 
 from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.planning import Plan, Share, best_node_preference, outranking
 from flox_isa.kube.lease import LeaseConfig, can_take, format_time, taken_spec
+from flox_isa.kube.rest import ApiError
+from flox_isa.operator.controller import Controller, Settings
 from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.render import Owner, render
 from flox_isa.operator.workqueue import WorkQueue
 from flox_isa.webhook.decision import Context, decide
 from flox_isa.webhook.models import Pod
+from tests.unit.test_webhook_decision import fleet_states
 
 CATALOG = default_catalog()
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -131,3 +135,80 @@ def test_the_webhook_guard_accepts_rendered_pods_unchanged(variant: str) -> None
     decision = decide(pod, "ns", True, Context(CATALOG, None))  # namespace opted in
     assert (decision.allowed, decision.outcome, decision.reason) == (True, "unchanged", "guard")
     assert decision.variant == variant
+
+
+# --- Controller: the order of writes in a burst ---------------------------------------------
+
+
+class RecordingApi:
+    """A stand-in for `kube.rest.Rest` that records writes; every Deployment is new."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str]] = []
+        self.objects: dict[str, dict[str, Any]] = {}  # name -> as written
+        self.version = 0
+
+    async def get(self, path: str) -> dict[str, Any]:
+        raise ApiError(404, "NotFound", path)
+
+    async def apply(self, path: str, body: dict[str, Any], field_manager: str) -> dict[str, Any]:
+        self.version += 1
+        self.writes.append(("apply", path))
+        written = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.version)}}
+        self.objects[body["metadata"]["name"]] = written
+        return written
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(("status", path))
+        return body
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(("event", path))
+        return body
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.added: list[tuple[tuple[str, str], float]] = []
+
+    def add(self, key: tuple[str, str], delay: float = 0.0) -> None:
+        self.added.append((key, delay))
+
+
+class Index(dict[Any, Any]):
+    """A kopf index: key -> store (an iterable of values)."""
+
+
+def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> None:
+    key = ("tickets", "embed")
+    ticketworker = {
+        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
+        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6},
+    }
+    api = RecordingApi()
+    settings = Settings(CATALOG)
+    controller = Controller(settings, api)  # type: ignore[arg-type]
+    controller.queue = queue = RecordingQueue()
+    deployments = Index()
+    controller.attach(Index({key: [ticketworker]}), deployments)
+    controller.fleet = index_nodes(fleet_states())
+
+    async def scenario() -> None:
+        await controller.reconcile(key)
+        await asyncio.sleep(0)  # let the background Events go out
+
+    run(scenario())
+    assert len(api.objects) >= 2  # avx512vnni, avx2, armv9, ...: one Deployment each
+    assert "status" not in [kind for kind, _ in api.writes]  # not in the burst
+    assert queue.added == [(key, settings.status_debounce)]
+    # The watch echo of our own write waits as well; someone else's edit does not.
+    name, written = next(iter(api.objects.items()))
+    echo = written["metadata"]["resourceVersion"]
+    controller.deployment_changed(key, name=name, version=echo)
+    controller.deployment_changed(key, name=name, version="someone-else")
+    assert queue.added[1:] == [(key, settings.status_debounce), (key, settings.debounce)]
+    # The next reconcile sees the Deployments and only publishes the status.
+    deployments[key] = list(api.objects.values())
+    api.writes.clear()
+    run(controller.reconcile(key))
+    assert [kind for kind, _ in api.writes] == ["status"]
