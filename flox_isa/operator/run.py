@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -26,6 +25,7 @@ import kopf
 from aiohttp import web
 from kubernetes import client
 
+from flox_isa import logs
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex
 from flox_isa.kube.config import api_client
@@ -70,36 +70,9 @@ def default_lease_namespace() -> str:
     return "default"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any `extra` fields."""
-
-    _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("kopf").setLevel(logging.WARNING)  # kopf is chatty per object at INFO
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
 def run(options: Options) -> int:
-    configure_logging()
+    # kopf logs per object at INFO; aiohttp.access per request.
+    logs.setup_logging(logging.INFO, quiet=["kopf", "aiohttp.access"])
     return asyncio.run(_main(options))
 
 

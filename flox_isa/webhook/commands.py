@@ -46,14 +46,16 @@ def register(commands: Any) -> None:
 
 def run_webhook(args: argparse.Namespace) -> int:
     # Lazy imports: the web stack and the Kubernetes client load only for this command.
+    from flox_isa import logs  # noqa: PLC0415 - command-only
     from flox_isa.kube.config import api_client  # noqa: PLC0415 - heavy, command-only
     from flox_isa.kube.inventory import ClusterInventory  # noqa: PLC0415 - heavy, command-only
-    from flox_isa.webhook import app, logs, metrics, serve  # noqa: PLC0415 - heavy, command-only
+    from flox_isa.webhook import app, metrics, serve  # noqa: PLC0415 - heavy, command-only
 
     for path, what in ((args.tls_cert, "--tls-cert"), (args.tls_key, "--tls-key")):
         if not path.is_file():
             raise InputError(f"{what} {str(path)!r}: no such file")
-    logs.setup_logging(args.log_level)
+    # uvicorn.access: our own log line per admission says more.
+    logs.setup_logging(args.log_level, quiet=["uvicorn.access"])
     catalog = load_catalog(args.catalog)
     webhook_metrics = metrics.Metrics()
     inventory = ClusterInventory(
