@@ -21,6 +21,7 @@ from flox_isa.kube.config import api_client
 JSON: Final = "application/json"
 MERGE_PATCH: Final = "application/merge-patch+json"
 APPLY_PATCH: Final = "application/apply-patch+yaml"
+METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +112,14 @@ class Rest:
         *,
         params: Mapping[str, str] | None = None,
         content_type: str = JSON,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("Rest is used outside `async with`")
         data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = {"Accept": accept}
+        if data is not None:
+            headers["Content-Type"] = content_type
         async with self._session.request(
             method, path.lstrip("/"), data=data, params=params, headers=headers
         ) as response:
@@ -126,6 +130,12 @@ class Rest:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params=params)
+
+    async def list_metadata(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A list of objects' metadata only (PartialObjectMetadataList): no specs, no status."""
+        return await self.request("GET", path, params=params, accept=METADATA_LIST)
 
     async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, body)

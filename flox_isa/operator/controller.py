@@ -40,6 +40,11 @@ log = logging.getLogger("flox_isa.operator")
 
 Key = tuple[str, str]  # (namespace, TicketWorker name)
 NOT_FOUND: Final = 404
+# How long one LIST of a namespace's Deployments answers "does this name exist?": a
+# burst's checks share it. A foreign Deployment made under our name in that window is
+# taken over (with a GET per name the window was one round trip).
+LISTED_FRESH_SECONDS: Final = 1.0
+LISTED_NAMESPACES_KEPT: Final = 256
 
 
 class Store(Protocol):
@@ -94,6 +99,8 @@ class Controller:
         # (namespace, Deployment) -> resourceVersion our last write returned: its watch
         # event is our own echo, not someone else's edit.
         self._written: dict[tuple[str, str], str] = {}
+        # namespace -> (listed at, the names and metadata of its Deployments)
+        self._listed: dict[str, tuple[float, asyncio.Future[dict[str, Mapping[str, Any]]]]] = {}
 
     # -- fed by kopf handlers -------------------------------------------------------------
 
@@ -231,7 +238,9 @@ class Controller:
             log.info(message, extra={"ticketworker": "/".join(key), "reason": reason})
             done.setdefault(reason, []).append(message)
         for reason, messages in done.items():  # one Event per kind of change, not per write
-            self._background(self._event(decision.owner, "Normal", reason, "; ".join(messages)))
+            event = self._event(decision.owner, "Normal", reason, "; ".join(messages),
+                                after=self.settings.status_debounce)  # fmt: skip
+            self._background(event)
         if transient:
             await self._publish(tw, decision, actual, failures)
             raise transient[0]
@@ -265,30 +274,52 @@ class Controller:
                     raise
             return None
         if isinstance(action, Create):
-            await self._check_not_foreign(owner, path, action.name)
+            await self._check_not_foreign(owner, action.name)
         written = await self.api.apply(path, action.body, FIELD_MANAGER)
         version = str((written.get("metadata") or {}).get("resourceVersion") or "")
         self._written[(owner.namespace, action.name)] = version
         return written
 
-    async def _check_not_foreign(self, owner: Owner, path: str, name: str) -> None:
+    async def _check_not_foreign(self, owner: Owner, name: str) -> None:
         """Never take over a Deployment someone else made under our name."""
-        try:
-            live = await self.api.get(path)
-        except ApiError as exc:
-            if exc.status == NOT_FOUND:
-                return
-            raise
-        labels = (live.get("metadata") or {}).get("labels") or {}
+        metadata = (await self._existing(owner.namespace)).get(name)
+        if metadata is None:
+            return
+        labels = metadata.get("labels") or {}
         ours = (
             labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
             and labels.get(names.TICKETWORKER_LABEL) == owner.name
         )
-        if not (ours or owned_by(live, owner)):
+        if not (ours or owned_by({"metadata": metadata}, owner)):
             raise ForeignDeploymentError(
                 f"Deployment {name} already exists and is not managed by TicketWorker"
                 f" {owner.name}: delete or rename it"
             )
+
+    async def _existing(self, namespace: str) -> Mapping[str, Mapping[str, Any]]:
+        """Name -> metadata of every Deployment in `namespace`.
+
+        One metadata-only LIST, shared by the checks of a burst (50 new Deployments
+        after a fleet change) while it is fresh, instead of a GET per new Deployment.
+        """
+        now = time.monotonic()
+        entry = self._listed.get(namespace)
+        if entry is None or now - entry[0] > LISTED_FRESH_SECONDS:
+            if len(self._listed) > LISTED_NAMESPACES_KEPT:
+                self._listed.clear()
+            entry = (now, asyncio.ensure_future(self._list_existing(namespace)))
+            self._listed[namespace] = entry
+        try:
+            return await asyncio.shield(entry[1])
+        except REQUEST_ERRORS:
+            if self._listed.get(namespace) is entry:
+                del self._listed[namespace]  # the next check lists again
+            raise
+
+    async def _list_existing(self, namespace: str) -> dict[str, Mapping[str, Any]]:
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        listed = await self.api.list_metadata(path, {"resourceVersion": "0"})  # watch cache
+        return {i["metadata"]["name"]: i["metadata"] for i in listed.get("items") or []}
 
     async def _publish(
         self,
@@ -330,8 +361,12 @@ class Controller:
             owner, "Warning", str(new.get("reason") or APPLY_FAILED), str(new.get("message") or "")
         )
 
-    async def _event(self, owner: Owner, kind: str, reason: str, message: str) -> None:
+    async def _event(
+        self, owner: Owner, kind: str, reason: str, message: str, *, after: float = 0.0
+    ) -> None:
+        """Post an Event; `after` seconds late when it must not compete with a burst of writes."""
         stamp = _now()
+        await asyncio.sleep(after)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

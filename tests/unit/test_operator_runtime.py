@@ -12,8 +12,7 @@ from flox_isa.isa.catalog import default_catalog
 from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.planning import Plan, Share, best_node_preference, outranking
 from flox_isa.kube.lease import LeaseConfig, can_take, format_time, taken_spec
-from flox_isa.kube.rest import ApiError
-from flox_isa.operator.controller import Controller, Settings
+from flox_isa.operator.controller import Controller, ForeignDeploymentError, Settings
 from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.render import Owner, render
 from flox_isa.operator.workqueue import WorkQueue
@@ -148,8 +147,9 @@ class RecordingApi:
         self.objects: dict[str, dict[str, Any]] = {}  # name -> as written
         self.version = 0
 
-    async def get(self, path: str) -> dict[str, Any]:
-        raise ApiError(404, "NotFound", path)
+    async def list_metadata(self, path: str, params: Any = None) -> dict[str, Any]:
+        self.writes.append(("list", path))
+        return {"items": []}
 
     async def apply(self, path: str, body: dict[str, Any], field_manager: str) -> dict[str, Any]:
         self.version += 1
@@ -199,7 +199,9 @@ def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> Non
 
     run(scenario())
     assert len(api.objects) >= 2  # avx512vnni, avx2, armv9, ...: one Deployment each
-    assert "status" not in [kind for kind, _ in api.writes]  # not in the burst
+    kinds = [kind for kind, _ in api.writes]
+    assert kinds.count("list") == 1  # one LIST answers every new name of the burst
+    assert "status" not in kinds and "event" not in kinds  # not in the burst
     assert queue.added == [(key, settings.status_debounce)]
     # The watch echo of our own write waits as well; someone else's edit does not.
     name, written = next(iter(api.objects.items()))
@@ -212,3 +214,27 @@ def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> Non
     api.writes.clear()
     run(controller.reconcile(key))
     assert [kind for kind, _ in api.writes] == ["status"]
+
+
+def test_a_foreign_deployment_under_our_name_is_never_taken_over() -> None:
+    key = ("tickets", "embed")
+    ticketworker = {
+        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
+        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6,
+                 "variants": ["avx512vnni"]},
+    }  # fmt: skip
+
+    class SomeoneElsesDeployment(RecordingApi):
+        async def list_metadata(self, path: str, params: Any = None) -> dict[str, Any]:
+            return {"items": [{"metadata": {"name": "embed-avx512vnni", "labels": {"app": "x"}}}]}
+
+    api = SomeoneElsesDeployment()
+    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
+    controller.queue = RecordingQueue()
+    controller.attach(Index({key: [ticketworker]}), Index())
+    controller.fleet = index_nodes(fleet_states())
+    with pytest.raises(ForeignDeploymentError, match="not managed by TicketWorker embed"):
+        run(controller.reconcile(key))
+    assert api.objects == {}  # nothing applied
+    status = next(path for kind, path in api.writes if kind == "status")
+    assert status.endswith("/ticketworkers/embed/status")  # the failure is reported
