@@ -47,7 +47,9 @@ def register(commands: Any) -> None:
         "--no-leader-election", dest="leader_election", action="store_false",
         help="act at once, without a Lease (a single replica only)",
     )  # fmt: skip
-    operator.add_argument("--workers", type=int, default=8, help="concurrent reconciles")
+    operator.add_argument(
+        "--workers", type=_at_least_one, metavar="N", help="concurrent reconciles (default: 16)"
+    )
     operator.set_defaults(handler=_operator)
 
     crd = commands.add_parser(
@@ -56,6 +58,16 @@ def register(commands: Any) -> None:
         description="Print the CustomResourceDefinition: `flox-isa crd | kubectl apply -f -`.",
     )
     crd.set_defaults(handler=_crd)
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _operator(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ class Options:
     lease_namespace: str = ""
     lease_duration: float = 15.0
     identity: str = field(default_factory=default_identity)
-    workers: int = 8
+    workers: int | None = None  # None: Settings' default
 
 
 def default_lease_namespace() -> str:
@@ -100,9 +100,10 @@ async def _main(options: Options) -> int:
             if options.leader_election and not await _first(elector.acquire(), stopping.wait()):
                 return 0
             state["role"] = "leader"
-            controller = Controller(
-                Settings(options.catalog, identity=options.identity, workers=options.workers), api
-            )
+            settings = Settings(options.catalog, identity=options.identity)
+            if options.workers is not None:
+                settings.workers = options.workers
+            controller = Controller(settings, api)
             state["controller"] = controller
             return await _lead(options, connection, controller, elector, stopping)
         finally:

@@ -197,3 +197,13 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             main([*path, "--help"])
         assert exited.value.code == 0, path
         assert "usage: flox-isa" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "many"])
+def test_operator_refuses_a_worker_count_below_one(
+    workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["operator", "--workers", workers])
+    assert exited.value.code == 2
+    assert f"--workers: expected a whole number >= 1, got '{workers}'" in capsys.readouterr().err
