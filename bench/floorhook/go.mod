@@ -1,0 +1,3 @@
+module floorhook
+
+go 1.22
