@@ -7,8 +7,9 @@ Per size: simulated nodes (m4, c5, m6i, c6g, labelled bench.flox.dev/pool) are a
 until the pool has that many; the operator starts fresh; then
 
 - converge: from applying N TicketWorkers to every planned Deployment existing;
-- react:    from 10 Ready Graviton3 (c7g) nodes joining the pool (a label change) to
-            every TicketWorker rebalanced (each gains an armv9 Deployment, replicas re-split);
+- react:    once every replica is Ready, from 10 Ready Graviton3 (c7g) nodes joining the
+            pool (a label change) to every TicketWorker rebalanced (each gains an armv9
+            Deployment, replicas re-split);
 - RSS:      the operator's resident memory after both (VmRSS; peak VmHWM).
 
 Each size starts once kwok has brought every node up (each holds its Lease): kwok
@@ -237,7 +238,7 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
         await gather_limited([functools.partial(create, api, path, tw) for tw in tws])
         converge = await until_matches(api, want, started)
         print(f"  converge: {len(want)} Deployments for {count} TicketWorkers in {converge:.2f}s")
-        await asyncio.sleep(5)  # let rollouts' status updates settle
+        await wait_rolled_out(api)  # the react clock starts in a settled cluster
         # The fleet change: 10 Ready Graviton3 nodes join the pool (a label change). The
         # plan to wait for is computed before the clock starts: planning 5,000 nodes here
         # takes seconds that are not the operator's.
@@ -260,6 +261,27 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
     finally:
         operator.terminate()
         operator.wait(timeout=30)
+
+
+async def wait_rolled_out(api: Rest, timeout: float = 600) -> None:
+    """Until every managed Deployment has all its replicas Ready (the scheduler has placed
+    the converge's 500 pods: on 5,000 nodes that takes it a while)."""
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+    started = time.monotonic()
+    while True:
+        listed = await api.get(path, {"labelSelector": "app.kubernetes.io/managed-by=flox-isa"})
+        pending = sum(
+            1
+            for d in listed["items"]
+            if (d.get("status") or {}).get("readyReplicas", 0) != d["spec"]["replicas"]
+        )
+        if not pending:
+            print(f"  rolled out (every replica Ready) after {time.monotonic() - started:.0f}s")
+            await asyncio.sleep(2)  # the last status writes
+            return
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{pending} Deployments not rolled out")
+        await asyncio.sleep(1)
 
 
 async def wait_gone(api: Rest, path: str, timeout: float = 180) -> None:
