@@ -13,9 +13,12 @@ wrong; an unexpected error becomes a denial, never an HTTP 500.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
+import re
 import time
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +40,13 @@ JSON = "application/json"
 MAX_ERRORS_SHOWN = 5
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the API server's own request limit is 3 MiB
 ANSWER_MEMO_SIZE = 4096
+# A uid as API servers make them (a UUID): JSON needs no escaping for it.
+PLAIN_UID_CHARS = "[0-9A-Za-z-]{1,128}"
+PLAIN_UID = re.compile(PLAIN_UID_CHARS)
+# The request's uid in the first bytes of an AdmissionReview (as API servers write it).
+LEADING_UID = re.compile(rb'"uid":\s*"(%s)"' % PLAIN_UID_CHARS.encode())
+UID_SEARCH_BYTES = 512
+CONTENT_TYPE_JSON = (b"content-type", JSON.encode())
 RESPONSE_HEAD = b'{"apiVersion":"%s","kind":"AdmissionReview","response":{"uid":' % (
     ADMISSION_API_VERSION.encode()
 )
@@ -64,14 +74,21 @@ class StaticFleet:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A decision with its encoded AdmissionReview (all but the uid) and its metric child."""
+    """A decision with its encoded AdmissionReview (all but the uid) and its metric child.
+
+    `log_fields`: what the decision's log line says besides the uid, when every request
+    this answer is remembered for says the same (a body key, see `body_key`).
+    """
 
     decision: Decision
     response_tail: bytes
     counter: Any
+    log_fields: Mapping[str, Any] = field(default_factory=dict)
 
     def body(self, uid: str) -> bytes:
-        return RESPONSE_HEAD + json.dumps(uid).encode() + self.response_tail
+        # API servers send UUIDs: those need no JSON escaping (the general case does).
+        quoted = b'"%s"' % uid.encode() if PLAIN_UID.fullmatch(uid) else json.dumps(uid).encode()
+        return RESPONSE_HEAD + quoted + self.response_tail
 
 
 @dataclass
@@ -81,8 +98,9 @@ class WebhookState:
     own_namespace: str = ""
     metrics: Metrics = field(default_factory=Metrics)
     _offers: OfferIndex | None = None
-    # Answers per decision key, valid for `_offers` only: dropped when the fleet changes.
-    _answers: dict[DecisionKey, Answer] = field(default_factory=dict)
+    # Answers per decision or body key, valid for `_offers` only: dropped when the fleet
+    # changes.
+    _answers: dict[Hashable, Answer] = field(default_factory=dict)
 
     def offers(self) -> OfferIndex | None:
         """The catalog precomputed over the current fleet, rebuilt when the fleet changes."""
@@ -96,12 +114,12 @@ class WebhookState:
             self.metrics.inventory_groups.set(len(fleet.groups))
         return self._offers
 
-    def remembered(self, key: DecisionKey | None) -> Answer | None:
+    def remembered(self, key: Hashable | None) -> Answer | None:
         if key is None or self.offers() is None:
             return None
         return self._answers.get(key)
 
-    def remember(self, key: DecisionKey | None, found: Answer) -> Answer:
+    def remember(self, key: Hashable | None, found: Answer) -> Answer:
         # Only a decision made over an inventory is kept (not the "not listed yet" denial).
         if key is not None and self._offers is not None and found.decision.code < 500:
             if len(self._answers) >= ANSWER_MEMO_SIZE:
@@ -173,7 +191,7 @@ class MutateEndpoint:
                 status, payload = 413, _error(f"body larger than {MAX_BODY_BYTES} bytes")
             else:
                 status, payload = answer(self.state, body, namespace_opted_in)
-        headers = [(b"content-type", JSON.encode()), (b"content-length", b"%d" % len(payload))]
+        headers = [CONTENT_TYPE_JSON, (b"content-length", b"%d" % len(payload))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         self.state.metrics.latency.observe(time.perf_counter() - started)
@@ -181,8 +199,12 @@ class MutateEndpoint:
 
 async def read_body(receive: Receive) -> bytes | None:
     """The request body, None if it exceeds MAX_BODY_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
+    message = await receive()
+    if not message.get("more_body", False):  # the usual case: the whole body at once
+        body: bytes = message.get("body", b"")
+        return body if len(body) <= MAX_BODY_BYTES else None
+    chunks: list[bytes] = [message.get("body", b"")]
+    size = len(chunks[0])
     while True:
         message = await receive()
         chunk = message.get("body", b"")
@@ -200,6 +222,11 @@ def _error(message: str) -> bytes:
 
 def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[int, bytes]:
     """(HTTP status, JSON body) for one POST body; see MUTATE_PATHS for the flag."""
+    same = body_key(body, namespace_opted_in)
+    if same is not None:
+        found = state.remembered(same.key)
+        if found is not None:  # a body validated before, but for its uid
+            return reply(found, same.uid, found.log_fields)
     try:
         review = AdmissionReview.model_validate_json(body)
     except ValidationError as exc:
@@ -214,9 +241,46 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
         found = state.remember(
             key, prepare(state, decide_request(state, request, namespace_opted_in))
         )
+    fields = _log_fields(request, found.decision)
+    if same is not None and key is not None and same.uid == request.uid:
+        state.remember(same.key, dataclasses.replace(found, log_fields=fields))
+    return reply(found, request.uid, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyKey:
+    key: tuple[str, bool, int, bytes]
+    uid: str
+
+
+def body_key(body: bytes, namespace_opted_in: bool) -> BodyKey | None:
+    """The body without its first uid, and that uid.
+
+    The pods of one ReplicaSet reach admission before they are named, so their
+    AdmissionReviews are equal bytes but for `request.uid`, which leads the request.
+    An answer is remembered under a body key only once parsing has shown that the
+    uid cut out is `request.uid`; bodies with equal keys are equal outside the uid's
+    characters, which cannot change the JSON's structure (no quote, no backslash).
+    """
+    match = LEADING_UID.search(body, 0, UID_SEARCH_BYTES)
+    if match is None:
+        return None
+    start, end = match.span(1)
+    key = ("body", namespace_opted_in, start, body[:start] + body[end:])
+    return BodyKey(key, match.group(1).decode())
+
+
+def reply(found: Answer, uid: str, fields: Mapping[str, Any]) -> tuple[int, bytes]:
     found.counter.inc()
-    log_decision(request, found.decision)
-    return 200, found.body(request.uid)
+    decision = found.decision
+    level = logging.INFO
+    if decision.outcome == "skipped":
+        level = logging.DEBUG
+    elif decision.code >= 500:
+        level = logging.WARNING
+    if log.isEnabledFor(level):
+        log.log(level, decision.outcome, extra={"fields": {"uid": uid, **fields}})
+    return 200, found.body(uid)
 
 
 def request_key(request: AdmissionRequest, namespace_opted_in: bool) -> DecisionKey | None:
@@ -275,21 +339,10 @@ def response_tail(decision: Decision) -> bytes:
     return b"," + json.dumps(response, separators=(",", ":")).encode()[1:] + b"}"
 
 
-def log_decision(request: AdmissionRequest, decision: Decision) -> None:
-    level = logging.INFO
-    if decision.outcome == "skipped":
-        level = logging.DEBUG
-    elif decision.code >= 500:
-        level = logging.WARNING
-    if log.isEnabledFor(level):
-        log.log(level, decision.outcome, extra={"fields": _log_fields(request, decision)})
-
-
 def _log_fields(request: AdmissionRequest, decision: Decision) -> dict[str, Any]:
     pod = request.object
     meta = pod.metadata if pod is not None else None
     return {
-        "uid": request.uid,
         "namespace": request.namespace,
         "pod": (meta.name or meta.generate_name or "") if meta else request.name,
         "dryRun": request.dry_run,

@@ -134,18 +134,14 @@ def decision_key(pod: Pod, namespace: str, namespace_opted_in: bool) -> Decision
     return (
         namespace,
         namespace_opted_in,
-        _items(meta.labels),
-        _items(meta.annotations),
+        tuple(meta.labels.items()) if meta.labels else (),
+        tuple(meta.annotations.items()) if meta.annotations else (),
         tuple((owner.kind, owner.controller) for owner in meta.owner_references or ()),
         spec.node_name,
-        _items(spec.node_selector),
+        tuple(spec.node_selector.items()) if spec.node_selector else (),
         spec.affinity.model_dump_json() if spec.affinity is not None else None,
         tuple((t.key, t.operator, t.value, t.effect) for t in spec.tolerations or ()),
     )
-
-
-def _items(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    return tuple(mapping.items()) if mapping else ()
 
 
 def _deny(reason: str, message: str, code: int = 400) -> Decision:

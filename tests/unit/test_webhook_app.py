@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -299,3 +301,69 @@ def test_answers_that_depend_on_a_passing_state_are_not_remembered(
     monkeypatch.undo()  # the bug is fixed: the same pod is decided again
     _, answer = post(client, review())
     assert answer["response"]["allowed"] is True and decoded_patch(answer)
+
+
+def call_asgi(app: Any, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST /mutate straight through ASGI, the body delivered in `chunks`."""
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": POD_OPT_IN_PATH, "headers": []}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_body_in_several_chunks_is_read_whole_and_an_oversized_one_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(WebhookState(CATALOG, StaticFleet(FLEET), OWN_NAMESPACE))
+    raw = json.dumps(review(uid="chunked")).encode()
+    status, body = call_asgi(app, [raw[:100], raw[100:2000], raw[2000:]])
+    assert status == 200 and json.loads(body)["response"]["uid"] == "chunked"
+    monkeypatch.setattr(webhook_app, "MAX_BODY_BYTES", len(raw) - 1)
+    assert call_asgi(app, [raw])[0] == 413
+    assert call_asgi(app, [raw[:100], raw[100:]])[0] == 413
+
+
+def test_any_uid_is_echoed_as_valid_json() -> None:
+    odd = 'a"b\\c/é'
+    _, answer = post(make_client(), review(uid=odd))
+    assert answer["response"]["uid"] == odd
+
+
+def test_pods_of_one_replicaset_differ_only_in_uid_and_each_gets_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client()
+    replica = pod({names.WORKLOAD_ANNOTATION: "int8-inference"})
+    replica["metadata"] = {**replica["metadata"], "generateName": "embed-7d9c-"}
+    del replica["metadata"]["name"]  # not named yet at admission
+    uids = [f"0f6a1c2e-7d1b-4c55-a1b0-00000000000{i}" for i in range(3)]
+    with caplog.at_level(logging.INFO, logger="flox_isa.webhook"):
+        answers = [post(client, review(replica, uid=uid))[1] for uid in uids]
+    assert [a["response"]["uid"] for a in answers] == uids
+    assert decoded_patch(answers[0]) == decoded_patch(answers[2])
+    logged = [r.fields for r in caplog.records if r.getMessage() == "patched"]  # type: ignore[attr-defined]
+    assert [f["uid"] for f in logged] == uids
+    assert all(f["pod"] == "embed-7d9c-" and f["variant"] == "avx512vnni" for f in logged)
+    assert 'reason="auto",variant="avx512vnni"} 3.0' in client.get("/metrics").text
+
+
+def test_a_uid_ahead_of_the_requests_own_is_never_taken_for_it() -> None:
+    client = make_client()
+    body = review(uid="the-request")
+    for other in ("another-uid-1", "another-uid-2"):
+        # Another "uid" ahead of request.uid (keys may come in any order in JSON): the
+        # bodies differ only there, so a memo keyed on it would answer with it.
+        raw = json.dumps({"metadata": {"uid": other}, **body}).encode()
+        status, answer = post(client, raw)
+        assert status == 200 and answer["response"]["uid"] == "the-request"
