@@ -25,7 +25,6 @@ import base64
 import contextlib
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -320,11 +319,13 @@ async def _one_connection(
     port: int,
     context: ssl.SSLContext,
     requests: list[bytes],
+    *,
+    start: int,
     stop_at: float,
     latencies: list[float],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
-    turn = random.randrange(len(requests))
+    turn = start
     try:
         while time.perf_counter() < stop_at:
             turn = (turn + 1) % len(requests)
@@ -360,10 +361,14 @@ def load(
     async def run(duration: float) -> list[float]:
         latencies: list[float] = []
         stop_at = time.perf_counter() + duration
+        # Evenly spaced starts: a body comes back only after len(requests) requests.
+        starts = [i * len(requests) // connections for i in range(connections)]
         await asyncio.gather(
             *(
-                _one_connection(port, context, requests, stop_at, latencies)
-                for _ in range(connections)
+                _one_connection(
+                    port, context, requests, start=start, stop_at=stop_at, latencies=latencies
+                )
+                for start in starts
             )
         )
         return latencies
@@ -395,11 +400,12 @@ def wait_listening(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def request_sets(count: int = 2048) -> dict[str, list[bytes]]:
+def request_sets(count: int = 8192) -> dict[str, list[bytes]]:
     """Two streams of AdmissionReviews, each with a new uid per request.
 
     replicas: one pod template (a ReplicaSet scaling up: the bodies differ in uid only);
-    distinct: every pod has its own label value, so no answer can come from memory.
+    distinct: every pod has its own label value, so no answer can come from memory (a
+    body comes back after `count` requests; the webhook keeps at most 4,096 answers).
     """
     distinct = []
     for i in range(count):
