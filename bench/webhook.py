@@ -358,7 +358,7 @@ def load(
     ]
     context = ssl.create_default_context(cafile=str(ca))
 
-    async def run(duration: float) -> list[float]:
+    async def run(duration: float, requests: list[bytes] = requests) -> list[float]:
         latencies: list[float] = []
         stop_at = time.perf_counter() + duration
         # Evenly spaced starts: a body comes back only after len(requests) requests.
@@ -373,7 +373,7 @@ def load(
         )
         return latencies
 
-    asyncio.run(run(1.0))  # warm-up
+    asyncio.run(run(1.0, requests[:1]))  # warm-up: connections, TLS; one body, one answer
     latencies = asyncio.run(run(seconds))
     ordered = sorted(latencies)
     return {
