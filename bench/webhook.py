@@ -56,6 +56,7 @@ from flox_isa.webhook.registration import NAMESPACE_OPT_IN_WEBHOOK, webhook_conf
 
 CATALOG = default_catalog()
 UID = re.compile(rb'"uid":\s*"([^"]*)"')
+REPLICASET_CONTROLLER_UID = "5d0c1f4e-2b8a-4e0f-9a57-0c3e1b7d9f21"
 ENV = "yourorg/ticket-processor"
 
 
@@ -203,7 +204,7 @@ def review_body(pod: dict[str, Any]) -> bytes:
             "operation": "CREATE",
             "userInfo": {
                 "username": "system:serviceaccount:kube-system:replicaset-controller",
-                "uid": str(uuid.uuid4()),
+                "uid": REPLICASET_CONTROLLER_UID,  # one service account: the same every time
                 "groups": ["system:serviceaccounts", "system:authenticated"],
             },
             "object": pod,
