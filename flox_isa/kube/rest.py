@@ -74,7 +74,7 @@ class Rest:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Rest:
-        headers = {"Accept": JSON}
+        headers = {}  # Accept is per request (see `request`)
         if self.connection.token:
             headers["Authorization"] = f"Bearer {self.connection.token}"
         connector = aiohttp.TCPConnector(ssl=self._ssl_context(), limit=self._limit)

@@ -82,10 +82,9 @@ def build_registry(controller: Controller, connection: Connection) -> kopf.Opera
     ) -> None:
         controller.synced.set()
         key = (namespace or "", labels[names.TICKETWORKER_LABEL])
-        status_only = event["type"] == "MODIFIED" and body.get("metadata", {}).get(
-            "generation"
-        ) == body.get("status", {}).get("observedGeneration")
-        metadata = body.get("metadata", {})
+        metadata, status = body.get("metadata", {}), body.get("status", {})
+        rollout_progress = metadata.get("generation") == status.get("observedGeneration")
+        status_only = event["type"] == "MODIFIED" and rollout_progress
         controller.deployment_changed(
             key,
             status_only=status_only,
