@@ -402,19 +402,24 @@ def wait_listening(port: int, timeout: float = 60) -> None:
 
 
 def request_sets(count: int = 8192) -> dict[str, list[bytes]]:
-    """Two streams of AdmissionReviews, each with a new uid per request.
+    """Three streams of AdmissionReviews, each with a new uid per request.
 
     replicas: one pod template (a ReplicaSet scaling up: the bodies differ in uid only);
-    distinct: every pod has its own label value, so no answer can come from memory (a
-    body comes back after `count` requests; the webhook keeps at most 4,096 answers).
+    distinct: every pod has its own label value: each body is new and parsed, but the
+      flox-isa inputs are shared, so the decision can come from memory;
+    fresh: every pod has its own environment: parsed and decided anew every time.
+    A body comes back after `count` requests; the webhook keeps at most 4,096 answers.
     """
-    distinct = []
+    distinct, fresh = [], []
     for i in range(count):
         pod = realistic_pod()
         pod["metadata"]["labels"]["bench.flox.dev/pod"] = str(i)
         distinct.append(review_body(pod))
+        pod["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION] = f"{ENV}-{i}"
+        fresh.append(review_body(pod))
     template = realistic_pod()
-    return {"replicas": [review_body(template) for _ in range(count)], "distinct": distinct}
+    replicas = [review_body(template) for _ in range(count)]
+    return {"replicas": replicas, "distinct": distinct, "fresh": fresh}
 
 
 def http_benchmarks(
@@ -426,8 +431,8 @@ def http_benchmarks(
           f" {connections} connections; {rounds} rounds x {seconds:g}s per server and stream,"
           " best round shown; each server one process, the client another")  # fmt: skip
     paths = {"bare": "/mutate", "ours": "/mutate", "kopf": "/flox"}
-    runs = [("bare", "replicas"), ("ours", "replicas"),
-            ("bare", "distinct"), ("ours", "distinct"), ("kopf", "distinct")]  # fmt: skip
+    runs = [("bare", "replicas"), ("ours", "replicas"), ("bare", "distinct"), ("ours", "distinct"),
+            ("bare", "fresh"), ("ours", "fresh"), ("kopf", "fresh")]  # fmt: skip
     best: dict[tuple[str, str], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         certs = write_serving_certs(Path(tmp))
@@ -456,7 +461,8 @@ def http_benchmarks(
                 server.wait(timeout=20)
     streams = {
         "replicas": "one template, a new uid each (a ReplicaSet scaling)",
-        "distinct": "every pod different (nothing answered from memory)",
+        "distinct": "every pod its own label (parsed each time; same flox-isa inputs)",
+        "fresh": "every pod its own environment (parsed and decided each time)",
     }
     for stream, what in streams.items():
         print(f"  {stream}: {what}")
@@ -467,8 +473,9 @@ def http_benchmarks(
                       f"   p99 {r['p99_ms']:6.2f} ms")  # fmt: skip
         ratio = best[("ours", stream)]["rps"] / best[("bare", stream)]["rps"]
         print(f"    ours / bare-ASGI throughput: {ratio:.2f}x (target >= 0.6x)")
-    kopf = best[("ours", "distinct")]["rps"] / best[("kopf", "distinct")]["rps"]
-    print(f"  ours / kopf throughput, distinct pods: {kopf:.2f}x (target > 1x)")
+    kopf = best[("ours", "fresh")]["rps"] / best[("kopf", "fresh")]["rps"]
+    print(f"  ours / kopf throughput, fresh pods (both decide every time): {kopf:.2f}x"
+          " (target > 1x)")  # fmt: skip
     return {f"{kind}-{stream}": r for (kind, stream), r in best.items()}
 
 

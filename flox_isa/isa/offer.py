@@ -11,7 +11,7 @@ node names) is checked node by node inside the groups: that stays correct.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -245,7 +245,7 @@ class OfferIndex:
     fleet: FleetIndex
     catalog: Catalog
     _fits: tuple[tuple[str, ...], ...] = field(init=False)
-    _memo: dict[str, Offer] = field(init=False, default_factory=dict)
+    _memo: dict[Hashable, Offer] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         by_features: dict[Features, tuple[str, ...]] = {}
@@ -257,10 +257,14 @@ class OfferIndex:
         self._fits = tuple(by_features[g.features] for g in self.fleet.groups)
 
     def offer(self, pod_spec: PodSpec) -> Offer:
-        key = constraints_key(pod_spec)
+        return self.offer_keyed(constraints_key(pod_spec), lambda: pod_spec)
+
+    def offer_keyed(self, key: Hashable, pod_spec: Callable[[], PodSpec]) -> Offer:
+        """`offer` under the caller's own key for the pod's constraints (equal keys must
+        mean equal constraints); the spec is built only when the key is new."""
         cached = self._memo.get(key)
         if cached is None:
-            cached = self._compute(pod_spec)
+            cached = self._compute(pod_spec())
             if len(self._memo) >= MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = cached

@@ -13,7 +13,7 @@ wrong; an unexpected error becomes a denial, never an HTTP 500.
 from __future__ import annotations
 
 import base64
-import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flox_isa.isa import names
@@ -243,7 +244,7 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
         )
     fields = _log_fields(request, found.decision)
     if same is not None and key is not None and same.uid == request.uid:
-        state.remember(same.key, dataclasses.replace(found, log_fields=fields))
+        state.remember(same.key, Answer(found.decision, found.response_tail, found.counter, fields))
     return reply(found, request.uid, fields)
 
 
@@ -254,20 +255,24 @@ class BodyKey:
 
 
 def body_key(body: bytes, namespace_opted_in: bool) -> BodyKey | None:
-    """The body without its first uid, and that uid.
+    """A digest of the body without its first uid, and that uid.
 
     The pods of one ReplicaSet reach admission before they are named, so their
     AdmissionReviews are equal bytes but for `request.uid`, which leads the request.
     An answer is remembered under a body key only once parsing has shown that the
     uid cut out is `request.uid`; bodies with equal keys are equal outside the uid's
     characters, which cannot change the JSON's structure (no quote, no backslash).
+    The key holds a SHA-256 of the rest, not the rest: pods can be megabytes, and
+    the memo would otherwise keep thousands of them.
     """
     match = LEADING_UID.search(body, 0, UID_SEARCH_BYTES)
     if match is None:
         return None
     start, end = match.span(1)
-    key = ("body", namespace_opted_in, start, body[:start] + body[end:])
-    return BodyKey(key, match.group(1).decode())
+    view = memoryview(body)
+    digest = hashlib.sha256(view[:start])
+    digest.update(view[end:])
+    return BodyKey(("body", namespace_opted_in, start, digest.digest()), match.group(1).decode())
 
 
 def reply(found: Answer, uid: str, fields: Mapping[str, Any]) -> tuple[int, bytes]:
@@ -325,7 +330,7 @@ def response_tail(decision: Decision) -> bytes:
     response: dict[str, Any] = {"allowed": decision.allowed}
     if decision.patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(decision.patch).encode()).decode()
+        response["patch"] = base64.b64encode(to_json(decision.patch)).decode()
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
     if not decision.allowed:
@@ -336,7 +341,7 @@ def response_tail(decision: Decision) -> bytes:
         }
     # '{"allowed":...}' -> ',"allowed":...}}': the response's fields after the uid, then
     # the closing braces of the response and of the review.
-    return b"," + json.dumps(response, separators=(",", ":")).encode()[1:] + b"}"
+    return b"," + to_json(response)[1:] + b"}"
 
 
 def _log_fields(request: AdmissionRequest, decision: Decision) -> dict[str, Any]:

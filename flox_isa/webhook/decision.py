@@ -123,25 +123,42 @@ def decide(pod: Pod, namespace: str, namespace_opted_in: bool, ctx: Context) -> 
 
 DecisionKey = tuple[object, ...]
 
+# The only labels and annotations `decide` reads (and, through `map_ops`, whether each
+# map is empty); any other label or annotation cannot change a decision.
+READ_LABELS: Final = (names.INJECT_LABEL, names.VARIANT_LABEL)
+READ_ANNOTATIONS: Final = (
+    names.ENVIRONMENT_ANNOTATION,
+    names.WORKLOAD_ANNOTATION,
+    names.VARIANTS_ANNOTATION,
+    names.BASE_ENVIRONMENT_ANNOTATION,
+    names.REASON_ANNOTATION,
+)
+
 
 def decision_key(pod: Pod, namespace: str, namespace_opted_in: bool) -> DecisionKey:
     """Everything `decide` reads besides its Context, as one hashable value.
 
     Equal keys under the same Context get equal decisions: the pods of one
-    ReplicaSet differ only in their names, so a scale-up decides once.
+    ReplicaSet differ only in their names, and pods that differ only in labels
+    and annotations flox-isa does not read (an app's own labels) decide alike.
     """
     meta, spec = pod.metadata, pod.spec
     return (
         namespace,
         namespace_opted_in,
-        tuple(meta.labels.items()) if meta.labels else (),
-        tuple(meta.annotations.items()) if meta.annotations else (),
+        _read_entries(meta.labels, READ_LABELS),
+        _read_entries(meta.annotations, READ_ANNOTATIONS),
         tuple((owner.kind, owner.controller) for owner in meta.owner_references or ()),
         spec.node_name,
-        tuple(spec.node_selector.items()) if spec.node_selector else (),
-        spec.affinity.model_dump_json() if spec.affinity is not None else None,
-        tuple((t.key, t.operator, t.value, t.effect) for t in spec.tolerations or ()),
+        pod.constraints_key(),
     )
+
+
+def _read_entries(entries: Mapping[str, str] | None, keys: Sequence[str]) -> tuple[object, ...]:
+    """The values of `keys` in a map; () for an empty map, which is patched differently."""
+    if not entries:
+        return ()
+    return tuple(entries.get(key) for key in keys)
 
 
 def _deny(reason: str, message: str, code: int = 400) -> Decision:
@@ -294,7 +311,7 @@ def guard(pod: Pod, inputs: Inputs, variant: Variant, ctx: Context) -> Decision:
             {names.REASON_ANNOTATION: message},
         )
     warnings: tuple[str, ...] = ()
-    if ctx.offers is not None and not ctx.offers.offer(spec).offers(variant):
+    if ctx.offers is not None and not offer_of(pod, ctx.offers).offers(variant):
         warnings = (
             f"flox-isa: no eligible node offers {variant.name} now; the pod stays Pending"
             " until such a node joins",
@@ -379,8 +396,7 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
     environment = inputs.environment
     if environment is None:  # unreachable: without an environment the pod is in guard mode
         raise InvalidInputError(f"annotation {names.ENVIRONMENT_ANNOTATION} is missing")
-    spec = pod.scheduling_spec()
-    offer = ctx.offers.offer(spec)
+    offer = offer_of(pod, ctx.offers)
     candidates = [v for v in inputs.allowed if offer.offers(v)]
     warnings: tuple[str, ...] = ()
     if candidates:
@@ -388,7 +404,7 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
         variant, reason = ranked[0], "auto"
         message = auto_message(ranked, inputs.workload, offer)
     else:
-        variant = widest_fit(spec, inputs)
+        variant = widest_fit(pod.scheduling_spec(), inputs)
         reason = "no-eligible-node"
         message = (
             f"auto: no eligible node ({offer.eligible_nodes} match the pod's constraints)"
@@ -400,6 +416,11 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
         )
     ops = auto_ops(pod, environment, variant, message)
     return Decision(True, "patched", reason, message, tuple(ops), warnings, variant.name)
+
+
+def offer_of(pod: Pod, offers: OfferIndex) -> Offer:
+    """What the nodes this pod could run on offer (remembered per distinct constraints)."""
+    return offers.offer_keyed(pod.constraints_key(), pod.scheduling_spec)
 
 
 def widest_fit(spec: Mapping[str, Any], inputs: Inputs) -> Variant:

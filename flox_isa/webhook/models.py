@@ -8,6 +8,7 @@ meets a list where it expects a map.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +17,8 @@ ADMISSION_API_VERSION = "admission.k8s.io/v1"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Parsing keeps only keys in its string cache: values (env, names, uids) rarely repeat.
+    model_config = ConfigDict(extra="ignore", frozen=True, cache_strings="keys")
 
 
 class OwnerReference(_Model):
@@ -76,6 +78,19 @@ class PodSpec(_Model):
 class Pod(_Model):
     metadata: ObjectMeta = ObjectMeta()
     spec: PodSpec = PodSpec()
+
+    def constraints_key(self) -> Hashable:
+        """What eligibility depends on (nodeSelector, required node affinity, tolerations).
+
+        Equal keys, equal eligibility: `OfferIndex.offer_keyed` remembers offers by it.
+        Only required node affinity is modelled, so the affinity's JSON is exactly that.
+        """
+        spec = self.spec
+        return (
+            tuple(spec.node_selector.items()) if spec.node_selector else (),
+            spec.affinity.model_dump_json() if spec.affinity is not None else None,
+            tuple((t.key, t.operator, t.value, t.effect) for t in spec.tolerations or ()),
+        )
 
     def scheduling_spec(self) -> dict[str, Any]:
         """The pod spec as `isa.scheduling` reads it: plain dicts, API field names."""

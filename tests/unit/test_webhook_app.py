@@ -367,3 +367,15 @@ def test_a_uid_ahead_of_the_requests_own_is_never_taken_for_it() -> None:
         raw = json.dumps({"metadata": {"uid": other}, **body}).encode()
         status, answer = post(client, raw)
         assert status == 200 and answer["response"]["uid"] == "the-request"
+
+
+def test_remembered_answers_do_not_keep_the_request_bodies() -> None:
+    # Pods can be megabytes; thousands of remembered answers must not hold them.
+    state = WebhookState(CATALOG, StaticFleet(FLEET), OWN_NAMESPACE)
+    client = TestClient(create_app(state))
+    big = pod({"big": "x" * 1_000_000})
+    _, first = post(client, review(big, uid="first"))
+    _, again = post(client, review(big, uid="again"))
+    assert again["response"]["uid"] == "again" and decoded_patch(again) == decoded_patch(first)
+    assert len(state._answers) == 2  # by decision and by body
+    assert all(len(repr(key)) < 2_000 for key in state._answers)

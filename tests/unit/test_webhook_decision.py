@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
 from flox_isa.isa.nodes import node_objects, node_state
 from flox_isa.isa.offer import FleetIndex, OfferIndex, index_nodes
 from flox_isa.isa.scheduling import NodeState
-from flox_isa.webhook.decision import Context, Decision, decide
+from flox_isa.webhook.decision import Context, Decision, decide, decision_key
 from flox_isa.webhook.models import Pod
 
 DATA = Path(__file__).parent.parent / "data" / "pods"
@@ -584,3 +586,120 @@ def test_keys_with_slashes_and_tildes_are_escaped_in_patch_paths() -> None:
     body = pod(annotations={"a~b": "1"})
     paths = [op["path"] for op in run(body).patch]
     assert "/metadata/annotations/flox.dev~1environment" in paths
+
+
+# --- the decision key: what the webhook remembers answers by -----------------------------------
+
+# Few values per key, so that draws often share a key; `other` stands for an app's own keys.
+_FLOX_LABELS = {
+    names.INJECT_LABEL: st.sampled_from(["true", "true", "false"]),
+    names.VARIANT_LABEL: st.sampled_from(["avx512", "armv9", "nope"]),
+}
+_FLOX_ANNOTATIONS = {
+    names.ENVIRONMENT_ANNOTATION: st.sampled_from([ENV, ENV, f"{ENV}-avx2", "bad env", ""]),
+    names.WORKLOAD_ANNOTATION: st.sampled_from(["int8-inference", "fp32-training", "nope"]),
+    names.VARIANTS_ANNOTATION: st.sampled_from(["armv8.2,armv9", "avx2", ""]),
+    names.BASE_ENVIRONMENT_ANNOTATION: st.sampled_from([ENV]),
+    names.REASON_ANNOTATION: st.sampled_from(["set by hand"]),
+}
+_OTHER = st.dictionaries(st.sampled_from(["app", "team", "a/b~c"]), st.sampled_from(["x", "y"]))
+
+
+def _some_of(entries: Mapping[str, st.SearchStrategy[str]]) -> st.SearchStrategy[dict[str, str]]:
+    return st.fixed_dictionaries({}, optional=dict(entries))
+
+
+_POD_INPUTS = st.tuples(
+    _some_of(_FLOX_LABELS),
+    _some_of(_FLOX_ANNOTATIONS),
+    _OTHER,
+    _OTHER,
+    st.sampled_from([{}, {"kubernetes.io/os": "linux"}, {names.ARCH_LABEL: "arm64"}]),
+)
+
+
+def _drawn_pod(inputs: tuple[Any, ...]) -> Pod:
+    flox_labels, flox_annotations, other_labels, other_annotations, selector = inputs
+    metadata: dict[str, Any] = {"name": "worker"}
+    if flox_labels or other_labels:
+        metadata["labels"] = {**other_labels, **flox_labels}
+    if flox_annotations or other_annotations:
+        metadata["annotations"] = {**other_annotations, **flox_annotations}
+    spec = {"nodeSelector": selector} if selector else {}
+    return Pod.model_validate({"metadata": metadata, "spec": spec})
+
+
+_KEY_CONTEXT = context()
+
+
+def _one_change(inputs: tuple[Any, ...], data: st.DataObject) -> tuple[Any, ...]:
+    """`inputs` with one thing changed: a flox-isa entry, an app's own entries, the selector."""
+    changed = list(inputs)
+    which = data.draw(st.sampled_from([0, 1, 1, 1, 2, 3, 4]))  # mostly what decide reads
+    if which in (0, 1):
+        choices = _FLOX_LABELS if which == 0 else _FLOX_ANNOTATIONS
+        key = data.draw(st.sampled_from(sorted(choices)))
+        value = data.draw(st.none() | choices[key])  # None: the entry is removed
+        entries = {k: v for k, v in changed[which].items() if k != key}
+        changed[which] = entries if value is None else {**entries, key: value}
+    else:
+        changed[which] = data.draw(_POD_INPUTS)[which]
+    return tuple(changed)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_POD_INPUTS, st.data(), st.booleans())
+def test_pods_with_equal_decision_keys_get_equal_decisions(
+    inputs: tuple[Any, ...], data: st.DataObject, namespace_opted_in: bool
+) -> None:
+    # The webhook answers a pod from memory when its key was seen: a key that missed
+    # an input `decide` reads would hand one pod another pod's patch.
+    a, b = _drawn_pod(inputs), _drawn_pod(_one_change(inputs, data))
+    if decision_key(a, "tickets", namespace_opted_in) == decision_key(
+        b, "tickets", namespace_opted_in
+    ):
+        assert decide(a, "tickets", namespace_opted_in, _KEY_CONTEXT) == decide(
+            b, "tickets", namespace_opted_in, _KEY_CONTEXT
+        )
+
+
+@settings(max_examples=100, deadline=None)
+@given(_POD_INPUTS, _OTHER, _OTHER)
+def test_an_apps_own_labels_and_annotations_do_not_change_the_decision_key(
+    inputs: tuple[Any, ...], more_labels: dict[str, str], more_annotations: dict[str, str]
+) -> None:
+    flox_labels, flox_annotations, other_labels, other_annotations, selector = inputs
+    if not (flox_labels or other_labels) or not (flox_annotations or other_annotations):
+        return  # adding to an empty map changes the patch (the map is created whole)
+    relabelled = (
+        flox_labels,
+        flox_annotations,
+        {**other_labels, **more_labels},
+        {**other_annotations, **more_annotations},
+        selector,
+    )
+    assert decision_key(_drawn_pod(inputs), "tickets", False) == decision_key(
+        _drawn_pod(relabelled), "tickets", False
+    )
+
+
+@pytest.mark.parametrize(
+    ("flox_labels", "flox_annotations", "app_labels", "app_annotations"),
+    [
+        ({}, {names.ENVIRONMENT_ANNOTATION: ENV}, {"app": "x"}, {}),  # auto adds the label
+        ({names.VARIANT_LABEL: "avx512"}, {}, {}, {"team": "x"}),  # guard adds the reason
+    ],
+    ids=["labels", "annotations"],
+)
+def test_an_empty_map_and_one_with_only_an_apps_keys_are_keyed_apart(
+    flox_labels: dict[str, str],
+    flox_annotations: dict[str, str],
+    app_labels: dict[str, str],
+    app_annotations: dict[str, str],
+) -> None:
+    # JSONPatch creates an absent map whole but adds to an existing one key by key.
+    empty = _drawn_pod((flox_labels, flox_annotations, {}, {}, {}))
+    with_app = _drawn_pod((flox_labels, flox_annotations, app_labels, app_annotations, {}))
+    keys = [decision_key(p, "tickets", True) for p in (empty, with_app)]
+    patches = [decide(p, "tickets", True, _KEY_CONTEXT).patch for p in (empty, with_app)]
+    assert keys[0] != keys[1] and patches[0] != patches[1]
