@@ -54,8 +54,7 @@ def run_webhook(args: argparse.Namespace) -> int:
     for path, what in ((args.tls_cert, "--tls-cert"), (args.tls_key, "--tls-key")):
         if not path.is_file():
             raise InputError(f"{what} {str(path)!r}: no such file")
-    # uvicorn.access: our own log line per admission says more.
-    logs.setup_logging(args.log_level, quiet=["uvicorn.access"])
+    logs.setup_logging(args.log_level, quiet=serve.QUIET_LOGGERS)
     catalog = load_catalog(args.catalog)
     webhook_metrics = metrics.Metrics()
     inventory = ClusterInventory(

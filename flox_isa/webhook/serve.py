@@ -14,6 +14,8 @@ from starlette.types import ASGIApp
 
 log = logging.getLogger("flox_isa.webhook.tls")
 RELOAD_CHECK_SECONDS = 5.0
+# Loggers kept at WARNING: uvicorn's access line says less than our own line per admission.
+QUIET_LOGGERS = ("uvicorn.access",)
 # Longer than the API server's idle-connection timeout (90 s): if we closed first, a POST
 # racing the close would fail the admission call (Go does not retry POSTs), and every
 # call after a pause would pay a new TLS handshake.

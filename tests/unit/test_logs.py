@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from pathlib import Path
 
 import pytest
 
-from flox_isa.logs import JsonFormatter, setup_logging
+from flox_isa.logs import (
+    FLUSH_SECONDS,
+    BufferedLineHandler,
+    JsonFormatter,
+    buffered,
+    setup_logging,
+)
 
 
 def formatted(**extra: object) -> dict[str, object]:
@@ -52,7 +60,38 @@ def test_setup_routes_everything_through_one_handler_and_quiets_chatty_loggers(
         logging.getLogger("uvicorn.error").info("started")
         lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     finally:
+        for handler in root.handlers:
+            handler.close()
         root.handlers[:], level = saved
         root.setLevel(level)
         logging.getLogger("chatty").setLevel(logging.NOTSET)
     assert [x["message"] for x in lines] == ["started"]
+
+
+def test_lines_are_written_in_order_warnings_at_once_the_rest_within_the_interval(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stderr"
+    with path.open("w") as target:
+        handler = BufferedLineHandler(buffered(target))
+        handler.setFormatter(JsonFormatter())
+        logger = logging.getLogger("flox_isa.test.buffered")
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+
+        def written() -> list[str]:
+            return [json.loads(x)["message"] for x in path.read_text().splitlines()]
+
+        try:
+            logger.info("admitted")
+            logger.warning("watch expired")
+            assert written() == ["admitted", "watch expired"]  # no wait: flushed at once
+            logger.info("admitted again")
+            deadline = time.monotonic() + FLUSH_SECONDS * 20
+            while written()[-1:] != ["admitted again"] and time.monotonic() < deadline:
+                time.sleep(FLUSH_SECONDS / 4)
+            assert written() == ["admitted", "watch expired", "admitted again"]
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
