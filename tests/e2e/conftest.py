@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from flox_isa.devcluster import cluster as devcluster
@@ -113,6 +114,25 @@ class DevCluster:
     def delete_nodes(self, names: list[str]) -> None:
         with self.api_client() as api:
             node_api.delete_nodes(api, names)
+
+    def token_kubeconfig(self, user: str, token: str, path: Path) -> Path:
+        """A kubeconfig at `path` for this cluster that authenticates with a bearer `token`."""
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        server = dict(admin["clusters"][0]["cluster"])
+        if "certificate-authority" in server:  # relative paths are relative to the kubeconfig
+            server["certificate-authority"] = str(
+                (self.kubeconfig.parent / server["certificate-authority"]).resolve()
+            )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": server}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+            "current-context": "e2e",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
 
 
 class NodeFactory:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from flox_isa.devcluster.cluster import free_ports
@@ -104,23 +103,7 @@ def _nodes_only_kubeconfig(cluster: DevCluster, directory: Path) -> Path:
                 spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
             ),
         ).status.token  # fmt: skip
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = dict(admin["clusters"][0]["cluster"])
-    if "certificate-authority" in server:  # relative paths are relative to the kubeconfig
-        server["certificate-authority"] = str(
-            (cluster.kubeconfig.parent / server["certificate-authority"]).resolve()
-        )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": server}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
-        "current-context": "e2e",
-    }
-    path = directory / "webhook.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return cluster.token_kubeconfig(name, token, directory / "webhook.kubeconfig")
 
 
 def _delete_nodes_only_access(cluster: DevCluster) -> None:

@@ -462,7 +462,7 @@ def test_operator_rbac_is_least_privilege() -> None:
         ("isa.flox.dev", "ticketworkers"): ["get", "list", "watch"],
         ("isa.flox.dev", "ticketworkers/status"): ["patch"],
         ("isa.flox.dev", "ticketworkers/finalizers"): ["update"],
-        ("apps", "deployments"): ["create", "delete", "get", "list", "patch", "watch"],
+        ("apps", "deployments"): ["create", "delete", "list", "patch", "watch"],
         ("", "nodes"): ["list", "watch"],
         ("", "events"): ["create"],
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"],
