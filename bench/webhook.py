@@ -5,7 +5,7 @@
 
 1. POST /mutate over TLS, one server process each, a ~7 KB pod, 5,000 nodes:
    (a) a bare ASGI app on the same uvicorn returning a fixed patch (the stack's ceiling),
-   ours (flox-isa's app, logging a JSON line per admission as it does by default), quiet
+   ours (flox-isa's app, logging as it does by default: a JSON line per decision), quiet
    (ours with `--log-level WARNING`: no line per admission), and (b) kopf's webhook
    server with the same decision in an `@kopf.on.mutate` handler.
    Three streams: replicas (one template), distinct (a label per pod), fresh (an
@@ -256,14 +256,14 @@ def bare_app() -> Any:
     return app
 
 
-# The uvicorn servers and how each logs: ours as shipped (a line per admission), quiet as
+# The uvicorn servers and how each logs: ours as shipped (a line per decision), quiet as
 # with `--log-level WARNING`, bare not at all.
 SERVER_LOG_LEVELS: dict[str, str | None] = {"bare": None, "ours": "INFO", "quiet": "WARNING"}
 
 
 def serve_uvicorn(app: Any, port: int, cert: Path, key: Path, *, log_level: str | None) -> None:
     """`log_level`: log as `flox-isa webhook --log-level LEVEL` does (INFO, the default,
-    writes a JSON line per admission; WARNING none); None: no logging set up (bare)."""
+    writes a JSON line per decision; WARNING none); None: no logging set up (bare)."""
     import uvicorn  # noqa: PLC0415 - server process only
 
     from flox_isa import logs  # noqa: PLC0415 - server process only
@@ -611,7 +611,7 @@ def _webhook_servers(
         "hook": WebhookServer("ours (flox-isa webhook)", ours, [
             sys.executable, "-m", "flox_isa.cli", "webhook", "--host", "127.0.0.1",
             "--port", str(ours), "--tls-cert", str(cert), "--tls-key", str(key),
-            "--kubeconfig", str(kubeconfig)]),  # logs as shipped: a line per admission
+            "--kubeconfig", str(kubeconfig)]),  # logs as shipped: a line per decision
         "floor": WebhookServer("bare ASGI on uvicorn", bare, [
             sys.executable, __file__, "--serve", "bare", "--port", str(bare),
             "--cert", str(cert), "--key", str(key)]),

@@ -47,7 +47,7 @@ BUFFER_BYTES: Final = 1 << 16
 class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Lines into a buffer that a daemon thread flushes every FLUSH_SECONDS.
 
-    The webhook writes a line per admission: a write call per line (StreamHandler
+    The webhook writes a line per decision: a write call per line (StreamHandler
     flushes each record) was a tenth of a request's time under load. A WARNING or
     worse is flushed at once; logging's exit hook flushes the rest.
     """

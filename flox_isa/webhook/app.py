@@ -227,7 +227,7 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
     if same is not None:
         found = state.remembered(same.key)
         if found is not None:  # a body validated before, but for its uid
-            return reply(found, same.uid, found.log_fields)
+            return reply(found, same.uid, found.log_fields, remembered=True)
     try:
         review = AdmissionReview.model_validate_json(body)
     except ValidationError as exc:
@@ -238,6 +238,7 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
     request = review.request
     key = request_key(request, namespace_opted_in)
     found = state.remembered(key)
+    remembered = found is not None
     if found is None:
         found = state.remember(
             key, prepare(state, decide_request(state, request, namespace_opted_in))
@@ -245,7 +246,7 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
     fields = _log_fields(request, found.decision)
     if same is not None and key is not None and same.uid == request.uid:
         state.remember(same.key, Answer(found.decision, found.response_tail, found.counter, fields))
-    return reply(found, request.uid, fields)
+    return reply(found, request.uid, fields, remembered=remembered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,17 +276,26 @@ def body_key(body: bytes, namespace_opted_in: bool) -> BodyKey | None:
     return BodyKey(("body", namespace_opted_in, start, digest.digest()), match.group(1).decode())
 
 
-def reply(found: Answer, uid: str, fields: Mapping[str, Any]) -> tuple[int, bytes]:
+def reply(
+    found: Answer, uid: str, fields: Mapping[str, Any], *, remembered: bool
+) -> tuple[int, bytes]:
     found.counter.inc()
-    decision = found.decision
-    level = logging.INFO
-    if decision.outcome == "skipped":
-        level = logging.DEBUG
-    elif decision.code >= 500:
-        level = logging.WARNING
+    level = log_level(found.decision, remembered)
     if log.isEnabledFor(level):
-        log.log(level, decision.outcome, extra={"fields": {"uid": uid, **fields}})
+        log.log(level, found.decision.outcome, extra={"fields": {"uid": uid, **fields}})
     return 200, found.body(uid)
+
+
+def log_level(decision: Decision, remembered: bool) -> int:
+    """A line per decision, not per replica: a decision made now and every denial at
+    INFO; an allowed answer given again from memory at DEBUG (the pod carries its
+    reason annotation and the metrics count it); skips at DEBUG; failures at WARNING.
+    """
+    if decision.code >= 500:
+        return logging.WARNING
+    if decision.outcome == "skipped" or (remembered and decision.allowed):
+        return logging.DEBUG
+    return logging.INFO
 
 
 def request_key(request: AdmissionRequest, namespace_opted_in: bool) -> DecisionKey | None:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 
 log = logging.getLogger("flox_isa.webhook.tls")
 RELOAD_CHECK_SECONDS = 5.0
-# Loggers kept at WARNING: uvicorn's access line says less than our own line per admission.
+# Loggers kept at WARNING: uvicorn's access line says less than our own line per decision.
 QUIET_LOGGERS = ("uvicorn.access",)
 # Longer than the API server's idle-connection timeout (90 s): if we closed first, a POST
 # racing the close would fail the admission call (Go does not retry POSTs), and every

@@ -17,6 +17,7 @@ from flox_isa.isa import names
 from flox_isa.isa.offer import FleetIndex, index_nodes
 from flox_isa.webhook import app as webhook_app
 from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
+from flox_isa.webhook.decision import Decision
 from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
 from tests.unit.test_webhook_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod
 
@@ -348,13 +349,16 @@ def test_pods_of_one_replicaset_differ_only_in_uid_and_each_gets_its_own(
     replica["metadata"] = {**replica["metadata"], "generateName": "embed-7d9c-"}
     del replica["metadata"]["name"]  # not named yet at admission
     uids = [f"0f6a1c2e-7d1b-4c55-a1b0-00000000000{i}" for i in range(3)]
-    with caplog.at_level(logging.INFO, logger="flox_isa.webhook"):
+    with caplog.at_level(logging.DEBUG, logger="flox_isa.webhook"):
         answers = [post(client, review(replica, uid=uid))[1] for uid in uids]
     assert [a["response"]["uid"] for a in answers] == uids
     assert decoded_patch(answers[0]) == decoded_patch(answers[2])
-    logged = [r.fields for r in caplog.records if r.getMessage() == "patched"]  # type: ignore[attr-defined]
+    records = [r for r in caplog.records if r.getMessage() == "patched"]
+    logged = [r.fields for r in records]  # type: ignore[attr-defined]
     assert [f["uid"] for f in logged] == uids
     assert all(f["pod"] == "embed-7d9c-" and f["variant"] == "avx512vnni" for f in logged)
+    # A line per decision at INFO; the replicas answered from memory at DEBUG.
+    assert [r.levelno for r in records] == [logging.INFO, logging.DEBUG, logging.DEBUG]
     assert 'reason="auto",variant="avx512vnni"} 3.0' in client.get("/metrics").text
 
 
@@ -379,3 +383,20 @@ def test_remembered_answers_do_not_keep_the_request_bodies() -> None:
     assert again["response"]["uid"] == "again" and decoded_patch(again) == decoded_patch(first)
     assert len(state._answers) == 2  # by decision and by body
     assert all(len(repr(key)) < 2_000 for key in state._answers)
+
+
+@pytest.mark.parametrize(
+    ("decision", "remembered", "level"),
+    [
+        (Decision(True, "patched", "auto", "m"), False, logging.INFO),
+        (Decision(True, "patched", "auto", "m"), True, logging.DEBUG),
+        (Decision(True, "unchanged", "guard", "m"), True, logging.DEBUG),
+        (Decision(False, "denied", "conflict", "m"), True, logging.INFO),
+        (Decision(True, "skipped", "daemonset", "m"), False, logging.DEBUG),
+        (Decision(False, "denied", "internal-error", "m", code=500), False, logging.WARNING),
+    ],
+)
+def test_a_line_per_decision_every_denial_and_replicas_at_debug(
+    decision: Decision, remembered: bool, level: int
+) -> None:
+    assert webhook_app.log_level(decision, remembered) == level
