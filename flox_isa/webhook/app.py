@@ -231,7 +231,7 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
     try:
         review = AdmissionReview.model_validate_json(body)
     except ValidationError as exc:
-        state.metrics.requests.labels("bad_request", "malformed-review", "").inc()
+        state.metrics.request_counter("bad_request", "malformed-review", None).inc()
         message = describe_validation_error(exc)
         log.warning("malformed AdmissionReview", extra={"fields": {"error": message}})
         return 400, _error(message)
@@ -329,9 +329,7 @@ def decide_request(
 
 
 def prepare(state: WebhookState, decision: Decision) -> Answer:
-    counter = state.metrics.requests.labels(
-        decision.outcome, decision.reason, decision.variant or ""
-    )
+    counter = state.metrics.request_counter(decision.outcome, decision.reason, decision.variant)
     return Answer(decision, response_tail(decision), counter)
 
 

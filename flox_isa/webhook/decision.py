@@ -228,8 +228,9 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
 def parse_workload(text: str | None) -> Workload:
     if text is None:
         return DEFAULT_WORKLOAD
+    stripped = text.strip()
     for workload in WORKLOADS:
-        if text.strip() == workload:
+        if stripped == workload:
             return workload
     raise InvalidInputError(
         f"annotation {names.WORKLOAD_ANNOTATION}: unknown workload {text!r};"
@@ -257,12 +258,13 @@ def parse_variants(text: str | None, catalog: Catalog) -> tuple[Variant, ...]:
 
 
 def check_environment(environment: str) -> None:
+    if ENVIRONMENT_PATTERN.match(environment):
+        return
     where = f"annotation {names.ENVIRONMENT_ANNOTATION}"
     expected = f"expected owner/name (letters, digits, '.', '_', '-'), e.g. {ENVIRONMENT_EXAMPLE}"
     if not environment.strip():
         raise InvalidInputError(f"{where} is empty; {expected}")
-    if not ENVIRONMENT_PATTERN.match(environment):
-        raise InvalidInputError(f"{where}: {environment!r} is malformed; {expected}")
+    raise InvalidInputError(f"{where}: {environment!r} is malformed; {expected}")
 
 
 def guard_variant_of(

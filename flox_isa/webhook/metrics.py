@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,6 +14,16 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # requests' children by labels: `labels()` checks and locks on every call.
+    _request_counters: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    def request_counter(self, outcome: str, reason: str, variant: str | None) -> Any:
+        """The requests counter for these labels (its `inc()` counts one request)."""
+        key = (outcome, reason, variant or "")
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(*key)
+        return counter
 
     def __post_init__(self) -> None:
         self.requests = Counter(
