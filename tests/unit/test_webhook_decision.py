@@ -620,13 +620,9 @@ _POD_INPUTS = st.tuples(
 
 def _drawn_pod(inputs: tuple[Any, ...]) -> Pod:
     flox_labels, flox_annotations, other_labels, other_annotations, selector = inputs
-    metadata: dict[str, Any] = {"name": "worker"}
-    if flox_labels or other_labels:
-        metadata["labels"] = {**other_labels, **flox_labels}
-    if flox_annotations or other_annotations:
-        metadata["annotations"] = {**other_annotations, **flox_annotations}
+    labels, annotations = {**other_labels, **flox_labels}, {**other_annotations, **flox_annotations}
     spec = {"nodeSelector": selector} if selector else {}
-    return Pod.model_validate({"metadata": metadata, "spec": spec})
+    return Pod.model_validate(pod(annotations, labels, spec, inject=False, env=None))
 
 
 _KEY_CONTEXT = context()
