@@ -144,13 +144,6 @@ def outranking(
     )
 
 
-def node_selector(variant: Variant) -> dict[str, str]:
-    """The nodeSelector that keeps a variant's pods on CPUs that can run it."""
-    selector = {names.cpuid_label(flag): "true" for flag in sorted(variant.flags)}
-    selector[names.ARCH_LABEL] = variant.arch
-    return selector
-
-
 # One literal of a node condition: (NFD flag, whether the node has it).
 FlagLiteral = tuple[str, bool]
 BEST_NODE_WEIGHT: Final = 100

@@ -9,7 +9,6 @@ on read: a CRD installed from an older chart, or a rule only Python can check
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +17,7 @@ from pydantic.config import JsonDict
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, VARIANT_NAME_PATTERN, Workload
+from flox_isa.isa.contract import ENVIRONMENT_GRAMMAR, ENVIRONMENT_REGEX, is_environment
 from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
 
 GROUP: Final = names.GROUP
@@ -32,11 +32,8 @@ DEFAULT_CONTAINER: Final = "worker"
 MAX_REPLICAS: Final = 10_000
 MAX_NAME_LENGTH: Final = 63  # the name is a label value on every Deployment and pod
 
-# One regex for the API server (CEL, RE2) and for the operator (Python re).
-ENVIRONMENT_REGEX: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 ENVIRONMENT_MESSAGE: Final = (
-    "must be a Flox environment owner/name (letters, digits, '.', '_', '-'),"
-    " e.g. acme/ticket-processor"
+    f"must be a Flox environment {ENVIRONMENT_GRAMMAR}, e.g. acme/ticket-processor"
 )
 RESERVED_LABELS: Final = (names.VARIANT_LABEL, names.TICKETWORKER_LABEL)
 
@@ -182,7 +179,7 @@ class TicketWorkerSpec(_Model):
     @field_validator("environment")
     @classmethod
     def _environment_is_owner_name(cls, value: str) -> str:
-        if not re.match(ENVIRONMENT_REGEX, value):
+        if not is_environment(value):
             raise ValueError(ENVIRONMENT_MESSAGE)
         return value
 

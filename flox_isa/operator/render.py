@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from flox_isa.isa import names
-from flox_isa.isa.planning import Plan, Share, best_node_preference, node_selector
+from flox_isa.isa.contract import required_labels, variant_environment
+from flox_isa.isa.planning import Plan, Share, best_node_preference
 from flox_isa.operator import models
 
 FIELD_MANAGER: Final = "flox-isa-operator"
@@ -70,11 +71,11 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
     pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
     pod_meta["annotations"] = {
         **pod_meta.get("annotations", {}),
-        names.ENVIRONMENT_ANNOTATION: spec.environment + variant.environment_suffix,
+        names.ENVIRONMENT_ANNOTATION: variant_environment(spec.environment, variant),
         names.BASE_ENVIRONMENT_ANNOTATION: spec.environment,
     }
     pod_spec = template.setdefault("spec", {})
-    pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **node_selector(variant)}
+    pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **required_labels(variant)}
     preferred = best_node_preference(variant, share.outranked_by)
     if preferred:
         pod_spec["affinity"] = with_preferred_node_terms(pod_spec.get("affinity") or {}, preferred)

@@ -11,14 +11,19 @@ mode turns `flox.dev/environment` from the base environment into its variant.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Variant, Workload
+from flox_isa.isa.contract import (
+    ENVIRONMENT_EXAMPLE,
+    ENVIRONMENT_GRAMMAR,
+    is_environment,
+    required_labels,
+    variant_environment,
+)
 from flox_isa.isa.offer import Offer, OfferIndex
 from flox_isa.isa.scheduling import matches_required_affinity
 from flox_isa.isa.selection import rank_key
@@ -27,9 +32,6 @@ from flox_isa.webhook.models import Pod
 Outcome = Literal["patched", "unchanged", "skipped", "denied"]
 JsonPatchOp = dict[str, Any]
 
-# Environment references are `owner/name` (Flox: letters, digits, '.', '_', '-').
-ENVIRONMENT_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-ENVIRONMENT_EXAMPLE: Final = "yourorg/ticket-processor"
 DAEMONSET_KIND: Final = "DaemonSet"
 
 
@@ -258,10 +260,10 @@ def parse_variants(text: str | None, catalog: Catalog) -> tuple[Variant, ...]:
 
 
 def check_environment(environment: str) -> None:
-    if ENVIRONMENT_PATTERN.match(environment):
+    if is_environment(environment):
         return
     where = f"annotation {names.ENVIRONMENT_ANNOTATION}"
-    expected = f"expected owner/name (letters, digits, '.', '_', '-'), e.g. {ENVIRONMENT_EXAMPLE}"
+    expected = f"expected {ENVIRONMENT_GRAMMAR}, e.g. {ENVIRONMENT_EXAMPLE}"
     if not environment.strip():
         raise InvalidInputError(f"{where} is empty; {expected}")
     raise InvalidInputError(f"{where}: {environment!r} is malformed; {expected}")
@@ -320,18 +322,6 @@ def guard(pod: Pod, inputs: Inputs, variant: Variant, ctx: Context) -> Decision:
         )
     outcome: Outcome = "patched" if ops else "unchanged"
     return Decision(True, outcome, "guard", message, tuple(ops), warnings, variant.name)
-
-
-def required_labels(variant: Variant) -> Mapping[str, str]:
-    """The nodeSelector a variant needs: each NFD flag label and the architecture."""
-    return _required_labels(variant.arch, variant.flags)
-
-
-@functools.lru_cache(maxsize=256)
-def _required_labels(arch: str, flags: frozenset[str]) -> Mapping[str, str]:
-    labels = {names.cpuid_label(flag): "true" for flag in sorted(flags)}
-    labels[names.ARCH_LABEL] = arch
-    return MappingProxyType(labels)
 
 
 def missing_selector(variant: Variant, selector: Mapping[str, str] | None) -> dict[str, str]:
@@ -459,7 +449,7 @@ def auto_ops(pod: Pod, environment: str, variant: Variant, message: str) -> list
         "/metadata/annotations",
         pod.metadata.annotations,
         {
-            names.ENVIRONMENT_ANNOTATION: environment + variant.environment_suffix,
+            names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant),
             names.BASE_ENVIRONMENT_ANNOTATION: environment,
             names.REASON_ANNOTATION: message,
         },

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from flox_isa.cli import main
+from flox_isa.isa import contract
 from flox_isa.isa.catalog import WORKLOADS
 from flox_isa.isa.planning import PLACEMENTS
 from flox_isa.operator import models
@@ -147,8 +148,8 @@ def test_the_environment_rule_is_the_same_regex_in_cel_and_python(
     environment: str, valid: bool
 ) -> None:
     (rule,) = SPEC["properties"]["environment"]["x-kubernetes-validations"]
-    assert rule["rule"] == f"self.matches('{models.ENVIRONMENT_REGEX}')"
-    assert bool(re.match(models.ENVIRONMENT_REGEX, environment)) == valid
+    assert rule["rule"] == f"self.matches('{contract.ENVIRONMENT_REGEX}')"
+    assert bool(re.match(contract.ENVIRONMENT_REGEX, environment)) == valid
 
 
 def test_subresources_and_columns_point_at_fields_that_exist() -> None:

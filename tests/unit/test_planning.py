@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from flox_isa.devcluster.fleet import node_manifests, parse_fleet
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Workload, default_catalog
+from flox_isa.isa.contract import required_labels
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.planning import (
     Placement,
     Plan,
     group_eligible,
-    node_selector,
     plan_replicas,
     unknown_variants,
 )
@@ -142,7 +142,7 @@ def test_zero_replicas_still_plans_every_offered_variant() -> None:
 def test_node_selector_is_every_required_nfd_label_and_the_arch() -> None:
     variant = CATALOG.get("avx512vnni")
     assert variant is not None
-    assert node_selector(variant) == {
+    assert dict(required_labels(variant)) == {
         "feature.node.kubernetes.io/cpu-cpuid.AVX512BW": "true",
         "feature.node.kubernetes.io/cpu-cpuid.AVX512CD": "true",
         "feature.node.kubernetes.io/cpu-cpuid.AVX512DQ": "true",
