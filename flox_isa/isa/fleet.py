@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from flox_isa.isa.catalog import Catalog, Variant, Workload
 from flox_isa.isa.features import Features
+from flox_isa.isa.quantity import parse_quantity
 from flox_isa.isa.selection import choose
 
 
@@ -19,6 +19,8 @@ class NodeInfo:
     features: Features
     allocatable_cpu: float = 0.0
     instance_type: str = ""
+    # Every allocatable resource in capacity units (see `isa.capacity`), sorted by name.
+    allocatable: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +34,9 @@ class Offer:
 
 def parse_cpu_quantity(quantity: str) -> float:
     """Cores in a Kubernetes CPU quantity ("4", "3920m", "1.5"); ValueError if malformed."""
-    text = quantity.strip()
     try:
-        if text.endswith("m"):
-            return float(Decimal(text[:-1]) / 1000)
-        return float(Decimal(text))
-    except InvalidOperation:
+        return float(parse_quantity(quantity))
+    except ValueError:
         raise ValueError(f"not a CPU quantity: {quantity!r}") from None
 
 

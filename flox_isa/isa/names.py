@@ -22,7 +22,6 @@ MANAGED_BY_VALUE: Final = "flox-isa"
 
 # Node labels written by Node Feature Discovery and the kubelet.
 NFD_CPUID_PREFIX: Final = "feature.node.kubernetes.io/cpu-cpuid."
-NFD_CPU_MODEL_PREFIX: Final = "feature.node.kubernetes.io/cpu-model."
 ARCH_LABEL: Final = "kubernetes.io/arch"
 INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
 
@@ -30,3 +29,17 @@ INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
 def cpuid_label(flag: str) -> str:
     """The NFD node label that says a CPU has `flag`."""
     return NFD_CPUID_PREFIX + flag
+
+
+# Late binding (capacity-aware placement): the webhook gates, the placement controller
+# picks the variant with room and removes the gate.
+PLACEMENT_GATE: Final = "isa.flox.dev/placement"
+# Pod opt-out of late binding: "admission" pins at admission as before.
+PLACEMENT_ANNOTATION: Final = "isa.flox.dev/placement"
+PLACEMENT_ADMISSION: Final = "admission"
+WHEN_FULL_ANNOTATION: Final = "isa.flox.dev/when-full"
+SPILLED_FROM_ANNOTATION: Final = "isa.flox.dev/spilled-from"
+PLACEMENT_LEASE: Final = "flox-isa-placement"
+PLACEMENT_PROTOCOL_ANNOTATION: Final = "isa.flox.dev/placement-protocol"
+PLACEMENT_PROTOCOL: Final = "1"
+POD_DELETION_COST_ANNOTATION: Final = "controller.kubernetes.io/pod-deletion-cost"

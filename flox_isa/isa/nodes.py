@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flox_isa.isa import names
+from flox_isa.isa.capacity import allocatable_of
 from flox_isa.isa.features import features_from_labels
 from flox_isa.isa.fleet import NodeInfo, parse_cpu_quantity
 from flox_isa.isa.scheduling import NodeState, Taint
@@ -25,11 +26,16 @@ def node_info(node: Mapping[str, Any]) -> NodeInfo:
         allocatable_cpu = parse_cpu_quantity(str(cpu))
     except ValueError as exc:
         raise NodeDocumentError(f"node {name!r}: status.allocatable.cpu: {exc}") from None
+    try:
+        allocatable = tuple(sorted(allocatable_of(status).items()))
+    except ValueError as exc:
+        raise NodeDocumentError(f"node {name!r}: status.allocatable: {exc}") from None
     return NodeInfo(
         name=name,
         features=features_from_labels(labels),
         allocatable_cpu=allocatable_cpu,
         instance_type=labels.get(names.INSTANCE_TYPE_LABEL, ""),
+        allocatable=allocatable,
     )
 
 

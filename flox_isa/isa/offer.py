@@ -11,7 +11,7 @@ node names) is checked node by node inside the groups: that stays correct.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ class NodeMember:
     name: str
     labels: Mapping[str, str]
     allocatable_cpu: float = 0.0
+    allocatable: tuple[tuple[str, int], ...] = ()  # capacity units, see `isa.capacity`
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,7 @@ class FleetIndexBuilder:
 def _key_and_member(state: NodeState) -> tuple[GroupKey, NodeMember]:
     shared, own = split_labels(state.name, state.labels)
     key = (frozenset(shared.items()), state.ready, state.unschedulable, state.taints)
-    return key, NodeMember(state.name, own, state.info.allocatable_cpu)
+    return key, NodeMember(state.name, own, state.info.allocatable_cpu, state.info.allocatable)
 
 
 def index_nodes(states: Iterable[NodeState]) -> FleetIndex:
@@ -216,22 +217,35 @@ def names_per_node_label(pod_spec: PodSpec, per_node_keys: frozenset[str]) -> bo
     return False
 
 
-def eligible_count(group: NodeGroup, pod_spec: PodSpec, per_node: bool) -> int:
-    """How many of the group's nodes the pod could be scheduled on."""
+def eligible_members(group: NodeGroup, pod_spec: PodSpec, per_node: bool) -> tuple[NodeMember, ...]:
+    """The group's nodes the pod could be scheduled on (the group's own tuple when all)."""
     if not per_node:
-        return len(group.members) if eligible(group.representative, pod_spec) else 0
-    return sum(1 for m in group.members if eligible(group.member_state(m), pod_spec))
+        return group.members if eligible(group.representative, pod_spec) else ()
+    return tuple(m for m in group.members if eligible(group.member_state(m), pod_spec))
 
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """For one pod: how many eligible nodes there are, and how many of them run each variant."""
+    """For one pod: how many eligible nodes there are, and which of them run each variant.
+
+    `members_by_variant` holds, per variant, the eligible nodes whose CPU runs it, as
+    one tuple per node group (shared with the index, not copied): capacity-aware
+    placement looks for room on exactly these nodes.
+    """
 
     eligible_nodes: int
     nodes_by_variant: Mapping[str, int]
+    members_by_variant: Mapping[str, tuple[tuple[NodeMember, ...], ...]] = field(
+        default_factory=dict
+    )
 
     def offers(self, variant: Variant) -> int:
         return self.nodes_by_variant.get(variant.name, 0)
+
+    def nodes(self, variant: Variant) -> Iterator[NodeMember]:
+        """The eligible nodes that run `variant`."""
+        for members in self.members_by_variant.get(variant.name, ()):
+            yield from members
 
 
 @dataclass(slots=True)
@@ -274,13 +288,15 @@ class OfferIndex:
         per_node = names_per_node_label(pod_spec, self.fleet.per_node_keys)
         total = 0
         by_variant: dict[str, int] = {}
+        members_by_variant: dict[str, list[tuple[NodeMember, ...]]] = {}
         for group, variant_names in zip(self.fleet.groups, self._fits, strict=True):
-            count = eligible_count(group, pod_spec, per_node)
-            total += count
-            if count:
+            members = eligible_members(group, pod_spec, per_node)
+            total += len(members)
+            if members:
                 for name in variant_names:
-                    by_variant[name] = by_variant.get(name, 0) + count
-        return Offer(total, by_variant)
+                    by_variant[name] = by_variant.get(name, 0) + len(members)
+                    members_by_variant.setdefault(name, []).append(members)
+        return Offer(total, by_variant, {k: tuple(v) for k, v in members_by_variant.items()})
 
 
 def constraints_key(pod_spec: PodSpec) -> str:

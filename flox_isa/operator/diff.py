@@ -10,13 +10,12 @@ while `kubectl edit`/`scale` of a field we own, or a deletion, does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from flox_isa.isa import names
+from flox_isa.isa.quantity import quantity_or_none
 from flox_isa.operator.render import Owner
 
 
@@ -167,33 +166,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-_QUANTITY: Final = re.compile(
-    r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
-)
-_SUFFIX: Final = {
-    None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}  # fmt: skip
-
-
 def _same_quantity(path: str, desired: Any, actual: Any) -> bool:
     """Resource quantities come back canonical ("1000m" -> "1"): compare their values."""
     if ".resources." not in f".{path}" or not isinstance(actual, str | int | float):
         return False
-    a, b = _quantity(desired), _quantity(actual)
+    a, b = quantity_or_none(desired), quantity_or_none(actual)
     return a is not None and a == b
-
-
-def _quantity(value: Any) -> Decimal | None:
-    match = _QUANTITY.match(str(value))
-    if not match:
-        return None
-    try:
-        return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
-    except InvalidOperation:
-        return None
 
 
 def _variant(body: Mapping[str, Any]) -> str:

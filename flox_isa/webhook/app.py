@@ -63,6 +63,20 @@ class FleetSource(Protocol):
         """The current index; None until the first full list of nodes."""
 
 
+class GateSignal(Protocol):
+    """Whether the placement controller is alive (late binding on), see `kube.heartbeat`."""
+
+    def alive(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NoPlacement:
+    """Late binding off: pods are pinned at admission."""
+
+    def alive(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class StaticFleet:
     """A fixed inventory (tests, benchmarks)."""
@@ -98,7 +112,9 @@ class WebhookState:
     nodes: FleetSource
     own_namespace: str = ""
     metrics: Metrics = field(default_factory=Metrics)
+    placement: GateSignal = field(default_factory=NoPlacement)
     _offers: OfferIndex | None = None
+    _gating: bool = False
     # Answers per decision or body key, valid for `_offers` only: dropped when the fleet
     # changes.
     _answers: dict[Hashable, Answer] = field(default_factory=dict)
@@ -108,6 +124,10 @@ class WebhookState:
         fleet = self.nodes.fleet()
         if fleet is None:
             return None
+        gating = self.placement.alive()
+        if gating != self._gating:  # remembered answers gated, or pinned: both now wrong
+            self._gating, self._answers = gating, {}
+            self.metrics.late_binding.set(int(gating))
         if self._offers is None or self._offers.fleet is not fleet:
             self._offers = OfferIndex(fleet, self.catalog)
             self._answers = {}
@@ -130,6 +150,11 @@ class WebhookState:
 
     def ready(self) -> bool:
         return self.nodes.fleet() is not None
+
+    @property
+    def gating(self) -> bool:
+        """Late binding as of the last `offers()` (the answers in memory agree with it)."""
+        return self._gating
 
 
 def create_app(state: WebhookState) -> ASGIApp:
@@ -223,7 +248,7 @@ def _error(message: str) -> bytes:
 
 def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[int, bytes]:
     """(HTTP status, JSON body) for one POST body; see MUTATE_PATHS for the flag."""
-    same = body_key(body, namespace_opted_in)
+    same = body_key(body, namespace_opted_in, state.gating)
     if same is not None:
         found = state.remembered(same.key)
         if found is not None:  # a body validated before, but for its uid
@@ -236,7 +261,7 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
         log.warning("malformed AdmissionReview", extra={"fields": {"error": message}})
         return 400, _error(message)
     request = review.request
-    key = request_key(request, namespace_opted_in)
+    key = request_key(request, namespace_opted_in, state.gating)
     found = state.remembered(key)
     remembered = found is not None
     if found is None:
@@ -251,11 +276,11 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
 
 @dataclass(frozen=True, slots=True)
 class BodyKey:
-    key: tuple[str, bool, int, bytes]
+    key: tuple[str, bool, bool, int, bytes]
     uid: str
 
 
-def body_key(body: bytes, namespace_opted_in: bool) -> BodyKey | None:
+def body_key(body: bytes, namespace_opted_in: bool, gating: bool = False) -> BodyKey | None:
     """A digest of the body without its first uid, and that uid.
 
     The pods of one ReplicaSet reach admission before they are named, so their
@@ -273,7 +298,8 @@ def body_key(body: bytes, namespace_opted_in: bool) -> BodyKey | None:
     view = memoryview(body)
     digest = hashlib.sha256(view[:start])
     digest.update(view[end:])
-    return BodyKey(("body", namespace_opted_in, start, digest.digest()), match.group(1).decode())
+    key = ("body", namespace_opted_in, gating, start, digest.digest())
+    return BodyKey(key, match.group(1).decode())
 
 
 def reply(
@@ -298,12 +324,15 @@ def log_level(decision: Decision, remembered: bool) -> int:
     return logging.INFO
 
 
-def request_key(request: AdmissionRequest, namespace_opted_in: bool) -> DecisionKey | None:
+def request_key(
+    request: AdmissionRequest, namespace_opted_in: bool, gating: bool = False
+) -> DecisionKey | None:
     """The decision key of a pod CREATE (None for anything else: not remembered)."""
     if not request.is_pod_create or request.object is None:
         return None
     pod = request.object
-    return decision_key(pod, request.namespace or pod.metadata.namespace or "", namespace_opted_in)
+    namespace = request.namespace or pod.metadata.namespace or ""
+    return decision_key(pod, namespace, namespace_opted_in, gating)
 
 
 def decide_request(
@@ -314,7 +343,7 @@ def decide_request(
     pod = request.object
     namespace = request.namespace or pod.metadata.namespace or ""
     try:
-        ctx = Context(state.catalog, state.offers(), state.own_namespace)
+        ctx = Context(state.catalog, state.offers(), state.own_namespace, state.gating)
         return decide(pod, namespace, namespace_opted_in, ctx)
     except Exception:  # a bug must not become an HTTP 500 nor let a pod through unguarded
         log.exception("decision failed", extra={"fields": {"uid": request.uid}})

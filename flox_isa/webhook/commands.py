@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flox_isa.files import InputError, load_catalog, read_yaml
+from flox_isa.isa import names
 
 EXIT_DENIED = 1
 DEFAULT_PORT = 8443
@@ -41,6 +42,26 @@ def register(commands: Any) -> None:
         help="the webhook's own namespace, whose pods are never touched (default: $POD_NAMESPACE)",
     )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    parser.add_argument(
+        "--late-binding",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gate auto-mode pods for the placement controller while its Lease"
+        f" {names.PLACEMENT_LEASE} is renewed; otherwise (or with --no-late-binding) pin them"
+        " at admission (default: on)",
+    )
+    parser.add_argument(
+        "--placement-lease-namespace",
+        metavar="NS",
+        help="namespace of the placement controller's Lease (default: --namespace)",
+    )
+    parser.add_argument(
+        "--placement-lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="stop gating when the Lease has not changed for this long (default 15)",
+    )
     parser.set_defaults(handler=run_webhook)
 
 
@@ -63,17 +84,43 @@ def run_webhook(args: argparse.Namespace) -> int:
             resource, reason
         ).inc(),
     )
+    watcher = _placement_watcher(args)
     state = app.WebhookState(catalog, inventory.nodes, args.namespace, webhook_metrics)
+    if watcher is not None:
+        state.placement = watcher
     config, tls = serve.server_config(
         app.create_app(state), args.host, args.port, args.tls_cert, args.tls_key
     )
     reloader = serve.CertReloader(tls, args.tls_cert, args.tls_key, webhook_metrics.tls_reloads.inc)
     inventory.start()
+    if watcher is not None:
+        watcher.start()
     try:
         serve.serve(config, reloader)
     finally:
         inventory.stop()
+        if watcher is not None:
+            watcher.stop()
     return 0
+
+
+def _placement_watcher(args: argparse.Namespace) -> Any:
+    """The placement Lease poller (a `kube.heartbeat.LeaseWatcher`), None if late binding is off."""
+    from flox_isa.kube.config import api_client  # noqa: PLC0415 - heavy, command-only
+    from flox_isa.kube.heartbeat import LeaseWatcher, lease_reader  # noqa: PLC0415
+
+    if not args.late_binding:
+        return None
+    if args.placement_lease_duration <= 0:
+        raise InputError("--placement-lease-duration must be > 0 seconds")
+    namespace = args.placement_lease_namespace or args.namespace
+    if not namespace:
+        raise InputError(
+            "--late-binding needs the placement Lease's namespace: give --namespace or"
+            " --placement-lease-namespace (or --no-late-binding)"
+        )
+    read = lease_reader(api_client(args.kubeconfig), namespace, names.PLACEMENT_LEASE)
+    return LeaseWatcher(read, args.placement_lease_duration)
 
 
 def register_explain_pod(targets: Any) -> None:

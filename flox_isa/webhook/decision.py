@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from flox_isa.isa import names
-from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Variant, Workload
+from flox_isa.isa.catalog import Catalog, Variant, Workload
 from flox_isa.isa.contract import (
     ENVIRONMENT_EXAMPLE,
     ENVIRONMENT_GRAMMAR,
@@ -24,9 +24,10 @@ from flox_isa.isa.contract import (
     required_labels,
     variant_environment,
 )
+from flox_isa.isa.inputs import InvalidInputError, parse_variants, parse_workload
 from flox_isa.isa.offer import Offer, OfferIndex
+from flox_isa.isa.placement import parse_when_full, ranked_candidates
 from flox_isa.isa.scheduling import matches_required_affinity
-from flox_isa.isa.selection import rank_key
 from flox_isa.webhook.models import Pod
 
 Outcome = Literal["patched", "unchanged", "skipped", "denied"]
@@ -70,10 +71,9 @@ class Context:
     catalog: Catalog
     offers: OfferIndex | None  # None until the node inventory has been listed once
     own_namespace: str = ""
-
-
-class InvalidInputError(ValueError):
-    """A pod input the webhook cannot act on; the message lists what is allowed."""
+    # Late binding: gate auto-mode pods for the placement controller (only while it is
+    # alive; see `kube.heartbeat`) instead of pinning them at admission.
+    late_binding: bool = False
 
 
 class ConflictError(ValueError):
@@ -134,10 +134,14 @@ READ_ANNOTATIONS: Final = (
     names.VARIANTS_ANNOTATION,
     names.BASE_ENVIRONMENT_ANNOTATION,
     names.REASON_ANNOTATION,
+    names.PLACEMENT_ANNOTATION,
+    names.WHEN_FULL_ANNOTATION,
 )
 
 
-def decision_key(pod: Pod, namespace: str, namespace_opted_in: bool) -> DecisionKey:
+def decision_key(
+    pod: Pod, namespace: str, namespace_opted_in: bool, late_binding: bool = False
+) -> DecisionKey:
     """Everything `decide` reads besides its Context, as one hashable value.
 
     Equal keys under the same Context get equal decisions: the pods of one
@@ -153,6 +157,8 @@ def decision_key(pod: Pod, namespace: str, namespace_opted_in: bool) -> Decision
         tuple((owner.kind, owner.controller) for owner in meta.owner_references or ()),
         spec.node_name,
         pod.constraints_key(),
+        pod.gates(),
+        late_binding,
     )
 
 
@@ -225,38 +231,6 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
             f" {names.VARIANTS_ANNOTATION}: {_names(allowed)}"
         )
     return Inputs(environment, workload, allowed, guard_variant, source)
-
-
-def parse_workload(text: str | None) -> Workload:
-    if text is None:
-        return DEFAULT_WORKLOAD
-    stripped = text.strip()
-    for workload in WORKLOADS:
-        if stripped == workload:
-            return workload
-    raise InvalidInputError(
-        f"annotation {names.WORKLOAD_ANNOTATION}: unknown workload {text!r};"
-        f" allowed: {', '.join(WORKLOADS)} (default {DEFAULT_WORKLOAD})"
-    )
-
-
-def parse_variants(text: str | None, catalog: Catalog) -> tuple[Variant, ...]:
-    """The allowed variants, in catalog order; the whole catalog when not given."""
-    if text is None:
-        return catalog.variants
-    requested = [part.strip() for part in text.split(",") if part.strip()]
-    where = f"annotation {names.VARIANTS_ANNOTATION}"
-    if not requested:
-        raise InvalidInputError(
-            f"{where} is empty; give a comma list of variants from: {', '.join(catalog.names)}"
-        )
-    unknown = [name for name in requested if catalog.get(name) is None]
-    if unknown:
-        raise InvalidInputError(
-            f"{where}: unknown variant(s) {', '.join(map(repr, unknown))};"
-            f" allowed: {', '.join(catalog.names)}"
-        )
-    return tuple(v for v in catalog.variants if v.name in requested)
 
 
 def check_environment(environment: str) -> None:
@@ -378,7 +352,12 @@ def _constrained_keys(terms: Sequence[Mapping[str, Any]], needed: Mapping[str, s
 
 
 def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
-    """Pick the best allowed variant some eligible node offers, and patch the pod to it."""
+    """Pick the best allowed variant some eligible node offers, and patch the pod to it
+    (or, with late binding, gate it for the placement controller)."""
+    annotations = pod.metadata.annotations or {}
+    parse_when_full(annotations.get(names.WHEN_FULL_ANNOTATION))  # a bad value is denied
+    if names.PLACEMENT_GATE in pod.gates():  # reinvoked, or gated at creation: ours to place
+        return Decision(True, "unchanged", "gated", "gated: the placement controller places it")
     if ctx.offers is None:
         return _deny(
             "inventory-not-ready",
@@ -389,10 +368,11 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
     if environment is None:  # unreachable: without an environment the pod is in guard mode
         raise InvalidInputError(f"annotation {names.ENVIRONMENT_ANNOTATION} is missing")
     offer = offer_of(pod, ctx.offers)
-    candidates = [v for v in inputs.allowed if offer.offers(v)]
+    ranked = ranked_candidates(inputs.allowed, offer, inputs.workload)
     warnings: tuple[str, ...] = ()
-    if candidates:
-        ranked = sorted(candidates, key=lambda v: rank_key(v, inputs.workload))
+    if ranked and late_binding_applies(pod, ctx):
+        return gate(pod, ranked, inputs.workload)
+    if ranked:
         variant, reason = ranked[0], "auto"
         message = auto_message(ranked, inputs.workload, offer)
     else:
@@ -408,6 +388,31 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
         )
     ops = auto_ops(pod, environment, variant, message)
     return Decision(True, "patched", reason, message, tuple(ops), warnings, variant.name)
+
+
+def late_binding_applies(pod: Pod, ctx: Context) -> bool:
+    """Gate unless late binding is off or the pod opts out (`isa.flox.dev/placement`)."""
+    annotations = pod.metadata.annotations or {}
+    opt_out = annotations.get(names.PLACEMENT_ANNOTATION) == names.PLACEMENT_ADMISSION
+    return ctx.late_binding and not opt_out
+
+
+def gate(pod: Pod, ranked: Sequence[Variant], workload: Workload) -> Decision:
+    """Add the placement gate: the controller picks the variant with room before scheduling."""
+    gate_entry = {"name": names.PLACEMENT_GATE}
+    if pod.spec.scheduling_gates:
+        ops: list[JsonPatchOp] = [
+            {"op": "add", "path": "/spec/schedulingGates/-", "value": gate_entry}
+        ]
+    else:
+        ops = [{"op": "add", "path": "/spec/schedulingGates", "value": [gate_entry]}]
+    message = (
+        f"gated: {workload}: the placement controller pins the best of"
+        f" {_names(ranked)} with room just before scheduling ({ranked[0].name} if it has room)"
+    )
+    ops += map_ops("/metadata/annotations", pod.metadata.annotations,
+                   {names.REASON_ANNOTATION: message})  # fmt: skip
+    return Decision(True, "patched", "gated", message, tuple(ops))
 
 
 def offer_of(pod: Pod, offers: OfferIndex) -> Offer:

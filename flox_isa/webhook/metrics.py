@@ -49,6 +49,12 @@ class Metrics:
             "Distinct node groups (features, labels, taints, readiness) in the inventory.",
             registry=self.registry,
         )
+        self.late_binding = Gauge(
+            "flox_isa_webhook_late_binding",
+            "1 while pods are gated for the placement controller (its Lease is renewed),"
+            " 0 while they are pinned at admission.",
+            registry=self.registry,
+        )
         self.watch_restarts = Counter(
             "flox_isa_inventory_watch_restarts",
             "Node watch restarts by reason (expired, gone, error).",

@@ -68,8 +68,13 @@ class Toleration(_Model):
     effect: str | None = None
 
 
+class SchedulingGate(_Model):
+    name: str
+
+
 class PodSpec(_Model):
     node_name: str | None = Field(None, alias="nodeName")
+    scheduling_gates: list[SchedulingGate] | None = Field(None, alias="schedulingGates")
     node_selector: dict[str, str] | None = Field(None, alias="nodeSelector")
     affinity: Affinity | None = None
     tolerations: list[Toleration] | None = None
@@ -78,6 +83,9 @@ class PodSpec(_Model):
 class Pod(_Model):
     metadata: ObjectMeta = ObjectMeta()
     spec: PodSpec = PodSpec()
+
+    def gates(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.spec.scheduling_gates or ())
 
     def constraints_key(self) -> Hashable:
         """What eligibility depends on (nodeSelector, required node affinity, tolerations).
