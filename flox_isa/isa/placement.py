@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Variant, Workload
+from flox_isa.isa.contract import required_labels, variant_environment
 from flox_isa.isa.inputs import InvalidInputError
 from flox_isa.isa.offer import Offer
 from flox_isa.isa.selection import rank_key
@@ -132,3 +133,43 @@ def as_admission(ranked: Sequence[Variant]) -> Placement:
 def spill_summary(placements: Mapping[str, int]) -> str:
     """`avx512vnni->avx2=20`: spills counted per (from, to), for Events and logs."""
     return ", ".join(f"{k}={v}" for k, v in sorted(placements.items()))
+
+
+def ungated(
+    pod: Mapping[str, Any], placement: Placement, environment: str, workload: Workload
+) -> dict[str, Any]:
+    """The pod's update: pinned to the placement's variant, our gate removed (one write).
+
+    Only what a gated pod may change: nodeSelector entries added (never changed),
+    labels and annotations; other gates are kept. Never affinity. The resourceVersion
+    read stays in the body: the API server refuses the update if the pod changed since.
+    """
+    variant = placement.variant
+    metadata = dict(pod.get("metadata") or {})
+    spec = dict(pod.get("spec") or {})
+    gates = [g for g in spec.get("schedulingGates") or () if g.get("name") != names.PLACEMENT_GATE]
+    if gates:
+        spec["schedulingGates"] = gates
+    else:
+        spec.pop("schedulingGates", None)
+    selector = dict(spec.get("nodeSelector") or {})
+    for key, value in required_labels(variant).items():
+        selector.setdefault(key, value)
+    spec["nodeSelector"] = selector
+    metadata["labels"] = {**(metadata.get("labels") or {}), names.VARIANT_LABEL: variant.name}
+    annotations = {
+        **(metadata.get("annotations") or {}),
+        names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant),
+        names.BASE_ENVIRONMENT_ANNOTATION: environment,
+        names.REASON_ANNOTATION: placement.message(workload),
+        names.POD_DELETION_COST_ANNOTATION: str(placement.deletion_cost),
+    }
+    if placement.spilled_from:
+        annotations[names.SPILLED_FROM_ANNOTATION] = ",".join(placement.spilled_from)
+    metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def placement_gates(pod: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of a pod's scheduling gates."""
+    return tuple(str(g.get("name")) for g in (pod.get("spec") or {}).get("schedulingGates") or ())

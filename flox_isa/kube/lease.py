@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
@@ -32,6 +32,7 @@ class LeaseConfig:
     duration: float = 15.0
     renew_deadline: float = 10.0
     retry: float = 2.0
+    annotations: Mapping[str, str] = field(default_factory=dict)  # kept on the Lease
 
 
 def now_utc() -> dt.datetime:
@@ -95,6 +96,10 @@ class LeaderElector:
         if not can_take(spec, self.config.identity, now):
             return False
         lease["spec"] = taken_spec(spec, self.config, now)
+        if self.config.annotations:
+            metadata = lease.setdefault("metadata", {})
+            metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                                       **self.config.annotations}  # fmt: skip
         try:
             await self.api.put(self._path, lease)
         except ApiError as exc:
@@ -107,7 +112,11 @@ class LeaderElector:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": self.config.name, "namespace": self.config.namespace},
+            "metadata": {
+                "name": self.config.name,
+                "namespace": self.config.namespace,
+                "annotations": dict(self.config.annotations),
+            },
             "spec": taken_spec({}, self.config, now),
         }
         try:

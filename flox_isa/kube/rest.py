@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -127,6 +127,23 @@ class Rest:
             if response.status >= 400:
                 raise _error(response.status, response.reason or "", text)
             return json.loads(text) if text else {}
+
+    async def watch(
+        self, path: str, params: Mapping[str, str], timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch (`watch=true` is added), one dict per line, until it ends."""
+        if self._session is None:
+            raise RuntimeError("Rest is used outside `async with`")
+        query = {**params, "watch": "true", "timeoutSeconds": str(round(timeout))}
+        limit = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30)
+        async with self._session.get(
+            path.lstrip("/"), params=query, headers={"Accept": JSON}, timeout=limit
+        ) as response:
+            if response.status >= 400:
+                raise _error(response.status, response.reason or "", await response.text())
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params=params)

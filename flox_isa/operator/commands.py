@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from flox_isa.isa import names
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WHEN_FULL
+
 
 def register(commands: Any) -> None:
     """Add `flox-isa operator` and `flox-isa crd` to the parser."""
@@ -50,6 +53,32 @@ def register(commands: Any) -> None:
     operator.add_argument(
         "--workers", type=_at_least_one, metavar="N", help="concurrent reconciles (default: 16)"
     )
+    placement = operator.add_argument_group("capacity-aware placement (late binding)")
+    placement.add_argument(
+        "--placement", action=argparse.BooleanOptionalAction, default=True,
+        help="run the placement controller: gated pods get the best allowed variant with"
+        " room, and its Lease tells the webhook to gate (default: on)",
+    )  # fmt: skip
+    placement.add_argument(
+        "--when-full", choices=WHEN_FULL, default=DEFAULT_WHEN_FULL,
+        help="when the best variant has no room: next-best (spill) or wait (pin the best"
+        " growable variant, Unschedulable, for an autoscaler); pods may override it with"
+        f" the {names.WHEN_FULL_ANNOTATION} annotation (default: {DEFAULT_WHEN_FULL})",
+    )  # fmt: skip
+    placement.add_argument(
+        "--growable-variants", metavar="A,B", type=_names,
+        help="variants whose node pools an autoscaler can grow (default: all)",
+    )  # fmt: skip
+    placement.add_argument(
+        "--max-gate-age", type=_positive, default=120.0, metavar="SECONDS",
+        help="gated pods older than this are placed as admission would, room unseen"
+        " (default 120)",
+    )  # fmt: skip
+    placement.add_argument(
+        "--placement-lease-duration", type=_positive, default=15.0, metavar="SECONDS",
+        help="the webhook stops gating when the placement Lease is not renewed for this"
+        " long; keep it equal to the webhook's (default 15)",
+    )  # fmt: skip
     operator.set_defaults(handler=_operator)
 
     crd = commands.add_parser(
@@ -70,13 +99,37 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _names(text: str) -> frozenset[str]:
+    found = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not found:
+        raise argparse.ArgumentTypeError("expected a comma list of variant names")
+    return found
+
+
 def _operator(args: argparse.Namespace) -> int:
-    from flox_isa.files import load_catalog  # noqa: PLC0415 - keep `flox-isa --help` fast
+    from flox_isa.files import InputError, load_catalog  # noqa: PLC0415 - keep --help fast
     from flox_isa.operator.run import Options, run  # noqa: PLC0415 - imports kopf, aiohttp
 
+    catalog = load_catalog(args.catalog)
+    unknown = sorted((args.growable_variants or frozenset()) - set(catalog.names))
+    if unknown:
+        raise InputError(
+            f"--growable-variants: unknown variant(s) {', '.join(unknown)};"
+            f" allowed: {', '.join(catalog.names)}"
+        )
     return run(
         Options(
-            catalog=load_catalog(args.catalog),
+            catalog=catalog,
             kubeconfig=args.kubeconfig,
             namespaces=args.namespaces,
             health_port=args.health_port,
@@ -85,6 +138,11 @@ def _operator(args: argparse.Namespace) -> int:
             lease_namespace=args.lease_namespace,
             lease_duration=args.lease_duration,
             workers=args.workers,
+            placement=args.placement,
+            when_full=args.when_full,
+            growable=args.growable_variants,
+            max_gate_age=args.max_gate_age,
+            placement_lease_duration=args.placement_lease_duration,
         )
     )
 

@@ -27,6 +27,7 @@ from flox_isa.isa.planning import eligible_groups
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, Create, Delete, describe, owned_by
+from flox_isa.operator.events import event_body, events_path
 from flox_isa.operator.reconcile import (
     APPLY_FAILED,
     Decision,
@@ -45,12 +46,6 @@ NOT_FOUND: Final = 404
 # taken over (with a GET per name the window was one round trip).
 LISTED_FRESH_SECONDS: Final = 1.0
 LISTED_NAMESPACES_KEPT: Final = 256
-
-
-class Store(Protocol):
-    """A kopf index store: the values one key holds."""
-
-    def __iter__(self) -> Any: ...
 
 
 class IndexView(Protocol):
@@ -367,29 +362,16 @@ class Controller:
         """Post an Event; `after` seconds late when it must not compete with a burst of writes."""
         stamp = _now()
         await asyncio.sleep(after)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{owner.name}.", "namespace": owner.namespace},
-            "involvedObject": {
-                "apiVersion": models.API_VERSION,
-                "kind": models.KIND,
-                "name": owner.name,
-                "namespace": owner.namespace,
-                "uid": owner.uid,
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": f"{names.GROUP}/{FIELD_MANAGER}",
-            "reportingInstance": self.settings.identity[:128],
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
+        involved = {
+            "apiVersion": models.API_VERSION,
+            "kind": models.KIND,
+            "name": owner.name,
+            "namespace": owner.namespace,
+            "uid": owner.uid,
         }
+        body = event_body(involved, kind, reason, message, self.settings.identity, stamp=stamp)
         try:
-            await self.api.post(f"/api/v1/namespaces/{owner.namespace}/events", body)
+            await self.api.post(events_path(owner.namespace), body)
         except REQUEST_ERRORS as exc:
             log.warning("could not post event %s: %s", reason, exc)
 

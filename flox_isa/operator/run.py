@@ -24,16 +24,19 @@ from typing import Any, Final
 import kopf
 from aiohttp import web
 from kubernetes import client
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flox_isa import logs
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WhenFull
 from flox_isa.kube.config import api_client
 from flox_isa.kube.inventory import NodeInventory, Reflector
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import Rest, load_connection
 from flox_isa.operator.controller import Controller, Settings
 from flox_isa.operator.handlers import build_registry, operator_settings
+from flox_isa.operator.placement import PlacementController, PlacementSettings
 
 log = logging.getLogger("flox_isa.operator")
 
@@ -59,6 +62,11 @@ class Options:
     lease_duration: float = 15.0
     identity: str = field(default_factory=default_identity)
     workers: int | None = None  # None: Settings' default
+    placement: bool = True
+    when_full: WhenFull = DEFAULT_WHEN_FULL
+    growable: frozenset[str] | None = None
+    max_gate_age: float = 120.0
+    placement_lease_duration: float = 15.0
 
 
 def default_lease_namespace() -> str:
@@ -105,21 +113,44 @@ async def _main(options: Options) -> int:
                 settings.workers = options.workers
             controller = Controller(settings, api)
             state["controller"] = controller
-            return await _lead(options, connection, controller, elector, stopping)
+            placement = _placement(options, api, elector.config.namespace)
+            state["placement"] = placement
+            return await _lead(
+                options, connection, controller=controller, placement=placement,
+                elector=elector, stopping=stopping,
+            )  # fmt: skip
         finally:
             if health is not None:
                 await health.cleanup()
 
 
+def _placement(options: Options, api: Rest, namespace: str) -> PlacementController | None:
+    if not options.placement:
+        return None
+    settings = PlacementSettings(
+        options.catalog,
+        lease_namespace=namespace,
+        identity=options.identity,
+        when_full=options.when_full,
+        growable=options.growable,
+        max_gate_age=options.max_gate_age,
+        lease_duration=options.placement_lease_duration,
+    )
+    return PlacementController(settings, api)
+
+
 async def _lead(
     options: Options,
     connection: Any,
+    *,
     controller: Controller,
+    placement: PlacementController | None,
     elector: LeaderElector,
     stopping: asyncio.Event,
 ) -> int:
     """Run kopf until a signal, kopf's own exit, or the loss of the Lease."""
-    nodes = _watch_nodes(options.kubeconfig, controller)
+    nodes = _watch_nodes(options.kubeconfig, controller, placement)
+    placing = asyncio.create_task(placement.run()) if placement else None
     kopf_stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
@@ -139,6 +170,10 @@ async def _lead(
         {operator, holding, signalled}, return_when=asyncio.FIRST_COMPLETED
     )
     kopf_stop.set()
+    if placing is not None:
+        placing.cancel()  # releases the placement Lease: the webhook stops gating
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await placing
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(operator, timeout=10)
     for task in (holding, signalled):
@@ -151,12 +186,16 @@ async def _lead(
     return 0
 
 
-def _watch_nodes(kubeconfig: str | None, controller: Controller) -> Reflector:
+def _watch_nodes(
+    kubeconfig: str | None, controller: Controller, placement: PlacementController | None
+) -> Reflector:
     """The node inventory's list+watch thread, publishing fleet snapshots into our loop."""
     loop = asyncio.get_running_loop()
 
     def publish(fleet: FleetIndex) -> None:
         loop.call_soon_threadsafe(controller.fleet_changed, fleet)
+        if placement is not None:
+            loop.call_soon_threadsafe(placement.fleet_changed, fleet)
 
     reflector = Reflector(
         "nodes", client.CoreV1Api(api_client(kubeconfig)).list_node, NodeInventory(publish)
@@ -196,10 +235,25 @@ async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | Non
                 "nodes": controller.fleet.node_count,
                 "queue": len(controller.queue) if controller.queue is not None else 0,
             }
+        placement = state.get("placement")
+        if placement is not None:
+            body["placement"] = {
+                "gated": len(placement.gated),
+                "placed": placement.stats.placed,
+                "byReason": placement.stats.by_reason,
+                "conflicts": placement.stats.conflicts,
+                "healthy": placement.healthy(),
+            }
         return web.json_response(body)
+
+    async def metrics(_: web.Request) -> web.Response:
+        placement = state.get("placement")
+        payload = generate_latest(placement.metrics.registry) if placement else b""
+        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()  # probes come from the kubelet

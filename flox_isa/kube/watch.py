@@ -1,0 +1,101 @@
+"""List then watch one kind over `Rest` (asyncio): the operator's single API client.
+
+Lists page by page (`limit`/`continue`), hands the whole list to `on_list`, then
+watches from the list's resourceVersion with bookmarks; an expired watch resumes from
+the last version seen, 410 GoneError lists again, errors retry after a pause. Objects are
+plain JSON dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
+
+log = logging.getLogger("flox_isa.watch")
+
+GONE: Final = 410
+PAGE_SIZE: Final = 500
+WATCH_SECONDS: Final = 300.0
+RETRY_SECONDS: Final = 2.0
+
+
+class GoneError(Exception):
+    """The watch's resourceVersion is too old: list again."""
+
+
+class ListWatch:
+    """`await run()` forever; `synced` is set once the first list has been handed over."""
+
+    def __init__(
+        self,
+        api: Rest,
+        path: str,
+        on_list: Callable[[list[dict[str, Any]]], None],
+        on_event: Callable[[str, dict[str, Any]], None],
+        *,
+        params: dict[str, str] | None = None,
+        page_size: int = PAGE_SIZE,
+        watch_seconds: float = WATCH_SECONDS,
+    ) -> None:
+        self.api = api
+        self.path = path
+        self._on_list = on_list
+        self._on_event = on_event
+        self._params = params or {}
+        self._page_size = page_size
+        self._watch_seconds = watch_seconds
+        self.synced = asyncio.Event()
+        self.restarts = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                version = await self._list()
+                while True:
+                    version = await self._watch(version)
+            except GoneError:
+                self.restarts += 1
+            except REQUEST_ERRORS as exc:
+                self.restarts += 1
+                log.warning("list/watch failed; retrying", extra={"path": self.path,
+                                                                   "error": str(exc)})  # fmt: skip
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _list(self) -> str:
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {**self._params, "limit": str(self._page_size)}
+            if token:
+                params["continue"] = token
+            page = await self.api.get(self.path, params)
+            items += page.get("items") or []
+            metadata = page.get("metadata") or {}
+            token = str(metadata.get("continue") or "")
+            if not token:
+                break
+        self._on_list(items)
+        self.synced.set()
+        return str(metadata.get("resourceVersion") or "")
+
+    async def _watch(self, version: str) -> str:
+        params = {**self._params, "resourceVersion": version, "allowWatchBookmarks": "true"}
+        try:
+            async for event in self.api.watch(self.path, params, self._watch_seconds):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == GONE:
+                        raise GoneError()
+                    raise ApiError(int(obj.get("code") or 500), "watch", str(obj.get("message")))
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self._on_event(str(kind), obj)
+        except ApiError as exc:
+            if exc.status == GONE:
+                raise GoneError() from None
+            raise
+        return version

@@ -1,0 +1,528 @@
+"""The placement controller: each gated pod gets the best allowed variant that has room.
+
+Its own loop in the operator process (leader only), on the operator's API client
+(`Rest`): one pod list+watch over every namespace feeds the capacity ledger
+(`isa.capacity`) and the pods gated by us; the node inventory feeds the fleet. Pods
+whose only gate left is ours are placed in order of priority, then age: for each,
+`isa.placement.place` picks the variant, its room is reserved at once (client-go's
+"expectations": written, not yet seen), and one PUT with the read resourceVersion
+pins the pod and removes the gate. A refused write releases the reservation; the
+watch brings the pod's new version back. After a relist (a new leader) the ledger is
+rebuilt from the API alone: ungated, unbound pinned pods are reserved again.
+
+The Lease `flox-isa-placement` is renewed by this loop only while its caches are
+synced and it makes progress: the webhook gates pods only while it sees that
+(`kube.heartbeat`), so a stopped controller never leaves new pods gated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from flox_isa.isa import names
+from flox_isa.isa.capacity import Ledger, Resources, effective_request
+from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.contract import is_environment
+from flox_isa.isa.inputs import InvalidInputError, parse_variants, parse_workload
+from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex
+from flox_isa.isa.placement import (
+    DEFAULT_WHEN_FULL,
+    Placement,
+    RoomProbe,
+    WhenFull,
+    as_admission,
+    parse_when_full,
+    place,
+    placement_gates,
+    ranked_candidates,
+    ungated,
+)
+from flox_isa.kube.lease import LeaderElector, LeaseConfig
+from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
+from flox_isa.kube.watch import ListWatch
+from flox_isa.operator.events import event_body, events_path
+
+log = logging.getLogger("flox_isa.placement")
+
+DONE_PHASES: Final = frozenset({"Succeeded", "Failed"})
+RETRY_SECONDS: Final = 2.0
+IDLE_WAKE_SECONDS: Final = 1.0
+
+
+@dataclass
+class PlacementSettings:
+    catalog: Catalog
+    lease_namespace: str
+    identity: str
+    when_full: WhenFull = DEFAULT_WHEN_FULL
+    growable: frozenset[str] | None = None  # None: every variant's pool can grow
+    max_gate_age: float = 120.0  # older gated pods are placed as admission would
+    lease_duration: float = 15.0
+    progress_timeout: float = 30.0  # no placement for this long while pods wait: stop renewing
+    write_concurrency: int = 16
+    event_flush: float = 5.0  # spill Events are aggregated per owner over this window
+
+
+@dataclass
+class PlacementMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.gated = Gauge(
+            "flox_isa_placement_gated_pods",
+            "Pods gated by flox-isa, waiting for placement.",
+            registry=self.registry,
+        )
+        self.placements = Counter(
+            "flox_isa_placement_placements",
+            "Pods placed, by variant, reason (room, spill, wait, full, timeout), spilled from.",
+            ["variant", "reason", "spilled_from"],
+            registry=self.registry,
+        )
+        self.conflicts = Counter(
+            "flox_isa_placement_write_conflicts",
+            "Placement writes refused because the pod changed since it was read.",
+            registry=self.registry,
+        )
+        self.gate_seconds = Histogram(
+            "flox_isa_placement_gate_seconds",
+            "Pod creation to ungate.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+
+
+@dataclass
+class Stats:
+    placed: int = 0
+    writes: int = 0
+    conflicts: int = 0
+    failures: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """One pod's placement, ready to write."""
+
+    pod: Mapping[str, Any]
+    placement: Placement
+    body: dict[str, Any]
+    workload: Workload
+
+
+def uid_of(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")
+
+
+def unschedulable(pod: Mapping[str, Any]) -> bool:
+    """The scheduler tried and found no node (PodScheduled=False, Unschedulable)."""
+    return any(
+        c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+        for c in (pod.get("status") or {}).get("conditions") or ()
+    )
+
+
+def created_at(pod: Mapping[str, Any]) -> dt.datetime:
+    text = (pod.get("metadata") or {}).get("creationTimestamp")
+    if not text:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def placement_order(pod: Mapping[str, Any]) -> tuple[int, str, str]:
+    """Higher priority first, then older, then by name (deterministic)."""
+    metadata = pod.get("metadata") or {}
+    priority = int((pod.get("spec") or {}).get("priority") or 0)
+    return (-priority, str(metadata.get("creationTimestamp") or ""), str(metadata.get("name")))
+
+
+def owner_of(pod: Mapping[str, Any]) -> dict[str, str]:
+    """What an Event about this pod's placement is about: its controller, else the pod."""
+    metadata = pod.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "")
+    for ref in metadata.get("ownerReferences") or ():
+        if ref.get("controller"):
+            return {"apiVersion": str(ref.get("apiVersion")), "kind": str(ref.get("kind")),
+                    "name": str(ref.get("name")), "namespace": namespace,
+                    "uid": str(ref.get("uid"))}  # fmt: skip
+    return {"apiVersion": "v1", "kind": "Pod", "name": str(metadata.get("name")),
+            "namespace": namespace, "uid": uid_of(pod)}  # fmt: skip
+
+
+class PlacementController:
+    def __init__(self, settings: PlacementSettings, api: Rest) -> None:
+        self.settings = settings
+        self.api = api
+        self.metrics = PlacementMetrics()
+        self.stats = Stats()
+        self.fleet = FleetIndex()
+        self.fleet_listed = asyncio.Event()
+        self.ledger = Ledger()
+        self.gated: dict[str, Mapping[str, Any]] = {}  # uid -> latest body, gated by us
+        self._pinned: dict[str, Mapping[str, Any]] = {}  # unbound, pinned, room not reserved
+        self._skip: dict[str, str] = {}  # uid -> resourceVersion we cannot place (bad input)
+        self._retry_at: dict[str, float] = {}
+        self._offers: OfferIndex | None = None
+        self._allocatable: dict[str, Resources] = {}
+        self._wake = asyncio.Event()
+        self._progress = time.monotonic()
+        self._spills: dict[tuple[tuple[tuple[str, str], ...], str, str], int] = {}
+        self.pods = ListWatch(api, "/api/v1/pods", self._relisted, self._changed)
+        self.elector = LeaderElector(
+            api,
+            LeaseConfig(
+                namespace=settings.lease_namespace,
+                name=names.PLACEMENT_LEASE,
+                identity=settings.identity,
+                duration=settings.lease_duration,
+                annotations={names.PLACEMENT_PROTOCOL_ANNOTATION: names.PLACEMENT_PROTOCOL},
+            ),
+        )
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def fleet_changed(self, fleet: FleetIndex) -> None:
+        self.fleet = fleet
+        self._offers = None
+        self._allocatable = {m.name: dict(m.allocatable) for g in fleet.groups for m in g.members}
+        self.fleet_listed.set()
+        self._wake.set()
+
+    def _relisted(self, pods: list[dict[str, Any]]) -> None:
+        """A full list: rebuild everything from it (nothing in memory survives a relist)."""
+        self.ledger = Ledger()
+        self.gated.clear()
+        self._pinned.clear()
+        for pod in pods:
+            self._apply(pod)
+        self._wake.set()
+
+    def _changed(self, kind: str, pod: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self._forget(uid_of(pod))
+        else:
+            self._apply(pod)
+
+    def _forget(self, uid: str) -> None:
+        self.ledger.release(uid)
+        self.gated.pop(uid, None)
+        self._pinned.pop(uid, None)
+        self._skip.pop(uid, None)
+        self._retry_at.pop(uid, None)
+
+    def _apply(self, pod: Mapping[str, Any]) -> None:
+        """Count one pod where it counts (see `isa.capacity`)."""
+        uid = uid_of(pod)
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        if status.get("phase") in DONE_PHASES:
+            self._forget(uid)
+            return
+        try:
+            requests = effective_request(spec)
+        except ValueError as exc:  # the API server validated it: never expected
+            log.warning("pod skipped", extra={"uid": uid, "error": str(exc)})
+            return
+        if spec.get("nodeName"):
+            self.gated.pop(uid, None)
+            self._pinned.pop(uid, None)
+            self.ledger.count(uid, str(spec["nodeName"]), requests)
+            return
+        if names.PLACEMENT_GATE in placement_gates(pod):
+            self.gated[uid] = pod
+            self._wake.set()
+            return
+        self.gated.pop(uid, None)
+        nominated = status.get("nominatedNodeName")
+        if nominated:
+            priority = int(spec.get("priority") or 0)
+            self.ledger.count(uid, str(nominated), requests, "nominated", priority)
+        elif unschedulable(pod):
+            self.ledger.release(uid)  # the scheduler found no room: it holds none
+            self._pinned.pop(uid, None)
+        elif self.ledger.entry(uid) is None and self._is_pinned(pod):
+            self._pinned[uid] = pod
+
+    @staticmethod
+    def _is_pinned(pod: Mapping[str, Any]) -> bool:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        return names.VARIANT_LABEL in labels and not placement_gates(pod)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Watch, place and heartbeat until cancelled; the Lease is released on the way out."""
+        tasks = [
+            asyncio.create_task(self.pods.run()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._flush_events()),
+        ]
+        try:
+            await self.pods.synced.wait()
+            await self.fleet_listed.wait()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_SECONDS)
+                self._wake.clear()
+                await self.place_pending()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.elector.release()
+
+    def offers(self) -> OfferIndex:
+        if self._offers is None or self._offers.fleet is not self.fleet:
+            self._offers = OfferIndex(self.fleet, self.settings.catalog)
+        return self._offers
+
+    def placeable(self) -> list[Mapping[str, Any]]:
+        """Gated pods whose only gate left is ours, in placement order."""
+        now = time.monotonic()
+        ready = [
+            pod
+            for uid, pod in self.gated.items()
+            if set(placement_gates(pod)) == {names.PLACEMENT_GATE}
+            and self._skip.get(uid) != (pod.get("metadata") or {}).get("resourceVersion")
+            and self._retry_at.get(uid, 0.0) <= now
+        ]
+        return sorted(ready, key=placement_order)
+
+    async def place_pending(self) -> int:
+        """Place every placeable pod; how many writes succeeded."""
+        chosen = self.plan_batch()
+        self.metrics.gated.set(len(self.gated))
+        if not chosen:
+            if not self.placeable():
+                self._progress = time.monotonic()  # nothing waits: idle is progress
+            return 0
+        limit = asyncio.Semaphore(self.settings.write_concurrency)
+        results = await asyncio.gather(*(self._write(c, limit) for c in chosen))
+        written = sum(results)
+        if written:
+            self._progress = time.monotonic()
+        return written
+
+    def plan_batch(self) -> list[Chosen]:
+        """Choose for every placeable pod, reserving room as it goes (no I/O)."""
+        self._reserve_pinned()
+        pending = self.placeable()
+        room = RoomFinder(self.ledger, self._allocatable)
+        chosen: list[Chosen] = []
+        wall = dt.datetime.now(dt.UTC)
+        for pod in pending:
+            found = self.choose(pod, room, wall)
+            if found is None:
+                continue
+            uid = uid_of(pod)
+            if found.placement.node is not None:
+                self.ledger.reserve(uid, found.placement.node, room.demand_of(pod))
+            self.gated.pop(uid, None)
+            chosen.append(found)
+        return chosen
+
+    def choose(self, pod: Mapping[str, Any], room: RoomFinder, wall: dt.datetime) -> Chosen | None:
+        """The pod's placement, or None (left gated: said in a log line)."""
+        metadata = pod.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        uid = uid_of(pod)
+        try:
+            workload = parse_workload(annotations.get(names.WORKLOAD_ANNOTATION))
+            allowed = parse_variants(annotations.get(names.VARIANTS_ANNOTATION),
+                                     self.settings.catalog)  # fmt: skip
+            when_full = parse_when_full(annotations.get(names.WHEN_FULL_ANNOTATION),
+                                        self.settings.when_full)  # fmt: skip
+            environment = str(annotations.get(names.ENVIRONMENT_ANNOTATION) or "")
+            if not is_environment(environment):
+                raise InvalidInputError(f"{names.ENVIRONMENT_ANNOTATION} {environment!r}")
+        except InvalidInputError as exc:  # edited after admission: wait for the next edit
+            self._skip[uid] = str(metadata.get("resourceVersion") or "")
+            log.warning("gated pod cannot be placed", extra={"uid": uid, "error": str(exc)})
+            return None
+        offer = self.offers().offer(pod.get("spec") or {})
+        ranked = ranked_candidates(allowed, offer, workload)
+        if not ranked:  # no eligible node offers an allowed variant: wait for the fleet
+            return None
+        if (wall - created_at(pod)).total_seconds() > self.settings.max_gate_age:
+            placement = as_admission(ranked)
+        else:
+            placement = place(
+                ranked,
+                room.probe(pod, offer),
+                when_full,
+                self.settings.growable,
+            )
+        return Chosen(pod, placement, ungated(pod, placement, environment, workload), workload)
+
+    def _reserve_pinned(self) -> None:
+        """Reserve room for pinned, unbound pods seen without a reservation (a new leader's
+        view of its predecessor's placements); one attempt each."""
+        if not self._pinned:
+            return
+        room = RoomFinder(self.ledger, self._allocatable)
+        for uid, pod in list(self._pinned.items()):
+            del self._pinned[uid]
+            variant = self.settings.catalog.get(
+                str(((pod.get("metadata") or {}).get("labels") or {}).get(names.VARIANT_LABEL))
+            )
+            if variant is None:
+                continue
+            node = room.probe(pod, self.offers().offer(pod.get("spec") or {}))(variant)
+            if node is not None:
+                self.ledger.reserve(uid, node, room.demand_of(pod))
+
+    async def _write(self, chosen: Chosen, limit: asyncio.Semaphore) -> bool:
+        pod = chosen.pod
+        metadata = pod.get("metadata") or {}
+        uid = uid_of(pod)
+        path = f"/api/v1/namespaces/{metadata.get('namespace')}/pods/{metadata.get('name')}"
+        async with limit:
+            self.stats.writes += 1
+            try:
+                await self.api.put(path, chosen.body)
+            except ApiError as exc:
+                self.ledger.release(uid)
+                if exc.status == 409:  # changed since read: the watch brings it back
+                    self.stats.conflicts += 1
+                    self.metrics.conflicts.inc()
+                    return False
+                if exc.status == 404:
+                    return False
+                self._retry(pod, exc)
+                return False
+            except REQUEST_ERRORS as exc:
+                self.ledger.release(uid)
+                self._retry(pod, exc)
+                return False
+        self._placed(chosen)
+        return True
+
+    def _retry(self, pod: Mapping[str, Any], exc: BaseException) -> None:
+        uid = uid_of(pod)
+        self.stats.failures += 1
+        self.gated.setdefault(uid, pod)
+        self._retry_at[uid] = time.monotonic() + RETRY_SECONDS
+        log.warning("placement write failed, will retry", extra={"uid": uid, "error": str(exc)})
+
+    def _placed(self, chosen: Chosen) -> None:
+        placement = chosen.placement
+        self.stats.placed += 1
+        self.stats.by_reason[placement.reason] = self.stats.by_reason.get(placement.reason, 0) + 1
+        spilled = ",".join(placement.spilled_from)
+        self.metrics.placements.labels(placement.variant.name, placement.reason, spilled).inc()
+        age = (dt.datetime.now(dt.UTC) - created_at(chosen.pod)).total_seconds()
+        self.metrics.gate_seconds.observe(max(0.0, age))
+        if placement.reason != "room":
+            owner = tuple(sorted(owner_of(chosen.pod).items()))
+            key = (owner, placement.reason, f"{spilled or '-'}->{placement.variant.name}")
+            self._spills[key] = self._spills.get(key, 0) + 1
+        log.debug("placed", extra={"uid": uid_of(chosen.pod), "variant": placement.variant.name,
+                                   "reason": placement.reason})  # fmt: skip
+
+    # -- heartbeat and Events -------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Synced, and placing: pods that wait got a placement within the progress timeout."""
+        if not (self.pods.synced.is_set() and self.fleet_listed.is_set()):
+            return False
+        return time.monotonic() - self._progress < self.settings.progress_timeout
+
+    async def _heartbeat(self) -> None:
+        while True:
+            if self.healthy():
+                with contextlib.suppress(*REQUEST_ERRORS):
+                    await self.elector.try_take()
+            await asyncio.sleep(max(0.2, self.settings.lease_duration / 5))
+
+    async def _flush_events(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.event_flush)
+            await self.post_spill_events()
+
+    async def post_spill_events(self) -> None:
+        spills, self._spills = self._spills, {}
+        for (owner, reason, route), count in spills.items():
+            involved = dict(owner)
+            body = event_body(
+                involved,
+                "Normal" if reason == "spill" else "Warning",
+                SPILL_REASONS[reason],
+                spill_message(reason, route, count),
+                self.settings.identity,
+            )
+            try:
+                await self.api.post(events_path(involved["namespace"]), body)
+            except REQUEST_ERRORS as exc:
+                log.warning("could not post event: %s", exc)
+
+
+SPILL_REASONS: Final = {
+    "spill": "SpilledToNextBest",
+    "wait": "WaitingForRoom",
+    "full": "NoRoomAnywhere",
+    "timeout": "GateTimeout",
+}
+
+
+def spill_message(reason: str, route: str, count: int) -> str:
+    spilled, variant = route.split("->")
+    pods = f"{count} pod{'' if count == 1 else 's'}"
+    if reason == "spill":
+        return f"{pods} placed on {variant}: no room on the nodes of {spilled}"
+    if reason == "wait":
+        return f"{pods} pinned to {variant} without room (when-full: wait): Unschedulable"
+    if reason == "full":
+        return f"{pods} pinned to {variant}: no allowed variant has room anywhere"
+    return f"{pods} gated longer than the maximum gate age: placed on {variant} as admission would"
+
+
+class RoomFinder:
+    """Room probes for one batch: per (variant, demand), first fit from where the last
+    probe found room (within a batch room only shrinks, so nodes before are still full)."""
+
+    def __init__(self, ledger: Ledger, allocatable: Mapping[str, Resources]) -> None:
+        self.ledger = ledger
+        self.allocatable = allocatable
+        self._nodes: dict[tuple[int, str], list[NodeMember]] = {}
+        self._cursor: dict[tuple[int, str, tuple[tuple[str, int], ...], int], int] = {}
+        self._demand: dict[str, Resources] = {}
+
+    def demand_of(self, pod: Mapping[str, Any]) -> Resources:
+        uid = uid_of(pod)
+        if uid not in self._demand:
+            self._demand[uid] = effective_request(pod.get("spec") or {})
+        return self._demand[uid]
+
+    def probe(self, pod: Mapping[str, Any], offer: Offer) -> RoomProbe:
+        demand = self.demand_of(pod)
+        priority = int((pod.get("spec") or {}).get("priority") or 0)
+
+        def room(variant: Variant) -> str | None:
+            return self.first_fit(offer, variant, demand, priority)
+
+        return room
+
+    def first_fit(
+        self, offer: Offer, variant: Variant, demand: Resources, priority: int
+    ) -> str | None:
+        nodes = self._nodes.setdefault((id(offer), variant.name), list(offer.nodes(variant)))
+        key = (id(offer), variant.name, tuple(sorted(demand.items())), priority)
+        start = self._cursor.get(key, 0)
+        for index in range(start, len(nodes)):
+            name = nodes[index].name
+            if self.ledger.fits(name, self.allocatable.get(name, {}), demand, priority) > 0:
+                self._cursor[key] = index
+                return name
+        self._cursor[key] = len(nodes)
+        return None

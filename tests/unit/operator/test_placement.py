@@ -1,0 +1,242 @@
+"""The placement controller's decisions, without a cluster: which variant each gated pod
+gets, the room it reserves, and the update it writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flox_isa.devcluster import fleet as fleets
+from flox_isa.isa import names
+from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.nodes import node_state
+from flox_isa.isa.offer import index_nodes
+from flox_isa.isa.placement import Placement, ungated
+from flox_isa.kube.rest import Connection, Rest
+from flox_isa.operator.placement import PlacementController, PlacementSettings
+
+CATALOG = default_catalog()
+ENV = "acme/embedder"
+_uids = itertools.count()
+
+
+def nodes(*groups: tuple[str, int]) -> list[dict[str, Any]]:
+    fleet = fleets.Fleet.model_validate(
+        {"nodes": [{"instanceType": t, "count": n} for t, n in groups]}
+    )
+    manifests = fleets.node_manifests(fleet)
+    for node in manifests:
+        node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    return manifests
+
+
+def controller(fleet: list[dict[str, Any]], **options: Any) -> PlacementController:
+    placement = PlacementController(
+        PlacementSettings(CATALOG, lease_namespace="flox-isa", identity="test", **options),
+        Rest(Connection("http://127.0.0.1:1")),  # never called: no I/O in plan_batch
+    )
+    placement.fleet_changed(index_nodes(node_state(n) for n in fleet))
+    return placement
+
+
+def gated_pod(
+    cpu: str = "1", annotations: dict[str, str] | None = None, age: float = 0.0, **spec: Any
+) -> dict[str, Any]:
+    created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age)
+    uid = f"uid-{next(_uids)}"
+    return {
+        "metadata": {
+            "name": f"worker-{uid}",
+            "namespace": "tickets",
+            "uid": uid,
+            "resourceVersion": "7",
+            "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "labels": {names.INJECT_LABEL: "true"},
+            "annotations": {
+                names.ENVIRONMENT_ANNOTATION: ENV,
+                names.WORKLOAD_ANNOTATION: "int8-inference",
+                **(annotations or {}),
+            },
+        },
+        "spec": {
+            "containers": [{"name": "w", "resources": {"requests": {"cpu": cpu}}}],
+            "schedulingGates": [{"name": names.PLACEMENT_GATE}],
+            **spec,
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+def bound(node: str, cpu: str) -> dict[str, Any]:
+    pod = gated_pod(cpu)
+    del pod["spec"]["schedulingGates"]
+    pod["spec"]["nodeName"] = node
+    pod["status"]["phase"] = "Running"
+    return pod
+
+
+def place_all(placement: PlacementController, pods: list[dict[str, Any]]) -> dict[str, int]:
+    for pod in pods:
+        placement._changed("ADDED", pod)
+    counts: dict[str, int] = {}
+    for chosen in placement.plan_batch():
+        variant = chosen.placement.variant.name
+        counts[variant] = counts.get(variant, 0) + 1
+    return counts
+
+
+# m6i.2xlarge: AVX512VNNI, 7910m allocatable (7 one-CPU pods); m4.2xlarge: AVX2 only.
+VNNI_AND_AVX2 = [("m6i.2xlarge", 2), ("m4.2xlarge", 2)]
+
+
+def test_the_best_variant_first_then_spill_in_rank_order() -> None:
+    placement = controller(nodes(*VNNI_AND_AVX2))
+    counts = place_all(placement, [gated_pod() for _ in range(20)])
+    assert counts == {"avx512vnni": 14, "avx2": 6}
+
+
+def test_a_busy_best_pool_spills_at_once() -> None:
+    fleet = nodes(*VNNI_AND_AVX2)
+    placement = controller(fleet)
+    vnni = [n["metadata"]["name"] for n in fleet if n["metadata"]["name"].startswith("m6i")]
+    for node in vnni:
+        placement._changed("ADDED", bound(node, "7"))  # another team's pods
+    assert place_all(placement, [gated_pod() for _ in range(3)]) == {"avx2": 3}
+
+
+def test_finished_pods_free_their_room() -> None:
+    fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
+    placement = controller(fleet)
+    other = bound("m6i-2xlarge-0", "7")
+    placement._changed("ADDED", other)
+    other["status"]["phase"] = "Succeeded"
+    placement._changed("MODIFIED", other)
+    assert place_all(placement, [gated_pod()]) == {"avx512vnni": 1}
+
+
+def test_wait_pins_the_best_variant_without_room() -> None:
+    placement = controller(nodes(*VNNI_AND_AVX2))
+    pods = [gated_pod(annotations={names.WHEN_FULL_ANNOTATION: "wait"}) for _ in range(16)]
+    for pod in pods:
+        placement._changed("ADDED", pod)
+    chosen = placement.plan_batch()
+    assert {c.placement.variant.name for c in chosen} == {"avx512vnni"}
+    assert [c.placement.reason for c in chosen].count("wait") == 2
+    assert all(c.placement.node is None for c in chosen if c.placement.reason == "wait")
+
+
+def test_no_room_anywhere_pins_the_best_growable_variant() -> None:
+    fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
+    placement = controller(fleet, growable=frozenset({"avx2"}))
+    placement._changed("ADDED", gated_pod("9"))  # larger than any node
+    (chosen,) = placement.plan_batch()
+    assert (chosen.placement.variant.name, chosen.placement.reason) == ("avx2", "full")
+    assert chosen.placement.node is None  # nothing reserved: it holds no room
+
+
+def test_pods_gated_longer_than_the_maximum_age_are_placed_as_admission_would() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), max_gate_age=60)
+    placement._changed("ADDED", gated_pod("9", age=120))
+    (chosen,) = placement.plan_batch()
+    assert (chosen.placement.variant.name, chosen.placement.reason) == ("avx512vnni", "timeout")
+
+
+def test_higher_priority_pods_are_placed_first() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
+    low = [gated_pod("4", age=10 - i) for i in range(2)]  # older than `high`
+    high = gated_pod("4", priority=1000)
+    for pod in [*low, high]:
+        placement._changed("ADDED", pod)
+    chosen = {c.pod["metadata"]["uid"]: c.placement for c in placement.plan_batch()}
+    # One 4-CPU pod fits each 8-CPU node: the high-priority pod takes the best one, the
+    # oldest low-priority pod the next, and the last finds no room anywhere.
+    assert chosen[high["metadata"]["uid"]].reason == "room"
+    assert chosen[low[0]["metadata"]["uid"]].variant.name == "avx2"
+    assert chosen[low[1]["metadata"]["uid"]].reason == "full"
+
+
+def test_another_gate_still_present_holds_the_pod() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1)))
+    pod = gated_pod()
+    pod["spec"]["schedulingGates"].insert(0, {"name": "kueue.x-k8s.io/admission"})
+    assert place_all(placement, [pod]) == {}
+
+
+def test_the_update_pins_the_variant_and_removes_the_gate_in_one_write() -> None:
+    placement = controller(nodes(*VNNI_AND_AVX2))
+    placement._changed("ADDED", gated_pod(nodeSelector={"kubernetes.io/os": "linux"}))
+    (chosen,) = placement.plan_batch()
+    body = chosen.body
+    assert body["metadata"]["resourceVersion"] == "7"  # the write is conditional
+    assert "schedulingGates" not in body["spec"]
+    assert body["spec"]["nodeSelector"]["kubernetes.io/os"] == "linux"  # never changed
+    assert body["spec"]["nodeSelector"][names.cpuid_label("AVX512VNNI")] == "true"
+    assert "affinity" not in body["spec"]
+    annotations = body["metadata"]["annotations"]
+    assert annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-avx512vnni"
+    assert annotations[names.BASE_ENVIRONMENT_ANNOTATION] == ENV
+    assert annotations[names.POD_DELETION_COST_ANNOTATION] == "0"
+    assert body["metadata"]["labels"][names.VARIANT_LABEL] == "avx512vnni"
+
+
+def test_only_our_gate_is_removed() -> None:
+    pod = gated_pod()
+    pod["spec"]["schedulingGates"].append({"name": "example.com/other"})
+    variant = CATALOG.get("avx2")
+    assert variant is not None
+    body = ungated(pod, Placement(variant, "n1", "room"), ENV, "int8-inference")
+    assert body["spec"]["schedulingGates"] == [{"name": "example.com/other"}]
+
+
+def test_spilled_pods_cost_less_to_delete_than_the_best_variants() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
+    for pod in [gated_pod() for _ in range(8)]:
+        placement._changed("ADDED", pod)
+    costs = {
+        c.placement.variant.name: int(
+            c.body["metadata"]["annotations"][names.POD_DELETION_COST_ANNOTATION]
+        )
+        for c in placement.plan_batch()
+    }
+    assert costs["avx2"] < costs["avx512vnni"]
+
+
+def test_a_new_leader_reserves_room_for_pinned_unbound_pods() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
+    placed = place_all(placement, [gated_pod() for _ in range(7)])
+    assert placed == {"avx512vnni": 7}
+    # The successor sees those 7 pods ungated and unbound, pinned to avx512vnni.
+    successor = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
+    pinned = []
+    for _ in range(7):
+        pod = gated_pod()
+        del pod["spec"]["schedulingGates"]
+        pod["metadata"]["labels"][names.VARIANT_LABEL] = "avx512vnni"
+        pod["spec"]["nodeSelector"] = {names.cpuid_label("AVX512VNNI"): "true"}
+        pinned.append(pod)
+    successor._relisted(pinned)
+    assert place_all(successor, [gated_pod()]) == {"avx2": 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(["250m", "500m", "1", "1500m", "3"]), min_size=1, max_size=60),
+    st.lists(st.sampled_from(["500m", "1", "2"]), max_size=10),
+)
+def test_never_more_is_placed_than_fits_on_each_node(cpus: list[str], busy: list[str]) -> None:
+    fleet = nodes(("m6i.2xlarge", 2), ("m4.2xlarge", 1), ("c6g.2xlarge", 1))
+    placement = controller(fleet)
+    for index, cpu in enumerate(busy):
+        placement._changed("ADDED", bound(fleet[index % len(fleet)]["metadata"]["name"], cpu))
+    for cpu in cpus:
+        placement._changed("ADDED", gated_pod(cpu))
+    placement.plan_batch()
+    for node in fleet:
+        name = node["metadata"]["name"]
+        allocatable = placement._allocatable[name]
+        used = placement.ledger.used(name)
+        assert all(used.get(k, 0) <= v for k, v in allocatable.items()), name
