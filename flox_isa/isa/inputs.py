@@ -12,6 +12,10 @@ class InvalidInputError(ValueError):
     """A pod input the webhook cannot act on; the message lists what is allowed."""
 
 
+class ConflictError(ValueError):
+    """The pod's own constraints contradict the variant it must run."""
+
+
 def parse_workload(text: str | None) -> Workload:
     if text is None:
         return DEFAULT_WORKLOAD

@@ -81,6 +81,23 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     operator.set_defaults(handler=_operator)
 
+    ungate = commands.add_parser(
+        "ungate",
+        help="release every pod gated by flox-isa (uninstall, emergencies)",
+        description=f"Place every pod carrying the {names.PLACEMENT_GATE} scheduling gate as"
+        " the placement controller would (the best allowed variant with room; the widest"
+        " fit when no eligible node offers one) and remove that gate (others stay). The"
+        " chart's pre-delete hook runs it. Exit codes: 0 all released, 1 some left, 2 bad"
+        " input.",
+    )
+    ungate.add_argument("--all", action="store_true", required=True,
+                        help="every namespace (required: says what it does)")  # fmt: skip
+    ungate.add_argument("--kubeconfig", metavar="FILE", help="default: in-cluster, else ~/.kube")
+    ungate.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
+    ungate.add_argument("--dry-run", action="store_true", help="say what would be done")
+    ungate.add_argument("--output", choices=("text", "json"), default="text")
+    ungate.set_defaults(handler=_ungate)
+
     crd = commands.add_parser(
         "crd",
         help="print the TicketWorker CRD (YAML)",
@@ -145,6 +162,27 @@ def _operator(args: argparse.Namespace) -> int:
             placement_lease_duration=args.placement_lease_duration,
         )
     )
+
+
+def _ungate(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - command-only
+    import json  # noqa: PLC0415 - command-only
+
+    from flox_isa.files import load_catalog  # noqa: PLC0415 - keep --help fast
+    from flox_isa.operator.ungate import release  # noqa: PLC0415 - imports aiohttp
+
+    catalog = load_catalog(args.catalog)
+    result = asyncio.run(release(args.kubeconfig, catalog, dry_run=args.dry_run))
+    if args.output == "json":
+        print(json.dumps({"placed": result.placed, "left": result.left}, indent=2))
+    else:
+        verb = "would place" if args.dry_run else "placed"
+        for row in result.placed:
+            print(f"{verb} {row['namespace']}/{row['pod']}: {row['variant']} ({row['reason']})")
+        for row in result.left:
+            print(f"left gated {row['namespace']}/{row['pod']}: {row['reason']}")
+        print(f"{len(result.placed)} {verb}, {len(result.left)} left gated")
+    return 1 if result.left else 0
 
 
 def _crd(_: argparse.Namespace) -> int:

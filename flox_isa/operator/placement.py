@@ -31,8 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from flox_isa.isa import names
 from flox_isa.isa.capacity import Ledger, Resources, effective_request
 from flox_isa.isa.catalog import Catalog, Variant, Workload
-from flox_isa.isa.contract import is_environment
-from flox_isa.isa.inputs import InvalidInputError, parse_variants, parse_workload
+from flox_isa.isa.contract import is_environment, widest_allowed
+from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants, parse_workload
 from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex
 from flox_isa.isa.placement import (
     DEFAULT_WHEN_FULL,
@@ -70,6 +70,9 @@ class PlacementSettings:
     progress_timeout: float = 30.0  # no placement for this long while pods wait: stop renewing
     write_concurrency: int = 16
     event_flush: float = 5.0  # spill Events are aggregated per owner over this window
+    # `flox-isa ungate --all`: our gate goes even while others remain, and a pod no
+    # eligible node offers a variant for is pinned to the widest fit, as admission would.
+    release_all: bool = False
 
 
 @dataclass
@@ -177,7 +180,7 @@ class PlacementController:
         self._wake = asyncio.Event()
         self._progress = time.monotonic()
         self._spills: dict[tuple[tuple[tuple[str, str], ...], str, str], int] = {}
-        self.pods = ListWatch(api, "/api/v1/pods", self._relisted, self._changed)
+        self.pods = ListWatch(api, "/api/v1/pods", self.replace_pods, self.pod_changed)
         self.elector = LeaderElector(
             api,
             LeaseConfig(
@@ -198,7 +201,7 @@ class PlacementController:
         self.fleet_listed.set()
         self._wake.set()
 
-    def _relisted(self, pods: list[dict[str, Any]]) -> None:
+    def replace_pods(self, pods: list[dict[str, Any]]) -> None:
         """A full list: rebuild everything from it (nothing in memory survives a relist)."""
         self.ledger = Ledger()
         self.gated.clear()
@@ -207,7 +210,7 @@ class PlacementController:
             self._apply(pod)
         self._wake.set()
 
-    def _changed(self, kind: str, pod: dict[str, Any]) -> None:
+    def pod_changed(self, kind: str, pod: dict[str, Any]) -> None:
         if kind == "DELETED":
             self._forget(uid_of(pod))
         else:
@@ -293,7 +296,7 @@ class PlacementController:
         ready = [
             pod
             for uid, pod in self.gated.items()
-            if set(placement_gates(pod)) == {names.PLACEMENT_GATE}
+            if (self.settings.release_all or set(placement_gates(pod)) == {names.PLACEMENT_GATE})
             and self._skip.get(uid) != (pod.get("metadata") or {}).get("resourceVersion")
             and self._retry_at.get(uid, 0.0) <= now
         ]
@@ -308,7 +311,7 @@ class PlacementController:
                 self._progress = time.monotonic()  # nothing waits: idle is progress
             return 0
         limit = asyncio.Semaphore(self.settings.write_concurrency)
-        results = await asyncio.gather(*(self._write(c, limit) for c in chosen))
+        results = await asyncio.gather(*(self.write(c, limit) for c in chosen))
         written = sum(results)
         if written:
             self._progress = time.monotonic()
@@ -352,6 +355,12 @@ class PlacementController:
             return None
         offer = self.offers().offer(pod.get("spec") or {})
         ranked = ranked_candidates(allowed, offer, workload)
+        if not ranked and self.settings.release_all:
+            try:
+                ranked = [widest_allowed(pod.get("spec") or {}, allowed, workload)]
+            except ConflictError as exc:
+                log.warning("gated pod cannot be placed", extra={"uid": uid, "error": str(exc)})
+                return None
         if not ranked:  # no eligible node offers an allowed variant: wait for the fleet
             return None
         if (wall - created_at(pod)).total_seconds() > self.settings.max_gate_age:
@@ -382,7 +391,7 @@ class PlacementController:
             if node is not None:
                 self.ledger.reserve(uid, node, room.demand_of(pod))
 
-    async def _write(self, chosen: Chosen, limit: asyncio.Semaphore) -> bool:
+    async def write(self, chosen: Chosen, limit: asyncio.Semaphore) -> bool:
         pod = chosen.pod
         metadata = pod.get("metadata") or {}
         uid = uid_of(pod)

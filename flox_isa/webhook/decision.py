@@ -20,14 +20,15 @@ from flox_isa.isa.catalog import Catalog, Variant, Workload
 from flox_isa.isa.contract import (
     ENVIRONMENT_EXAMPLE,
     ENVIRONMENT_GRAMMAR,
+    contradictions,
     is_environment,
     required_labels,
     variant_environment,
+    widest_allowed,
 )
-from flox_isa.isa.inputs import InvalidInputError, parse_variants, parse_workload
+from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants, parse_workload
 from flox_isa.isa.offer import Offer, OfferIndex
 from flox_isa.isa.placement import parse_when_full, ranked_candidates
-from flox_isa.isa.scheduling import matches_required_affinity
 from flox_isa.webhook.models import Pod
 
 Outcome = Literal["patched", "unchanged", "skipped", "denied"]
@@ -74,10 +75,6 @@ class Context:
     # Late binding: gate auto-mode pods for the placement controller (only while it is
     # alive; see `kube.heartbeat`) instead of pinning them at admission.
     late_binding: bool = False
-
-
-class ConflictError(ValueError):
-    """The pod's own constraints contradict the variant it must run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,51 +300,6 @@ def missing_selector(variant: Variant, selector: Mapping[str, str] | None) -> di
     return {k: v for k, v in required_labels(variant).items() if k not in have}
 
 
-def contradictions(variant: Variant, spec: Mapping[str, Any]) -> list[str]:
-    """Where the pod's own nodeSelector or required node affinity rules the variant out."""
-    needed = required_labels(variant)
-    found = [
-        f"nodeSelector {key}={value} but {variant.name} needs {key}={needed[key]}"
-        for key, value in (spec.get("nodeSelector") or {}).items()
-        if key in needed and value != needed[key]
-    ]
-    terms = _required_terms(spec.get("affinity"))
-    if terms and all(_term_contradicts(term, needed) for term in terms):
-        found.append(
-            f"no required node affinity term allows {variant.name}'s"
-            f" {_constrained_keys(terms, needed)}"
-        )
-    return found
-
-
-def _required_terms(affinity: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    node_affinity = (affinity or {}).get("nodeAffinity") or {}
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    return list(required.get("nodeSelectorTerms") or [])
-
-
-def _term_contradicts(term: Mapping[str, Any], needed: Mapping[str, str]) -> bool:
-    """A term rules the variant out if an expression on a label it needs fails."""
-    ours = [e for e in term.get("matchExpressions") or [] if e.get("key") in needed]
-    if not ours:
-        return False
-    probe = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": ours}]
-            }
-        }
-    }
-    return not matches_required_affinity(probe, needed)
-
-
-def _constrained_keys(terms: Sequence[Mapping[str, Any]], needed: Mapping[str, str]) -> str:
-    keys = sorted(
-        {e.get("key", "") for t in terms for e in t.get("matchExpressions") or []} & set(needed)
-    )
-    return ", ".join(f"{k}={needed[k]}" for k in keys)
-
-
 # --- rules 2 and 4: auto mode ---------------------------------------------------------
 
 
@@ -422,15 +374,7 @@ def offer_of(pod: Pod, offers: OfferIndex) -> Offer:
 
 def widest_fit(spec: Mapping[str, Any], inputs: Inputs) -> Variant:
     """The allowed variant with the fewest requirements that the pod's constraints allow."""
-    possible = [v for v in inputs.allowed if not contradictions(v, spec)]
-    if not possible:
-        details = "; ".join(c for v in inputs.allowed for c in contradictions(v, spec)[:1])
-        raise ConflictError(
-            f"no allowed variant ({_names(inputs.allowed)}) can run where this pod is"
-            f" constrained to: {details}"
-        )
-    # Fewer required flags fit more CPUs; between equals, the older (slower) build does.
-    return min(possible, key=lambda v: (len(v.flags), v.score(inputs.workload), v.name))
+    return widest_allowed(spec, inputs.allowed, inputs.workload)
 
 
 def auto_message(ranked: Sequence[Variant], workload: Workload, offer: Offer) -> str:

@@ -111,3 +111,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "flox-isa.webhook.excludedNamespaces" -}}
 {{- concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq | toJson }}
 {{- end }}
+
+{{/* The operator's placement-controller flags (also the ungate hook's catalog). */}}
+{{- define "flox-isa.operator.placementArgs" -}}
+{{- if .Values.placement.lateBinding }}
+- --placement
+- --when-full={{ .Values.placement.whenFull }}
+{{- with .Values.placement.growableVariants }}
+- --growable-variants={{ join "," . }}
+{{- end }}
+- --max-gate-age={{ .Values.placement.maxGateAge }}
+- --placement-lease-duration={{ .Values.placement.leaseDuration }}
+{{- else }}
+- --no-placement
+{{- end }}
+{{- end }}

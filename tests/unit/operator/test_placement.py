@@ -81,7 +81,7 @@ def bound(node: str, cpu: str) -> dict[str, Any]:
 
 def place_all(placement: PlacementController, pods: list[dict[str, Any]]) -> dict[str, int]:
     for pod in pods:
-        placement._changed("ADDED", pod)
+        placement.pod_changed("ADDED", pod)
     counts: dict[str, int] = {}
     for chosen in placement.plan_batch():
         variant = chosen.placement.variant.name
@@ -104,7 +104,7 @@ def test_a_busy_best_pool_spills_at_once() -> None:
     placement = controller(fleet)
     vnni = [n["metadata"]["name"] for n in fleet if n["metadata"]["name"].startswith("m6i")]
     for node in vnni:
-        placement._changed("ADDED", bound(node, "7"))  # another team's pods
+        placement.pod_changed("ADDED", bound(node, "7"))  # another team's pods
     assert place_all(placement, [gated_pod() for _ in range(3)]) == {"avx2": 3}
 
 
@@ -112,9 +112,9 @@ def test_finished_pods_free_their_room() -> None:
     fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
     placement = controller(fleet)
     other = bound("m6i-2xlarge-0", "7")
-    placement._changed("ADDED", other)
+    placement.pod_changed("ADDED", other)
     other["status"]["phase"] = "Succeeded"
-    placement._changed("MODIFIED", other)
+    placement.pod_changed("MODIFIED", other)
     assert place_all(placement, [gated_pod()]) == {"avx512vnni": 1}
 
 
@@ -122,7 +122,7 @@ def test_wait_pins_the_best_variant_without_room() -> None:
     placement = controller(nodes(*VNNI_AND_AVX2))
     pods = [gated_pod(annotations={names.WHEN_FULL_ANNOTATION: "wait"}) for _ in range(16)]
     for pod in pods:
-        placement._changed("ADDED", pod)
+        placement.pod_changed("ADDED", pod)
     chosen = placement.plan_batch()
     assert {c.placement.variant.name for c in chosen} == {"avx512vnni"}
     assert [c.placement.reason for c in chosen].count("wait") == 2
@@ -132,7 +132,7 @@ def test_wait_pins_the_best_variant_without_room() -> None:
 def test_no_room_anywhere_pins_the_best_growable_variant() -> None:
     fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
     placement = controller(fleet, growable=frozenset({"avx2"}))
-    placement._changed("ADDED", gated_pod("9"))  # larger than any node
+    placement.pod_changed("ADDED", gated_pod("9"))  # larger than any node
     (chosen,) = placement.plan_batch()
     assert (chosen.placement.variant.name, chosen.placement.reason) == ("avx2", "full")
     assert chosen.placement.node is None  # nothing reserved: it holds no room
@@ -140,7 +140,7 @@ def test_no_room_anywhere_pins_the_best_growable_variant() -> None:
 
 def test_pods_gated_longer_than_the_maximum_age_are_placed_as_admission_would() -> None:
     placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), max_gate_age=60)
-    placement._changed("ADDED", gated_pod("9", age=120))
+    placement.pod_changed("ADDED", gated_pod("9", age=120))
     (chosen,) = placement.plan_batch()
     assert (chosen.placement.variant.name, chosen.placement.reason) == ("avx512vnni", "timeout")
 
@@ -150,7 +150,7 @@ def test_higher_priority_pods_are_placed_first() -> None:
     low = [gated_pod("4", age=10 - i) for i in range(2)]  # older than `high`
     high = gated_pod("4", priority=1000)
     for pod in [*low, high]:
-        placement._changed("ADDED", pod)
+        placement.pod_changed("ADDED", pod)
     chosen = {c.pod["metadata"]["uid"]: c.placement for c in placement.plan_batch()}
     # One 4-CPU pod fits each 8-CPU node: the high-priority pod takes the best one, the
     # oldest low-priority pod the next, and the last finds no room anywhere.
@@ -168,7 +168,7 @@ def test_another_gate_still_present_holds_the_pod() -> None:
 
 def test_the_update_pins_the_variant_and_removes_the_gate_in_one_write() -> None:
     placement = controller(nodes(*VNNI_AND_AVX2))
-    placement._changed("ADDED", gated_pod(nodeSelector={"kubernetes.io/os": "linux"}))
+    placement.pod_changed("ADDED", gated_pod(nodeSelector={"kubernetes.io/os": "linux"}))
     (chosen,) = placement.plan_batch()
     body = chosen.body
     assert body["metadata"]["resourceVersion"] == "7"  # the write is conditional
@@ -195,7 +195,7 @@ def test_only_our_gate_is_removed() -> None:
 def test_spilled_pods_cost_less_to_delete_than_the_best_variants() -> None:
     placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
     for pod in [gated_pod() for _ in range(8)]:
-        placement._changed("ADDED", pod)
+        placement.pod_changed("ADDED", pod)
     costs = {
         c.placement.variant.name: int(
             c.body["metadata"]["annotations"][names.POD_DELETION_COST_ANNOTATION]
@@ -218,7 +218,7 @@ def test_a_new_leader_reserves_room_for_pinned_unbound_pods() -> None:
         pod["metadata"]["labels"][names.VARIANT_LABEL] = "avx512vnni"
         pod["spec"]["nodeSelector"] = {names.cpuid_label("AVX512VNNI"): "true"}
         pinned.append(pod)
-    successor._relisted(pinned)
+    successor.replace_pods(pinned)
     assert place_all(successor, [gated_pod()]) == {"avx2": 1}
 
 
@@ -231,9 +231,9 @@ def test_never_more_is_placed_than_fits_on_each_node(cpus: list[str], busy: list
     fleet = nodes(("m6i.2xlarge", 2), ("m4.2xlarge", 1), ("c6g.2xlarge", 1))
     placement = controller(fleet)
     for index, cpu in enumerate(busy):
-        placement._changed("ADDED", bound(fleet[index % len(fleet)]["metadata"]["name"], cpu))
+        placement.pod_changed("ADDED", bound(fleet[index % len(fleet)]["metadata"]["name"], cpu))
     for cpu in cpus:
-        placement._changed("ADDED", gated_pod(cpu))
+        placement.pod_changed("ADDED", gated_pod(cpu))
     placement.plan_batch()
     for node in fleet:
         name = node["metadata"]["name"]
