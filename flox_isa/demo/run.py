@@ -30,6 +30,7 @@ WEBHOOK_CONFIGURATION = "flox-isa-demo"
 STATE_FILE = "demo.json"
 TLS_DIR = "webhook-tls"
 WEBHOOK_NAMESPACE = "flox-isa-system"  # the webhook never touches pods here
+LEASE_NAMESPACE = "default"  # the placement controller's Lease, which the webhook reads
 
 
 class DemoError(RuntimeError):
@@ -65,6 +66,7 @@ def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]
             step("what happened")
             rows = throughput_rows(_placements(api, pods), catalog)
             print_report(rows, log)
+            print_spills(spills(pods), log)
     except BaseException:
         if options.once:
             down(directory, log)
@@ -134,16 +136,19 @@ def _start_components(directory: Path, kubeconfig: Path, api: client.ApiClient, 
         "webhook",
         (*flox_isa, "webhook", "--host", "127.0.0.1", "--port", str(webhook_port),
          "--tls-cert", str(certs.cert_path), "--tls-key", str(certs.key_path),
-         "--kubeconfig", str(kubeconfig), "--namespace", WEBHOOK_NAMESPACE),
+         "--kubeconfig", str(kubeconfig), "--namespace", WEBHOOK_NAMESPACE,
+         "--placement-lease-namespace", LEASE_NAMESPACE),
     )  # fmt: skip
     operator = _spawn(
         directory,
         "operator",
         (*flox_isa, "operator", "--kubeconfig", str(kubeconfig),
-         "--health-port", str(health_port), "--no-leader-election"),
+         "--health-port", str(health_port), "--no-leader-election",
+         "--lease-namespace", LEASE_NAMESPACE),
     )  # fmt: skip
     _save_records(directory, [webhook, operator])
     _wait_https_ready(f"https://127.0.0.1:{webhook_port}/readyz", certs.ca_path, webhook)
+    _wait_gating(f"https://127.0.0.1:{webhook_port}/metrics", certs.ca_path, webhook)
     configuration = webhook_configuration(
         WEBHOOK_CONFIGURATION,
         f"https://127.0.0.1:{webhook_port}",
@@ -176,6 +181,23 @@ def _wait_https_ready(url: str, ca: Path, record: processes.ProcessRecord) -> No
             return False
 
     _wait(f"{record.name} to be ready", ready, timeout=60)
+
+
+def _wait_gating(url: str, ca: Path, record: processes.ProcessRecord) -> None:
+    """Until the webhook sees the placement controller's Lease renewed (late binding on)."""
+    import ssl  # noqa: PLC0415 - only needed here
+    import urllib.request  # noqa: PLC0415 - only needed here
+
+    context = ssl.create_default_context(cafile=str(ca))
+
+    def gating() -> bool:
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=2) as response:
+                return b"flox_isa_webhook_late_binding 1.0" in response.read()
+        except OSError:
+            return False
+
+    _wait("the webhook to see the placement controller (late binding)", gating, timeout=60)
 
 
 def _apply(api: client.ApiClient, obj: dict[str, Any], replace: bool = False) -> None:
@@ -265,6 +287,43 @@ def _workload(value: str | None) -> Workload:
         if workload == value:
             return workload
     return DEFAULT_WORKLOAD
+
+
+@dataclass(frozen=True, slots=True)
+class Spill:
+    """Pods of one workload the placement controller could not give their best variant."""
+
+    app: str
+    variant: str
+    spilled_from: str
+    pods: int
+    reason: str
+
+
+def spills(pods: list[Any]) -> list[Spill]:
+    counts: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for pod in pods:
+        annotations = pod.metadata.annotations or {}
+        spilled = annotations.get(names.SPILLED_FROM_ANNOTATION)
+        if not spilled:
+            continue
+        app = (pod.metadata.labels or {}).get("app") or pod.metadata.generate_name or "?"
+        key = (app, (pod.metadata.labels or {}).get(names.VARIANT_LABEL, "?"), spilled)
+        count, _ = counts.get(key, (0, ""))
+        counts[key] = (count + 1, annotations.get(names.REASON_ANNOTATION, ""))
+    return [Spill(*key, count, reason) for key, (count, reason) in sorted(counts.items())]
+
+
+def print_spills(found: list[Spill], log: Log = print) -> None:
+    if not found:
+        log("No spill: every gated pod got its best variant.")
+        return
+    for spill in found:
+        log(
+            f"Spilled: {spill.pods} {spill.app} pods to {spill.variant}, no room on"
+            f" {spill.spilled_from}"
+        )
+        log(f"  reason: {spill.reason}")
 
 
 def print_report(rows: list[ReportRow], log: Log = print) -> None:

@@ -45,8 +45,10 @@ def ticketworker(replicas: int = 12) -> dict[str, Any]:
     }
 
 
-def summarizer(replicas: int = 6) -> dict[str, Any]:
-    """fp32 summarization workers: a plain Deployment that the webhook places."""
+def summarizer(replicas: int = 16) -> dict[str, Any]:
+    """fp32 summarization workers: a plain Deployment that the webhook gates and the
+    placement controller places. 16 x 2 CPUs is more than the AVX-512 nodes have room
+    for beside the TicketWorker: the rest spill to the next-best variant with room."""
     labels = {"app": SUMMARIZER}
     return {
         "apiVersion": "apps/v1",
@@ -69,7 +71,7 @@ def summarizer(replicas: int = 6) -> dict[str, Any]:
                         {
                             "name": "worker",
                             "image": "flox/empty:1.0.0",
-                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                            "resources": {"requests": {"cpu": "2", "memory": "2Gi"}},
                         }
                     ],
                 },

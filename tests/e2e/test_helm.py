@@ -38,7 +38,7 @@ INSTANCE = "app.kubernetes.io/instance"
 # Namespaced kinds the chart creates (checked empty after uninstall).
 NAMESPACED_KINDS = (
     "deployments,services,configmaps,secrets,serviceaccounts,roles,rolebindings,"
-    "poddisruptionbudgets"
+    "poddisruptionbudgets,jobs"
 )
 CLUSTER_KINDS = "clusterroles,clusterrolebindings,mutatingwebhookconfigurations"
 
@@ -56,10 +56,13 @@ class Release:
             check,
         )
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return _run(
             [str(bin_dir() / "kubectl"), "--kubeconfig", str(self.cluster.kubeconfig), *args],
             check,
+            input_text,
         )
 
     def get(self, *args: str) -> list[dict[str, Any]]:
@@ -84,8 +87,12 @@ class Release:
         return configs[0]
 
 
-def _run(argv: list[str], check: bool) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+def _run(
+    argv: list[str], check: bool, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=300, input=input_text
+    )
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(argv[:4])} ... failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -147,14 +154,22 @@ def test_the_webhook_may_only_get_list_and_watch_nodes(release: Release) -> None
     service_account = webhook["spec"]["template"]["spec"]["serviceAccountName"]
     account = f"system:serviceaccount:{release.namespace}:{service_account}"
 
-    def can(verb: str, resource: str) -> bool:
-        answer = release.kubectl("auth", "can-i", verb, resource, "--as", account, check=False)
+    def can(verb: str, resource: str, *scope: str) -> bool:
+        answer = release.kubectl(
+            "auth", "can-i", verb, resource, *scope, "--as", account, check=False
+        )
         return answer.stdout.strip() == "yes"
 
     assert all(can(verb, "nodes") for verb in ("get", "list", "watch"))
     assert not any(can(verb, "nodes") for verb in ("create", "patch", "update", "delete"))
     for resource in ("namespaces", "pods", "secrets", "configmaps", "ticketworkers.isa.flox.dev"):
         assert not any(can(verb, resource) for verb in ("get", "list", "watch")), resource
+    # Late binding: it reads the placement controller's Lease, by name, and nothing else.
+    lease = "leases.coordination.k8s.io"
+    here = ("-n", release.namespace)
+    assert can("get", f"{lease}/{names.PLACEMENT_LEASE}", *here)
+    assert not can("get", f"{lease}/someone-else", *here)
+    assert not any(can(verb, lease, *here) for verb in ("list", "watch", "update"))
 
 
 def test_the_operator_may_do_exactly_what_it_calls(release: Release) -> None:
@@ -186,6 +201,7 @@ def test_the_operator_may_do_exactly_what_it_calls(release: Release) -> None:
         ("list", "nodes"),
         ("watch", "nodes"),
         ("create", "events"),
+        *((verb, "pods") for verb in ("list", "watch", "update")),  # the placement controller
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ]  # fmt: skip
@@ -200,7 +216,8 @@ def test_the_operator_may_do_exactly_what_it_calls(release: Release) -> None:
         ("patch", "events"),
         ("list", "namespaces"),
         ("watch", "namespaces"),
-        *((verb, res) for res in ("pods", "secrets", "configmaps") for verb in ("get", "list")),
+        *((verb, "pods") for verb in ("get", "create", "patch", "delete")),
+        *((verb, res) for res in ("secrets", "configmaps") for verb in ("get", "list")),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "leases.coordination.k8s.io"),  # cluster-wide: no
     ]  # fmt: skip
@@ -211,6 +228,8 @@ def test_the_operator_may_do_exactly_what_it_calls(release: Release) -> None:
     assert can("get", f"leases.coordination.k8s.io/{lease}", *here)
     assert can("update", f"leases.coordination.k8s.io/{lease}", *here)
     assert not can("update", "leases.coordination.k8s.io/someone-else", *here)
+    # The placement controller's heartbeat, which the webhook reads.
+    assert can("update", f"leases.coordination.k8s.io/{names.PLACEMENT_LEASE}", *here)
     assert not can("delete", f"leases.coordination.k8s.io/{lease}", *here)
 
 
@@ -292,6 +311,27 @@ def _exercise_the_operator(release: Release, namespace: str, tmp_path: Path) -> 
 
     expected = {"Created", "Scaled", "Deleted"}
     wait_until(f"Events {sorted(expected)}", lambda: reasons() >= expected)
+    _exercise_the_placement_controller(release, namespace)
+
+
+def _exercise_the_placement_controller(release: Release, namespace: str) -> None:
+    """A pod gated at creation (as the webhook gates it) is pinned and released."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gated", "namespace": namespace,
+                     "annotations": {names.ENVIRONMENT_ANNOTATION: "acme/ticket-processor"}},
+        "spec": {"schedulingGates": [{"name": names.PLACEMENT_GATE}],
+                 "containers": [{"name": "w", "image": "flox/empty:1.0.0"}]},
+    }  # fmt: skip
+    release.kubectl("apply", "-f", "-", input_text=json.dumps(pod))
+
+    def placed() -> bool:
+        (got,) = release.get("pods", "-n", namespace, "--field-selector", "metadata.name=gated")
+        return not got["spec"].get("schedulingGates") and bool(
+            (got["metadata"].get("labels") or {}).get(names.VARIANT_LABEL)
+        )
+
+    wait_until("the gated pod placed by the operator", placed, timeout=60)
 
 
 def test_crds_are_installed_and_established(release: Release) -> None:
