@@ -41,12 +41,13 @@ class Heartbeat:
             self._last, self._changed_at, self._changes = None, None, 0
             return
         if record != self._last:
+            if self._changed_at is not None and now - self._changed_at > self.duration:
+                self._changes = 0  # it went stale: trust must be earned again
             self._last, self._changed_at = record, now
             self._changes += 1
 
     def alive(self, now: float) -> bool:
         if self._changed_at is None or now - self._changed_at > self.duration:
-            self._changes = min(self._changes, 1)  # trust must be earned again
             return False
         return self._changes >= CHANGES_TO_TRUST
 

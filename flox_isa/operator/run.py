@@ -23,17 +23,16 @@ from typing import Any, Final
 
 import kopf
 from aiohttp import web
-from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flox_isa import logs
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex
 from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WhenFull
-from flox_isa.kube.config import api_client
-from flox_isa.kube.inventory import NodeInventory, Reflector
+from flox_isa.kube.inventory import NodeInventory
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import Rest, load_connection
+from flox_isa.kube.watch import ListWatch
 from flox_isa.operator.controller import Controller, Settings
 from flox_isa.operator.handlers import build_registry, operator_settings
 from flox_isa.operator.placement import PlacementController, PlacementSettings
@@ -149,7 +148,7 @@ async def _lead(
     stopping: asyncio.Event,
 ) -> int:
     """Run kopf until a signal, kopf's own exit, or the loss of the Lease."""
-    nodes = _watch_nodes(options.kubeconfig, controller, placement)
+    nodes = asyncio.create_task(_watch_nodes(controller.api, controller, placement).run())
     placing = asyncio.create_task(placement.run()) if placement else None
     kopf_stop = asyncio.Event()
     operator = asyncio.create_task(
@@ -178,7 +177,9 @@ async def _lead(
         await asyncio.wait_for(operator, timeout=10)
     for task in (holding, signalled):
         task.cancel()
-    await asyncio.to_thread(nodes.stop)
+    nodes.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await nodes
     if holding in done:
         return EXIT_LOST_LEADERSHIP  # never act without the Lease: exit, get restarted
     if options.leader_election:
@@ -187,21 +188,17 @@ async def _lead(
 
 
 def _watch_nodes(
-    kubeconfig: str | None, controller: Controller, placement: PlacementController | None
-) -> Reflector:
-    """The node inventory's list+watch thread, publishing fleet snapshots into our loop."""
-    loop = asyncio.get_running_loop()
+    api: Rest, controller: Controller, placement: PlacementController | None
+) -> ListWatch:
+    """The node inventory's list+watch, on the operator's one API client, in its loop."""
 
     def publish(fleet: FleetIndex) -> None:
-        loop.call_soon_threadsafe(controller.fleet_changed, fleet)
+        controller.fleet_changed(fleet)
         if placement is not None:
-            loop.call_soon_threadsafe(placement.fleet_changed, fleet)
+            placement.fleet_changed(fleet)
 
-    reflector = Reflector(
-        "nodes", client.CoreV1Api(api_client(kubeconfig)).list_node, NodeInventory(publish)
-    )
-    reflector.start()
-    return reflector
+    inventory = NodeInventory(publish)
+    return ListWatch(api, "/api/v1/nodes", inventory.replace, inventory.apply)
 
 
 async def _first(wanted: Any, stop: Any) -> bool:
