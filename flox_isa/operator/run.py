@@ -237,6 +237,7 @@ async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | Non
             body["placement"] = {
                 "gated": len(placement.gated),
                 "placed": placement.stats.placed,
+                "writes": placement.stats.writes,
                 "byReason": placement.stats.by_reason,
                 "conflicts": placement.stats.conflicts,
                 "healthy": placement.healthy(),

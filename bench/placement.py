@@ -1,0 +1,274 @@
+"""Placement benchmark (not a test): late binding vs admission-only pinning, one run.
+
+    python bench/placement.py [--vnni-nodes 100] [--avx2-nodes 100] [--other-pods 400]
+
+Starts its own devcluster with a pool of m6i.2xlarge (AVX512VNNI, 7 one-CPU pods each)
+and m4.2xlarge (AVX2 only, 7 each) nodes, and `--other-pods` one-CPU pods of another
+team on the VNNI nodes (not opted in). Then, for each mode, the real webhook and the
+real operator (late binding: gate + placement controller; admission-only: what
+flox-isa did before, `--no-late-binding` / `--no-placement`) and one opted-in int8
+Deployment of one-CPU replicas:
+
+- (a) as many replicas as the VNNI nodes have room for: seconds from the Deployment's
+  creation to every replica Running; the ratio late / admission (goal <= 1.3);
+- (b) twice that many: pods still Pending once the run has settled (goal 0 with late
+  binding; admission-only pins all of them to the full VNNI pool).
+
+Also: the placement controller's writes per placed pod (goal: exactly 1) and the
+operator's RSS (VmRSS, VmHWM). The modes run in one cluster, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from flox_isa.devcluster import cluster as devcluster
+from flox_isa.devcluster.cluster import free_ports
+from flox_isa.isa import names
+from flox_isa.kube.config import api_client
+from flox_isa.webhook.certs import write_serving_certs
+from flox_isa.webhook.registration import webhook_configuration
+
+NAMESPACE = "bench-placement"
+LEASE_NAMESPACE = "default"
+PER_NODE = 7
+MODES = ("admission", "late")
+
+
+@dataclass
+class Run:
+    mode: str
+    scenario: str
+    replicas: int
+    seconds: float
+    running: int
+    pending: int
+    writes_per_pod: float
+    rss_mb: float
+    peak_mb: float
+
+
+def fleet_file(directory: Path, vnni: int, avx2: int) -> Path:
+    path = directory / "fleet.yaml"
+    path.write_text(
+        "nodes:\n"
+        f"  - {{instanceType: m6i.2xlarge, count: {vnni}, labels: {{pool: vnni}}}}\n"
+        f"  - {{instanceType: m4.2xlarge, count: {avx2}, labels: {{pool: avx2}}}}\n"
+    )
+    return path
+
+
+def deployment(name: str, replicas: int, *, opted_in: bool, selector: dict[str, str]) -> Any:
+    annotations = {names.ENVIRONMENT_ANNOTATION: "acme/embedder",
+                   names.WORKLOAD_ANNOTATION: "int8-inference"}  # fmt: skip
+    labels = {"app": name, names.INJECT_LABEL: "true" if opted_in else "false"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "runtimeClassName": "flox",
+                    "nodeSelector": selector,
+                    "containers": [{"name": "w", "image": "flox/empty:1.0.0",
+                                    "resources": {"requests": {"cpu": "1", "memory": "64Mi"}}}],
+                },
+            },
+        },
+    }  # fmt: skip
+
+
+class Components:
+    """The webhook and the operator, started per mode."""
+
+    def __init__(self, directory: Path, kubeconfig: Path) -> None:
+        self.directory = directory
+        self.kubeconfig = kubeconfig
+        self.certs = write_serving_certs(directory / "tls")
+        self.webhook_port, self.health_port = free_ports(2)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, mode: str) -> None:
+        late = mode == "late"
+        cli = [sys.executable, "-m", "flox_isa.cli"]
+        webhook = [*cli, "webhook", "--host", "127.0.0.1", "--port", str(self.webhook_port),
+                   "--tls-cert", str(self.certs.cert_path), "--tls-key", str(self.certs.key_path),
+                   "--kubeconfig", str(self.kubeconfig), "--namespace", "flox-isa-system",
+                   "--placement-lease-namespace", LEASE_NAMESPACE, "--log-level", "WARNING",
+                   "--late-binding" if late else "--no-late-binding"]  # fmt: skip
+        operator = [*cli, "operator", "--kubeconfig", str(self.kubeconfig),
+                    "--health-port", str(self.health_port), "--no-leader-election",
+                    "--lease-namespace", LEASE_NAMESPACE,
+                    "--placement" if late else "--no-placement"]  # fmt: skip
+        for name, argv in (("webhook", webhook), ("operator", operator)):
+            log = (self.directory / f"{name}-{mode}.log").open("wb")
+            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+        wait(f"the {mode} webhook", lambda: self.metrics() is not None, 60)
+        if late:
+            wait("late binding on", lambda: b"late_binding 1.0" in (self.metrics() or b""), 60)
+
+    def metrics(self) -> bytes | None:
+        import ssl  # noqa: PLC0415 - bench only
+
+        context = ssl.create_default_context(cafile=str(self.certs.ca_path))
+        url = f"https://127.0.0.1:{self.webhook_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=2) as response:
+                return bytes(response.read())
+        except OSError:
+            return None
+
+    def health(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            health: dict[str, Any] = json.loads(response.read())
+            return health
+
+    def rss(self) -> tuple[float, float]:
+        status = Path(f"/proc/{self.processes[1].pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes = []
+
+
+def wait(what: str, check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def pod_phases(core: Any, app: str) -> tuple[int, int]:
+    pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"app={app}").items
+    live = [p for p in pods if not p.metadata.deletion_timestamp]
+    running = sum(1 for p in live if p.status.phase == "Running")
+    return running, len(live) - running
+
+
+def measure(
+    api: Any, parts: Components, mode: str, *, scenario: str, replicas: int, settle: float
+) -> Run:
+    apps: Any = client.AppsV1Api(api)
+    core: Any = client.CoreV1Api(api)
+    name = f"{scenario}-{mode}"
+    before = parts.health().get("placement", {}).get("writes", 0)
+    started = time.monotonic()
+    apps.create_namespaced_deployment(
+        NAMESPACE, deployment(name, replicas, opted_in=True, selector={})
+    )
+    deadline = started + settle
+    last_change, last = time.monotonic(), (-1, -1)
+    while time.monotonic() < deadline:
+        running, pending = pod_phases(core, name)
+        if (running, pending) != last:
+            last, last_change = (running, pending), time.monotonic()
+        if running == replicas:
+            break
+        if running + pending == replicas and time.monotonic() - last_change > 20:
+            break  # settled with pods Pending
+        time.sleep(0.25)
+    seconds = time.monotonic() - started
+    running, pending = pod_phases(core, name)
+    health = parts.health()
+    placed = health.get("placement", {}).get("writes", 0) - before
+    rss, peak = parts.rss()
+    apps.delete_namespaced_deployment(name, NAMESPACE)
+    wait("the bench pods gone", lambda: sum(pod_phases(core, name)) == 0, 300)
+    return Run(mode, scenario, replicas, seconds, running, pending,
+               placed / replicas if mode == "late" else 0.0, rss, peak)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vnni-nodes", type=int, default=100)
+    parser.add_argument("--avx2-nodes", type=int, default=100)
+    parser.add_argument("--other-pods", type=int, default=400)
+    parser.add_argument("--settle", type=float, default=600.0)
+    args = parser.parse_args()
+    room = args.vnni_nodes * PER_NODE - args.other_pods
+    with tempfile.TemporaryDirectory(prefix="bench-placement-") as tmp:
+        directory = Path(tmp)
+        fleet = fleet_file(directory, args.vnni_nodes, args.avx2_nodes)
+        state = devcluster.up(directory / "cluster", str(fleet))
+        parts = Components(directory, state.kubeconfig)
+        runs: list[Run] = []
+        try:
+            with api_client(str(state.kubeconfig)) as api:
+                core: Any = client.CoreV1Api(api)
+                opted_in = {names.INJECT_LABEL: "true"}
+                core.create_namespace({"metadata": {"name": NAMESPACE, "labels": opted_in}})
+                apps: Any = client.AppsV1Api(api)
+                other = deployment("other", args.other_pods, opted_in=False,
+                                   selector={"pool": "vnni"})  # fmt: skip
+                apps.create_namespaced_deployment(NAMESPACE, other)
+                print(f"==> {args.other_pods} other pods on the VNNI pool", flush=True)
+                wait("the other pods Running",
+                     lambda: pod_phases(core, "other")[0] == args.other_pods, 900)  # fmt: skip
+                registration = webhook_configuration(
+                    "flox-isa-bench", f"https://127.0.0.1:{parts.webhook_port}",
+                    parts.certs.ca_pem, own_namespace="flox-isa-system",
+                )  # fmt: skip
+                admission: Any = client.AdmissionregistrationV1Api(api)
+                admission.create_mutating_webhook_configuration(registration)
+                for mode in MODES:
+                    parts.start(mode)
+                    for scenario, replicas in (("a", room), ("b", 2 * room)):
+                        print(f"==> {mode}: scenario {scenario}, {replicas} replicas", flush=True)
+                        runs.append(measure(api, parts, mode, scenario=scenario,
+                                            replicas=replicas, settle=args.settle))  # fmt: skip
+                        print(f"    {runs[-1]}", flush=True)
+                    parts.stop()
+        finally:
+            parts.stop()
+            devcluster.down(directory / "cluster")
+    report(runs, args, room)
+
+
+def report(runs: list[Run], args: argparse.Namespace, room: int) -> None:
+    print(f"\nnodes: {args.vnni_nodes} VNNI + {args.avx2_nodes} AVX2; other pods:"
+          f" {args.other_pods}; VNNI room: {room} one-CPU pods")  # fmt: skip
+    print(f"{'mode':10} {'scen':4} {'replicas':>8} {'seconds':>8} {'running':>8} {'pending':>8}"
+          f" {'writes/pod':>10} {'rss MB':>7} {'peak MB':>7}")  # fmt: skip
+    for r in runs:
+        cells = (
+            f"{r.mode:10} {r.scenario:4} {r.replicas:8} {r.seconds:8.1f} {r.running:8}",
+            f" {r.pending:8} {r.writes_per_pod:10.2f} {r.rss_mb:7.0f} {r.peak_mb:7.0f}",
+        )
+        print("".join(cells))
+    by = {(r.mode, r.scenario): r for r in runs}
+    ratio = by["late", "a"].seconds / by["admission", "a"].seconds
+    print(f"(a) time to all Running, late / admission: {ratio:.2f}x (goal <= 1.3)")
+    print(
+        f"(b) Pending at the end: late {by['late', 'b'].pending} vs admission"
+        f" {by['admission', 'b'].pending} (goal 0)"
+    )
+
+
+if __name__ == "__main__":
+    main()
