@@ -148,7 +148,13 @@ def _start_components(directory: Path, kubeconfig: Path, api: client.ApiClient, 
     )  # fmt: skip
     _save_records(directory, [webhook, operator])
     _wait_https_ready(f"https://127.0.0.1:{webhook_port}/readyz", certs.ca_path, webhook)
-    _wait_gating(f"https://127.0.0.1:{webhook_port}/metrics", certs.ca_path, webhook)
+    _wait_https_ready(
+        f"https://127.0.0.1:{webhook_port}/metrics",
+        certs.ca_path,
+        webhook,
+        what="the webhook to see the placement controller (late binding)",
+        body_has=b"flox_isa_webhook_late_binding 1.0",
+    )
     configuration = webhook_configuration(
         WEBHOOK_CONFIGURATION,
         f"https://127.0.0.1:{webhook_port}",
@@ -165,7 +171,15 @@ def _spawn(directory: Path, name: str, argv: tuple[str, ...]) -> processes.Proce
     return record
 
 
-def _wait_https_ready(url: str, ca: Path, record: processes.ProcessRecord) -> None:
+def _wait_https_ready(
+    url: str,
+    ca: Path,
+    record: processes.ProcessRecord,
+    *,
+    what: str = "",
+    body_has: bytes = b"",
+) -> None:
+    """Until `url` answers 200 (and its body holds `body_has`); fails if `record` exits."""
     import ssl  # noqa: PLC0415 - only needed here
     import urllib.request  # noqa: PLC0415 - only needed here
 
@@ -176,28 +190,11 @@ def _wait_https_ready(url: str, ca: Path, record: processes.ProcessRecord) -> No
             raise DemoError(f"{record.name} exited; its log:\n{_tail(Path(record.log))}")
         try:
             with urllib.request.urlopen(url, context=context, timeout=2) as response:
-                return bool(response.status == 200)
+                return bool(response.status == 200) and body_has in response.read()
         except OSError:
             return False
 
-    _wait(f"{record.name} to be ready", ready, timeout=60)
-
-
-def _wait_gating(url: str, ca: Path, record: processes.ProcessRecord) -> None:
-    """Until the webhook sees the placement controller's Lease renewed (late binding on)."""
-    import ssl  # noqa: PLC0415 - only needed here
-    import urllib.request  # noqa: PLC0415 - only needed here
-
-    context = ssl.create_default_context(cafile=str(ca))
-
-    def gating() -> bool:
-        try:
-            with urllib.request.urlopen(url, context=context, timeout=2) as response:
-                return b"flox_isa_webhook_late_binding 1.0" in response.read()
-        except OSError:
-            return False
-
-    _wait("the webhook to see the placement controller (late binding)", gating, timeout=60)
+    _wait(what or f"{record.name} to be ready", ready, timeout=60)
 
 
 def _apply(api: client.ApiClient, obj: dict[str, Any], replace: bool = False) -> None:

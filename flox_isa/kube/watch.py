@@ -64,6 +64,11 @@ class ListWatch:
                 log.warning("list/watch failed; retrying", extra={"path": self.path,
                                                                    "error": str(exc)})  # fmt: skip
                 await asyncio.sleep(RETRY_SECONDS)
+            except (ValueError, KeyError, TypeError) as exc:  # a malformed event or line
+                self.restarts += 1
+                where = {"path": self.path, "error": repr(exc)}
+                log.exception("list/watch broke; listing again", extra=where)
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
         items: list[dict[str, Any]] = []
@@ -80,6 +85,7 @@ class ListWatch:
                 break
         self._on_list(items)
         self.synced.set()
+        log.info("listed", extra={"path": self.path, "items": len(items)})
         return str(metadata.get("resourceVersion") or "")
 
     async def _watch(self, version: str) -> str:

@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -121,6 +121,9 @@ class Chosen:
     placement: Placement
     body: dict[str, Any]
     workload: Workload
+    # Nodes this pod could take room on that pods placed earlier may still need: while
+    # one of them holds a reservation not yet bound, the pod waits (see `plan_batch`).
+    contested: frozenset[str] = frozenset()
 
 
 def uid_of(pod: Mapping[str, Any]) -> str:
@@ -239,7 +242,10 @@ class PlacementController:
         if spec.get("nodeName"):
             self.gated.pop(uid, None)
             self._pinned.pop(uid, None)
+            before = self.ledger.entry(uid)
             self.ledger.count(uid, str(spec["nodeName"]), requests)
+            if before is not None and before.kind == "reserved":
+                self._wake.set()  # pods held back for this bind may go now
             return
         if names.PLACEMENT_GATE in placement_gates(pod):
             self.gated[uid] = pod
@@ -315,6 +321,11 @@ class PlacementController:
         written = sum(results)
         if written:
             self._progress = time.monotonic()
+        reasons: dict[str, int] = {}
+        for c in chosen:
+            reasons[c.placement.reason] = reasons.get(c.placement.reason, 0) + 1
+        log.info("placed", extra={"pods": written, "chosen": len(chosen), **reasons,
+                                  "stillGated": len(self.gated)})  # fmt: skip
         return written
 
     def plan_batch(self) -> list[Chosen]:
@@ -324,13 +335,20 @@ class PlacementController:
         room = RoomFinder(self.ledger, self._allocatable)
         chosen: list[Chosen] = []
         wall = dt.datetime.now(dt.UTC)
+        reserved = {entry.node for _, entry in self.ledger.reservations()}
         for pod in pending:
             found = self.choose(pod, room, wall)
             if found is None:
                 continue
+            if found.contested & reserved:
+                # A spilled (or roomless) pod's selector also matches better nodes whose
+                # room pods placed before it still need: the scheduler could give it that
+                # room first. It waits for those binds (each wakes the loop).
+                continue
             uid = uid_of(pod)
             if found.placement.node is not None:
                 self.ledger.reserve(uid, found.placement.node, room.demand_of(pod))
+                reserved.add(found.placement.node)
             self.gated.pop(uid, None)
             chosen.append(found)
         return chosen
@@ -372,7 +390,21 @@ class PlacementController:
                 when_full,
                 self.settings.growable,
             )
-        return Chosen(pod, placement, ungated(pod, placement, environment, workload), workload)
+        body = ungated(pod, placement, environment, workload)
+        return Chosen(
+            pod, placement, body, workload, self._contested(placement, ranked, offer, room)
+        )
+
+    @staticmethod
+    def _contested(
+        placement: Placement, ranked: Sequence[Variant], offer: Offer, room: RoomFinder
+    ) -> frozenset[str]:
+        """Where this pod could be scheduled ahead of pods that hold reservations there:
+        the nodes of the better variants (a spill), or of its own (pinned without room)."""
+        if placement.reason == "timeout":
+            return frozenset()
+        contested = ranked[: placement.rank] if placement.node else [placement.variant]
+        return frozenset().union(*(room.node_names(offer, v) for v in contested))
 
     def _reserve_pinned(self) -> None:
         """Reserve room for pinned, unbound pods seen without a reservation (a new leader's
@@ -506,12 +538,19 @@ class RoomFinder:
         self._nodes: dict[tuple[int, str], list[NodeMember]] = {}
         self._cursor: dict[tuple[int, str, tuple[tuple[str, int], ...], int], int] = {}
         self._demand: dict[str, Resources] = {}
+        self._names: dict[tuple[int, str], frozenset[str]] = {}
 
     def demand_of(self, pod: Mapping[str, Any]) -> Resources:
         uid = uid_of(pod)
         if uid not in self._demand:
             self._demand[uid] = effective_request(pod.get("spec") or {})
         return self._demand[uid]
+
+    def node_names(self, offer: Offer, variant: Variant) -> frozenset[str]:
+        key = (id(offer), variant.name)
+        if key not in self._names:
+            self._names[key] = frozenset(m.name for m in offer.nodes(variant))
+        return self._names[key]
 
     def probe(self, pod: Mapping[str, Any], offer: Offer) -> RoomProbe:
         demand = self.demand_of(pod)

@@ -17,7 +17,7 @@ from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.placement import Placement, ungated
 from flox_isa.kube.rest import Connection, Rest
-from flox_isa.operator.placement import PlacementController, PlacementSettings
+from flox_isa.operator.placement import Chosen, PlacementController, PlacementSettings
 
 CATALOG = default_catalog()
 ENV = "acme/embedder"
@@ -79,11 +79,29 @@ def bound(node: str, cpu: str) -> dict[str, Any]:
     return pod
 
 
+def rounds(placement: PlacementController) -> list[Chosen]:
+    """Batches until nothing is left to place; between batches the scheduler binds each
+    placed pod where its room was reserved (a pod pinned without room is Unschedulable)."""
+    placed: list[Chosen] = []
+    while batch := placement.plan_batch():
+        placed += batch
+        for chosen in batch:
+            pod = {**chosen.body, "status": {"phase": "Pending"}}
+            if chosen.placement.node is None:
+                pod["status"]["conditions"] = [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+                ]
+            else:
+                pod = {**pod, "spec": {**pod["spec"], "nodeName": chosen.placement.node}}
+            placement.pod_changed("MODIFIED", pod)
+    return placed
+
+
 def place_all(placement: PlacementController, pods: list[dict[str, Any]]) -> dict[str, int]:
     for pod in pods:
         placement.pod_changed("ADDED", pod)
     counts: dict[str, int] = {}
-    for chosen in placement.plan_batch():
+    for chosen in rounds(placement):
         variant = chosen.placement.variant.name
         counts[variant] = counts.get(variant, 0) + 1
     return counts
@@ -123,7 +141,7 @@ def test_wait_pins_the_best_variant_without_room() -> None:
     pods = [gated_pod(annotations={names.WHEN_FULL_ANNOTATION: "wait"}) for _ in range(16)]
     for pod in pods:
         placement.pod_changed("ADDED", pod)
-    chosen = placement.plan_batch()
+    chosen = rounds(placement)
     assert {c.placement.variant.name for c in chosen} == {"avx512vnni"}
     assert [c.placement.reason for c in chosen].count("wait") == 2
     assert all(c.placement.node is None for c in chosen if c.placement.reason == "wait")
@@ -151,7 +169,7 @@ def test_higher_priority_pods_are_placed_first() -> None:
     high = gated_pod("4", priority=1000)
     for pod in [*low, high]:
         placement.pod_changed("ADDED", pod)
-    chosen = {c.pod["metadata"]["uid"]: c.placement for c in placement.plan_batch()}
+    chosen = {c.pod["metadata"]["uid"]: c.placement for c in rounds(placement)}
     # One 4-CPU pod fits each 8-CPU node: the high-priority pod takes the best one, the
     # oldest low-priority pod the next, and the last finds no room anywhere.
     assert chosen[high["metadata"]["uid"]].reason == "room"
@@ -192,6 +210,22 @@ def test_only_our_gate_is_removed() -> None:
     assert body["spec"]["schedulingGates"] == [{"name": "example.com/other"}]
 
 
+def test_a_spill_waits_until_the_better_pods_placed_before_it_are_bound() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
+    for pod in [gated_pod() for _ in range(9)]:
+        placement.pod_changed("ADDED", pod)
+    first = placement.plan_batch()
+    # The scheduler could give a spilled avx2 pod room on the VNNI node that the 7 VNNI
+    # pods just placed still need: the spills wait for those 7 to be bound.
+    assert [c.placement.reason for c in first] == ["room"] * 7
+    assert placement.plan_batch() == []  # nothing bound yet: still waiting
+    for chosen in first:
+        node = chosen.placement.node
+        placement.pod_changed("MODIFIED", {**chosen.body, "spec": {**chosen.body["spec"],
+                                                                   "nodeName": node}})  # fmt: skip
+    assert [c.placement.reason for c in placement.plan_batch()] == ["spill"] * 2
+
+
 def test_spilled_pods_cost_less_to_delete_than_the_best_variants() -> None:
     placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
     for pod in [gated_pod() for _ in range(8)]:
@@ -200,7 +234,7 @@ def test_spilled_pods_cost_less_to_delete_than_the_best_variants() -> None:
         c.placement.variant.name: int(
             c.body["metadata"]["annotations"][names.POD_DELETION_COST_ANNOTATION]
         )
-        for c in placement.plan_batch()
+        for c in rounds(placement)
     }
     assert costs["avx2"] < costs["avx512vnni"]
 
@@ -219,7 +253,12 @@ def test_a_new_leader_reserves_room_for_pinned_unbound_pods() -> None:
         pod["spec"]["nodeSelector"] = {names.cpuid_label("AVX512VNNI"): "true"}
         pinned.append(pod)
     successor.replace_pods(pinned)
-    assert place_all(successor, [gated_pod()]) == {"avx2": 1}
+    newcomer = gated_pod()
+    assert place_all(successor, [newcomer]) == {}  # the VNNI node's room is reserved
+    for pod in pinned:  # the predecessor's pods get bound
+        successor.pod_changed("MODIFIED", {**pod, "spec": {**pod["spec"],
+                                                           "nodeName": "m6i-2xlarge-0"}})  # fmt: skip
+    assert {c.placement.variant.name for c in rounds(successor)} == {"avx2"}
 
 
 @settings(max_examples=40, deadline=None)
@@ -234,7 +273,7 @@ def test_never_more_is_placed_than_fits_on_each_node(cpus: list[str], busy: list
         placement.pod_changed("ADDED", bound(fleet[index % len(fleet)]["metadata"]["name"], cpu))
     for cpu in cpus:
         placement.pod_changed("ADDED", gated_pod(cpu))
-    placement.plan_batch()
+    rounds(placement)
     for node in fleet:
         name = node["metadata"]["name"]
         allocatable = placement._allocatable[name]
