@@ -123,7 +123,7 @@ class Placement:
 
 def summary(pods: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """(name, phase, variant, node, why not scheduled) per pod, for failure messages."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for pod in pods:
         conditions = pod.get("status", {}).get("conditions") or []
         why = next((c.get("message", "") for c in conditions if c.get("status") == "False"), "")

@@ -256,8 +256,8 @@ def test_a_new_leader_reserves_room_for_pinned_unbound_pods() -> None:
     newcomer = gated_pod()
     assert place_all(successor, [newcomer]) == {}  # the VNNI node's room is reserved
     for pod in pinned:  # the predecessor's pods get bound
-        successor.pod_changed("MODIFIED", {**pod, "spec": {**pod["spec"],
-                                                           "nodeName": "m6i-2xlarge-0"}})  # fmt: skip
+        bound_there = {**pod, "spec": {**pod["spec"], "nodeName": "m6i-2xlarge-0"}}
+        successor.pod_changed("MODIFIED", bound_there)
     assert {c.placement.variant.name for c in rounds(successor)} == {"avx2"}
 
 
