@@ -26,6 +26,7 @@ from cryptography import x509
 
 from flox_isa.devcluster.build import bin_dir
 from flox_isa.devcluster.versions import load_versions
+from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, default_catalog, parse_catalog
 from flox_isa.operator.models import API_VERSION as TICKETWORKER_API_VERSION
 from flox_isa.operator.models import TicketWorkerSpec
@@ -446,7 +447,7 @@ def test_operator_rbac_is_least_privilege() -> None:
     objects = render()
     cluster_rules = rules_of(objects, "ClusterRole", "-operator")
     resources = {res for r in cluster_rules for res in r["resources"]}
-    assert "secrets" not in resources and "pods" not in resources
+    assert "secrets" not in resources
     for rule in cluster_rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
     # Exactly what the operator calls (controller.py, handlers.py, run.py, kube/):
@@ -465,6 +466,9 @@ def test_operator_rbac_is_least_privilege() -> None:
         ("apps", "deployments"): ["create", "delete", "list", "patch", "watch"],
         ("", "nodes"): ["list", "watch"],
         ("", "events"): ["create"],
+        # The placement controller: every pod's requests (a watch) and the one update that
+        # pins a gated pod and removes its gate; no get, create, patch or delete of pods.
+        ("", "pods"): ["list", "update", "watch"],
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"],
     }
     assert not any("resourceNames" in r for r in cluster_rules)
@@ -475,8 +479,31 @@ def test_operator_rbac_is_least_privilege() -> None:
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-         "resourceNames": [lease_name], "verbs": ["get", "update"]},
+         "resourceNames": [lease_name, names.PLACEMENT_LEASE], "verbs": ["get", "update"]},
     ]  # fmt: skip
+
+
+def test_late_binding_is_wired_and_can_be_turned_off() -> None:
+    objects = render()
+    first = {k: d["spec"]["template"]["spec"]["containers"][0]
+                  for k, d in deployments(objects).items()}  # fmt: skip
+    assert "--late-binding" in first["webhook"]["args"]
+    assert f"--placement-lease-namespace={NAMESPACE}" in first["webhook"]["args"]
+    assert "--placement" in first["operator"]["args"]
+    assert "--when-full=next-best" in first["operator"]["args"]
+    lease_role = one(objects, "Role", "-placement-lease")
+    lease = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}
+    assert lease_role["rules"] == [
+        {**lease, "resourceNames": [names.PLACEMENT_LEASE], "verbs": ["get"]}
+    ]
+    hook = one(objects, "Job", "-ungate")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    assert hook["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["ungate", "--all"]
+    off = render("--set", "placement.lateBinding=false")
+    off_args = {k: d["spec"]["template"]["spec"]["containers"][0]["args"]
+                for k, d in deployments(off).items()}  # fmt: skip
+    assert "--no-late-binding" in off_args["webhook"] and "--no-placement" in off_args["operator"]
+    assert not [o for o in off if o["kind"] == "Job" or o["metadata"]["name"].endswith("-lease")]
 
 
 def test_every_object_carries_the_recommended_labels() -> None:
