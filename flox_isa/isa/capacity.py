@@ -139,6 +139,25 @@ class Ledger:
     def reserve(self, uid: str, node: str, requests: Resources) -> None:
         self.count(uid, node, requests, "reserved")
 
+    def bind(self, uid: str, node: str, requests: Resources) -> None:
+        """Count `uid` as bound to `node`.
+
+        The scheduler may bind a pod elsewhere than where its room was reserved: it took
+        room on `node` that another pod's reservation holds, and left its own reserved
+        room free. That other reservation moves into the room left (equal requests
+        first), so each node's count stays what the scheduler can still bind there.
+        """
+        before = self._entries.get(uid)
+        self.count(uid, node, requests)
+        if before is None or before.kind != "reserved" or before.node == node:
+            return
+        displaced = self._reserved_on_node(node)
+        if not displaced:
+            return
+        same = [u for u, e in displaced if dict(e.requests) == dict(before.requests)]
+        moved = same[0] if same else displaced[0][0]
+        self.reserve(moved, before.node, self._entries[moved].requests)
+
     def release(self, uid: str) -> bool:
         """Stop counting `uid`; False if it was not counted (a release happens once)."""
         entry = self._entries.pop(uid, None)
@@ -173,6 +192,9 @@ class Ledger:
 
     def reservations(self) -> Iterable[tuple[str, Entry]]:
         return ((uid, e) for uid, e in self._entries.items() if e.kind == "reserved")
+
+    def _reserved_on_node(self, node: str) -> list[tuple[str, Entry]]:
+        return [(u, e) for u, e in self.reservations() if e.node == node]
 
 
 def pods_that_fit(allocatable: Resources, used: Resources, demand: Resources) -> int:

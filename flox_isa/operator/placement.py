@@ -243,7 +243,7 @@ class PlacementController:
             self.gated.pop(uid, None)
             self._pinned.pop(uid, None)
             before = self.ledger.entry(uid)
-            self.ledger.count(uid, str(spec["nodeName"]), requests)
+            self.ledger.bind(uid, str(spec["nodeName"]), requests)
             if before is not None and before.kind == "reserved":
                 self._wake.set()  # pods held back for this bind may go now
             return

@@ -137,3 +137,23 @@ def test_ledger_usage_is_the_sum_of_what_is_counted(
             cpu for i, (n, cpu) in enumerate(pods) if n == node and i not in set(released)
         )
         assert ledger.used(node).get("cpu", 0) == expected
+
+
+def test_a_pod_bound_elsewhere_than_reserved_hands_its_room_to_the_reservation_it_took() -> None:
+    ledger = Ledger()
+    allocatable = {"cpu": 3000, "pods": 110}
+    one = {"cpu": 1000, "pods": 1}
+    for index in range(3):
+        ledger.reserve(f"a{index}", "A", one)
+        ledger.reserve(f"b{index}", "B", one)
+    # The scheduler binds a0 (reserved on A) to B: B's room was b0's, A's room is now free.
+    ledger.bind("a0", "B", one)
+    assert ledger.fits("A", allocatable, one) == 0
+    assert ledger.fits("B", allocatable, one) == 0
+    assert ledger.used("B") == {"cpu": 3000, "pods": 3}
+    for index in (1, 2):
+        ledger.bind(f"a{index}", "B", one)
+    for index in range(3):
+        ledger.bind(f"b{index}", "A", one)
+    assert ledger.used("A") == ledger.used("B") == {"cpu": 3000, "pods": 3}
+    assert list(ledger.reservations()) == []
