@@ -207,7 +207,12 @@ def _render(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     manifests.check_directories(rendered, args.force)
     for env in rendered:
-        manifests.write(env, args.manifest)
+        try:
+            manifests.write(env, args.manifest)
+        except OSError as exc:
+            raise InputError(
+                f"cannot write {str(env.directory)!r}: {exc.strerror or exc}"
+            ) from None
     if args.output == "json":
         print(json.dumps(_render_json(rendered, skipped, schema is not None), indent=2))
     else:

@@ -463,3 +463,12 @@ def test_each_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[st
         main(["environments", command, "--help"])
     assert exit_.value.code == 0
     assert "--manifest" in capsys.readouterr().out
+
+
+def test_render_reports_an_output_directory_it_cannot_create(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = render(capsys, DATA / "build-pytorch.toml", blocker / "out")
+    _one_line_error(code, err, "cannot write", str(blocker / "out"))
