@@ -80,13 +80,17 @@ def load_schema(path: str | None) -> dict[str, Any] | None:
     """Flox's manifest JSON Schema (cli/schemas/manifest-v1.schema.json), if given."""
     if path is None:
         return None
-    try:
-        schema = json.loads(read_text(path, "schema"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"schema {path!r} is not valid JSON: {exc}") from None
+    schema = _read_json(path, "schema")
     if not isinstance(schema, dict) or "$defs" not in schema:
         raise InputError(f"schema {path!r} is not Flox's manifest JSON Schema (no $defs)")
     return schema
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(read_text(path, what))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {path!r} is not valid JSON: {exc}") from None
 
 
 def schema_errors(data: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -158,10 +162,7 @@ def read_packages(path: str | None) -> frozenset[str] | None:
     """The package paths in saved `flox search --json` output (a list of results)."""
     if path is None:
         return None
-    try:
-        data = json.loads(read_text(path, "packages file"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"packages file {path!r} is not valid JSON: {exc}") from None
+    data = _read_json(path, "packages file")
     if not isinstance(data, list):
         raise InputError(f"packages file {path!r}: expected a JSON array (`flox search --json`)")
     found = set()

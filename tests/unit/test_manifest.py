@@ -22,14 +22,9 @@ from flox_isa.isa.manifest import (
     plan_render,
     read_manifest,
 )
+from tests.unit.test_best_node_preference import variant
 
 CATALOG = default_catalog()
-
-
-def variant(name: str) -> Any:
-    found = CATALOG.get(name)
-    assert found is not None
-    return found
 
 
 def manifest(install: dict[str, Any], **top: Any) -> Manifest:
