@@ -306,6 +306,16 @@ def _plan(args: argparse.Namespace) -> int:
                         }
                         for v in publish
                     ],
+                    "nodes": [
+                        {
+                            "name": node.name,
+                            "best": {
+                                w: getattr(choose(catalog, node.features, w).variant, "name", None)
+                                for w in workloads
+                            },
+                        }
+                        for node in nodes
+                    ],
                     "notRenderable": unrenderable,
                     "commands": commands,
                 },

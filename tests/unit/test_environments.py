@@ -432,6 +432,11 @@ def test_plan_names_the_variants_the_fleet_needs_and_the_push_commands(
     # The default fleet's best int8 builds (as `explain nodes` decides): avx2 on m4,
     # avx512 on c5/m5, avx512vnni on m5n/m6i/m7i, armv8.2 on c6g, armv9 on c7g/c8g.
     assert [v["variant"] for v in plan["variants"]] == ["avx2", "avx512", "avx512vnni"]
+    best = {n["name"]: n["best"]["int8-inference"] for n in plan["nodes"]}
+    assert (best["m4-xlarge-0"], best["c5-xlarge-0"], best["m6i-xlarge-1"]) == (
+        "avx2", "avx512", "avx512vnni",
+    )  # fmt: skip
+    assert (best["c6g-xlarge-0"], best["c8g-xlarge-1"]) == ("armv8.2", "armv9")
     assert set(plan["notRenderable"]) == {"armv8.2", "armv9"}
     assert plan["commands"]["publish"][1:] == [
         f"flox push -d {out_dir}/tickets-{v} -o acme" for v in ("avx2", "avx512", "avx512vnni")
