@@ -477,3 +477,32 @@ def test_render_reports_an_output_directory_it_cannot_create(
     blocker.write_text("")
     code, _, err = render(capsys, DATA / "build-pytorch.toml", blocker / "out")
     _one_line_error(code, err, "cannot write", str(blocker / "out"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # top-level dotted keys, an inline table
+        'version = 1\noptions.systems = ["x86_64-linux", "aarch64-linux"]\n'
+        'install.t.pkg-path = "a/t-avx2"\ninstall.t.systems = ["x86_64-linux"]\n'
+        'install.arm = { pkg-path = "a/t-armv9", systems = ["aarch64-linux"] }\n',
+        # [options.allow] with no [options] table of its own
+        'version = 1\n[install]\nt.pkg-path = "a/t-avx2"\nt.systems = ["x86_64-linux"]\n'
+        "[options.allow]\nunfree = true\n",
+    ],
+    ids=["dotted", "options-subtable"],
+)
+def test_render_edits_any_toml_layout(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "manifest.toml"
+    base.write_text(text)
+    args = ("--variants", "avx512", "--schema", str(SCHEMA))
+    assert render(capsys, base, tmp_path / "out", *args)[0] == 0
+    written = (tmp_path / "out" / "tickets-avx512" / ".flox/env/manifest.toml").read_text()
+    data = tomllib.loads(written)
+    expected = tomllib.loads(text)
+    expected["options"]["systems"] = ["x86_64-linux"]
+    expected["install"]["t"]["pkg-path"] = "a/t-avx512"
+    expected["install"].pop("arm", None)
+    assert data == expected
