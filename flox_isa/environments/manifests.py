@@ -281,12 +281,12 @@ def _ours(directory: Path, environment: str) -> bool:
 
 
 def write(env: Rendered, base_manifest: str) -> None:
-    """One environment's files; env.json and .gitignore are kept if already there (a
-    pushed environment's env.json links it to FloxHub)."""
+    """One environment's files; an env.json naming this environment and a .gitignore are
+    kept if already there."""
     dot_flox = env.directory / ".flox"
     (dot_flox / "env").mkdir(parents=True, exist_ok=True)
     _replace(dot_flox / "env" / "manifest.toml", env.manifest_text)
-    if not (dot_flox / "env.json").exists():
+    if not _names(dot_flox / "env.json", env.name):
         _replace(
             dot_flox / "env.json", json.dumps({"name": env.name, "version": 1}, indent=2) + "\n"
         )
@@ -299,6 +299,15 @@ def write(env: Rendered, base_manifest: str) -> None:
         "base": base_manifest,
     }
     _replace(env.directory / MARKER, json.dumps(marker, indent=2) + "\n")
+
+
+def _names(env_json: Path, name: str) -> bool:
+    """Does this env.json (kept if so: a pushed one also links to FloxHub) name `name`?"""
+    try:
+        data = json.loads(env_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("name") == name
 
 
 def _replace(path: Path, text: str) -> None:

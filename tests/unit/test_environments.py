@@ -291,8 +291,11 @@ def test_render_refuses_a_directory_that_is_not_its_own(
         code, err, str(theirs), "not written by `flox-isa environments render`", "--force"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets-avx512"]  # nothing else
+    (theirs / ".flox").mkdir()
+    (theirs / ".flox" / "env.json").write_text('{"name": "notes", "version": 1}')
     assert render(capsys, DATA / "guide-single-variant.toml", tmp_path, "--force")[0] == 0
     assert (theirs / ".flox" / "env" / "manifest.toml").is_file()
+    assert json.loads((theirs / ".flox" / "env.json").read_text())["name"] == "tickets-avx512"
 
 
 def test_render_says_nothing_to_render_without_isa_packages(
