@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flox_isa.files import InputError, load_catalog, read_yaml
+from flox_isa.isa import names
 from flox_isa.isa.catalog import WORKLOADS, Catalog, Variant, Workload
 from flox_isa.isa.contract import variant_environment
 from flox_isa.isa.manifest import LINUX_SYSTEM, Finding, NothingToRenderError
@@ -331,7 +332,14 @@ def _plan(args: argparse.Namespace) -> int:
             f" {', '.join(sorted(used['workloads']))}"
         )
     for name, reason in unrenderable.items():
-        print(f"  {name}: needed by the fleet but not renderable from {args.manifest}: {reason}")
+        variant = catalog.get(name)
+        assert variant is not None
+        print(
+            f"  {variant_environment(args.name, variant)}: NOT RENDERABLE from {args.manifest}"
+            f" ({reason}), yet the best variant of {len(needed[name]['nodes'])} node(s): add"
+            f" {name} builds to the manifest, or keep these pods off them"
+            f" ({names.VARIANTS_ANNOTATION})"
+        )
     print("\nfirst publish (run these; flox-isa runs none):")
     for line in commands["publish"]:
         print(f"  {line}")

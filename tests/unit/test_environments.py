@@ -509,3 +509,16 @@ def test_render_edits_any_toml_layout(
     expected["install"]["t"]["pkg-path"] = "a/t-avx512"
     expected["install"].pop("arm", None)
     assert data == expected
+
+
+def test_plan_warns_of_fleet_variants_the_manifest_cannot_render(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys, "environments", "plan", "--manifest", str(DATA / "guide-single-variant.toml"),
+        "--name", "acme/tickets", "--nodes", str(NODES), "--workload", "fp32-inference",
+    )  # fmt: skip
+    assert code == 0
+    assert "  acme/tickets-armv9: NOT RENDERABLE from" in out
+    assert "yet the best variant of 4 node(s): add armv9 builds to the manifest" in out
+    assert "flox push -d environments/tickets-armv9" not in out
