@@ -1,9 +1,10 @@
 """The environments `render` writes are the ones the demo's pods ask for.
 
-The operator (TicketWorker -> Deployments) and the webhook (pod -> patch) each decide
-on the demo's own fleet and workloads; every environment they put on a pod must be one
-that `flox-isa environments render` wrote (owner + the name in its env.json). All three
-name environments with isa.contract.variant_environment.
+The operator (TicketWorker -> Deployments), the webhook (pod -> patch) and the placement
+controller (gated pod -> pinned pod) each decide on the demo's own fleet and workloads;
+every environment they put on a pod must be one that `flox-isa environments render` wrote
+(owner + the name in its env.json). All of them name environments with
+isa.contract.variant_environment.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, Catalog, catalog_from_dat
 from flox_isa.isa.fleet import feature_groups
 from flox_isa.isa.nodes import node_info, node_state
 from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.placement import Placement, ungated
 from flox_isa.operator.diff import Create
 from flox_isa.operator.reconcile import decide as reconcile
 from flox_isa.webhook.decision import Context
@@ -69,6 +71,12 @@ def asked_for(catalog: Catalog) -> set[str]:
     assert answer.reason == "auto", answer.message
     patched = apply_patch(pod, answer.patch)
     environments.add(patched["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION])
+    # With late binding the placement controller pins the gated pod instead, possibly
+    # spilling to any variant down the rank order: each of those names counts too.
+    base = template["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION]
+    for variant in catalog.variants:
+        pinned = ungated(pod, Placement(variant, "node-0", "spill"), base, "fp32-inference")
+        environments.add(pinned["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION])
     return environments
 
 
@@ -84,8 +92,9 @@ def test_every_environment_the_demo_asks_for_is_rendered(
     catalog_file.write_text(catalog_to_yaml(catalog))
     asked = asked_for(catalog)
     bases = {"acme/ticket-embedder", "acme/ticket-summarizer"}
-    # The demo's int8 TicketWorker spreads over 4 variants, the fp32 summarizer gets 1.
-    assert len(asked) == 5, asked
+    # The demo's int8 TicketWorker spreads over 4 variants; the fp32 summarizer may be
+    # placed on any of the 6.
+    assert len(asked) == 4 + 6, sorted(asked)
     rendered: set[str] = set()
     for base in bases:
         rendered |= rendered_environments(capsys, tmp_path, base, catalog_file)
