@@ -11,10 +11,12 @@ from typing import Any
 from flox_isa import __version__
 from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
+from flox_isa.environments import commands as environments_commands
 from flox_isa.files import InputError, load_catalog, read_text, read_yaml
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
 from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
 from flox_isa.isa.fleet import feature_groups, fleet_offers
+from flox_isa.isa.manifest import NothingToRenderError
 from flox_isa.isa.nodes import NodeDocumentError, node_info, node_objects
 from flox_isa.isa.selection import choose
 from flox_isa.operator import commands as operator_commands
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     try:
         return handler(args)
-    except (InputError, CpuinfoError, NodeDocumentError) as exc:
+    except (InputError, CpuinfoError, NodeDocumentError, NothingToRenderError) as exc:
         print(f"flox-isa: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
@@ -66,6 +68,7 @@ def _component_registrars() -> list[Callable[[Any], None]]:
         operator_commands.register,
         devcluster_commands.register,
         demo_commands.register,
+        environments_commands.register,
     ]
 
 

@@ -38,6 +38,8 @@ ARCHES: Final[tuple[Arch, ...]] = get_args(Arch)
 FLAGS_BY_ARCH: Final[Mapping[str, frozenset[str]]] = {"amd64": X86_FLAGS, "arm64": ARM64_FLAGS}
 # A variant name becomes a label value, a Deployment name suffix and an environment suffix.
 VARIANT_NAME_PATTERN: Final = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?$")
+# A package token ends a Flox package name (`...-cpu-<token>`): no '-', '/' or spaces.
+PACKAGE_TOKEN_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,31}$")
 
 
 class CatalogError(ValueError):
@@ -56,6 +58,8 @@ class Variant(BaseModel):
     flags: frozenset[str] = Field(description="NFD CPUID flag names a node must have.")
     scores: dict[Workload, Annotated[float, Field(ge=0)]]
     environment_suffix: str = ""
+    # The ISA token that ends this variant's Flox package names (default: the name).
+    package_token: str = ""
 
     @field_validator("name")
     @classmethod
@@ -66,6 +70,16 @@ class Variant(BaseModel):
                 " '.' or '-', starting and ending with a letter or digit"
             )
         return name
+
+    @field_validator("package_token")
+    @classmethod
+    def _token_ends_a_package_name(cls, token: str) -> str:
+        if token and not PACKAGE_TOKEN_PATTERN.match(token):
+            raise ValueError(
+                f"{token!r} is not a valid package token: use 1-32 letters, digits, '_' or '.',"
+                " starting with a letter or digit (it ends a package name after its last '-')"
+            )
+        return token
 
     @model_validator(mode="after")
     def _check_flags_and_scores(self) -> Variant:
@@ -88,6 +102,8 @@ class Variant(BaseModel):
             raise ValueError(f"scores: missing a score for {', '.join(missing)}")
         if not self.environment_suffix:
             object.__setattr__(self, "environment_suffix", f"-{self.name}")
+        if not self.package_token:
+            object.__setattr__(self, "package_token", self.name)
         return self
 
     def score(self, workload: Workload) -> float:
@@ -108,6 +124,14 @@ class Catalog(BaseModel):
             if variant.name in seen:
                 raise ValueError(f"variant {variant.name!r}: name: duplicate variant name")
             seen.add(variant.name)
+        tokens: dict[str, str] = {}
+        for variant in self.variants:
+            other = tokens.setdefault(variant.package_token, variant.name)
+            if other != variant.name:
+                raise ValueError(
+                    f"variant {variant.name!r}: packageToken: {variant.package_token!r} is"
+                    f" already variant {other!r}'s (each variant's packages need their own)"
+                )
         return self
 
     @property
@@ -136,6 +160,7 @@ DEFAULT_CATALOG_DATA: Final[dict[str, Any]] = {
         {"name": "avx512vnni", "arch": "amd64", "flags": [*_AVX512, "AVX512VNNI"],
          "scores": {"fp32-inference": 52, "int8-inference": 85, "bf16-training": 4}},
         {"name": "armv8.2", "arch": "arm64", "flags": ["ASIMD", "FPHP", "ASIMDHP"],
+         "packageToken": "armv8_2",
          "scores": {"fp32-inference": 28, "int8-inference": 28, "bf16-training": 1}},
         {"name": "armv9", "arch": "arm64", "flags": ["SVE", "BF16", "I8MM"],
          "scores": {"fp32-inference": 41, "int8-inference": 41, "bf16-training": 3}},
