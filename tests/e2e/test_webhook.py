@@ -49,6 +49,9 @@ OWN_NAMESPACE = f"flox-isa-system-{RUN}"
 RBAC_NAMESPACE = f"wh-rbac-{RUN}"
 # The chart's webhook ClusterRole (charts/flox-isa/templates/webhook/rbac.yaml).
 NODES_ONLY = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+# ...and its Role (templates/webhook/rbac.yaml): the placement controller's Lease, by name.
+PLACEMENT_LEASE_ONLY = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                         "resourceNames": [names.PLACEMENT_LEASE], "verbs": ["get"]}]  # fmt: skip
 
 
 @dataclass
@@ -98,6 +101,14 @@ def _nodes_only_kubeconfig(cluster: DevCluster, directory: Path) -> Path:
                         "name": name},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": RBAC_NAMESPACE}],
         })  # fmt: skip
+        rbac.create_namespaced_role(
+            RBAC_NAMESPACE, {"metadata": {"name": name}, "rules": PLACEMENT_LEASE_ONLY}
+        )
+        rbac.create_namespaced_role_binding(RBAC_NAMESPACE, {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": RBAC_NAMESPACE}],
+        })  # fmt: skip
         token = core.create_namespaced_service_account_token(
             name, RBAC_NAMESPACE, client.AuthenticationV1TokenRequest(
                 spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
@@ -127,6 +138,8 @@ def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         "--host", "127.0.0.1", "--port", str(port),
         "--tls-cert", str(certs.cert_path), "--tls-key", str(certs.key_path),
         "--kubeconfig", str(kubeconfig), "--namespace", OWN_NAMESPACE,
+        # No placement controller runs there: the Lease is absent, pods are pinned at once.
+        "--placement-lease-namespace", RBAC_NAMESPACE,
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
@@ -409,7 +422,8 @@ def test_a_pod_labelled_false_opts_out_of_its_namespace(
 
 
 def test_the_webhook_is_never_refused_by_its_nodes_only_rbac(webhook: Webhook) -> None:
-    """Everything above ran as a ServiceAccount that may only get/list/watch nodes."""
+    """Everything above ran as a ServiceAccount that may only get/list/watch nodes (and get
+    the placement Lease), the chart's RBAC."""
     log = webhook.log.read_text()
     assert "forbidden" not in log.lower(), log[-2000:]
 
