@@ -185,11 +185,11 @@ def register_selftest(commands: Any) -> None:
 
 
 def run_selftest_command(args: argparse.Namespace) -> int:
-    from flox_isa.kube.config import api_client  # noqa: PLC0415 - heavy, command-only
     from flox_isa.webhook.selftest import run_selftest  # noqa: PLC0415 - heavy, command-only
 
-    with api_client(args.kubeconfig) as api:
-        result = run_selftest(api, args.namespace, args.name)
+    if args.kubeconfig and not Path(args.kubeconfig).is_file():
+        raise InputError(f"--kubeconfig {args.kubeconfig!r}: no such file")
+    result = run_selftest(args.kubeconfig, args.namespace, args.name)
     if args.output == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -8,13 +8,12 @@ the pod the API server sends back must carry the webhook's patch. The chart's
 
 from __future__ import annotations
 
-import json
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client
-
 from flox_isa.isa import names
+from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest, load_connection
 
 SELFTEST_ENVIRONMENT = "flox-isa/selftest"
 
@@ -86,20 +85,20 @@ def check_patched(pod: dict[str, Any]) -> Result:
     )
 
 
-def run_selftest(api: client.ApiClient, namespace: str, name: str) -> Result:
+def run_selftest(kubeconfig: str | None, namespace: str, name: str) -> Result:
     """Dry-run create the selftest pod in `namespace` and check the answer."""
-    core: Any = client.CoreV1Api(api)  # a dict body and the raw response: untyped
-    try:
-        response = core.create_namespaced_pod(
-            namespace, selftest_pod(name), dry_run="All", _preload_content=False
-        )
-    except client.ApiException as exc:
-        return Result(False, f"pod CREATE (dry run) in namespace {namespace!r}: {_reason(exc)}")
-    return check_patched(json.loads(response.data))
+    return asyncio.run(_selftest(kubeconfig, namespace, name))
 
 
-def _reason(exc: client.ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except ValueError:
-        return f"HTTP {exc.status} {exc.reason}"
+async def _selftest(kubeconfig: str | None, namespace: str, name: str) -> Result:
+    async with Rest(load_connection(kubeconfig)) as api:
+        try:
+            pod = await api.request(
+                "POST", f"/api/v1/namespaces/{namespace}/pods", selftest_pod(name),
+                params={"dryRun": "All"},
+            )  # fmt: skip
+        except ApiError as exc:
+            return Result(False, f"pod CREATE (dry run) in namespace {namespace!r}: {exc.message}")
+        except REQUEST_ERRORS as exc:
+            return Result(False, f"cannot reach the API server: {exc}")
+    return check_patched(pod)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from typing import Any
 
 from flox_isa.isa.catalog import default_catalog
@@ -16,9 +16,10 @@ class FakeElector:
 
 class FakeNodes:
     def __init__(self, listed: bool) -> None:
-        self.listed = threading.Event()
+        self.synced = asyncio.Event()
+        self.restarts = 0
         if listed:
-            self.listed.set()
+            self.synced.set()
 
 
 def state(role: str, contact: float | None, *, listed: bool = False) -> dict[str, Any]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
+from flox_isa.cli import EXIT_INPUT, main
 from flox_isa.isa import names
 from flox_isa.webhook.selftest import SELFTEST_ENVIRONMENT, check_patched, selftest_pod
 
@@ -39,3 +42,9 @@ def test_an_unpatched_pod_fails_and_says_what_is_missing() -> None:
     partly = copy.deepcopy(patched())
     del partly["spec"]["nodeSelector"]
     assert not check_patched(partly).ok
+
+
+def test_a_missing_kubeconfig_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", "--kubeconfig", "/nonexistent/kubeconfig"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.strip() == "flox-isa: error: --kubeconfig '/nonexistent/kubeconfig': no such file"
