@@ -446,9 +446,10 @@ def test_two_replicas_one_acts_and_the_survivor_converges(
 def test_a_clean_sigterm_releases_the_lease_and_the_standby_leads_without_waiting(
     kubectl: Kubectl, operators: Operators, namespace: str
 ) -> None:
-    """The Lease lasts 10 minutes here: the standby can only lead within the test's bounds
-    if the leader hands the Lease over on SIGTERM (it does so before it exits)."""
-    long_lease = 600.0
+    """The Lease lasts 90 s here (a standby polls every 12 s): the standby can only lead
+    within the test's 45 s if the leader hands the Lease over on SIGTERM (it does so
+    before it exits)."""
+    long_lease = 90.0
     first = operators.start(namespace, lease="bye", lease_seconds=long_lease)
     wait_until("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "bye"))
     second = operators.start(namespace, lease="bye", lease_seconds=long_lease)
@@ -470,6 +471,6 @@ def test_a_clean_sigterm_releases_the_lease_and_the_standby_leads_without_waitin
     wait_until(
         "the standby to lead",
         lambda: f"-{second.pid}-" in lease_holder(kubectl, namespace, "bye"),
-        timeout=60,  # far below the 600 s the Lease would otherwise take to expire
+        timeout=45,  # below the 90 s the Lease would otherwise take to expire
     )
     assert second.poll() is None
