@@ -115,11 +115,18 @@ class Webhook:
             sys.executable, "-m", "flox_isa.cli", "webhook", "--host", "127.0.0.1",
             "--port", str(self.port), "--tls-cert", str(self.directory / "tls.crt"),
             "--tls-key", str(self.directory / "tls.key"), "--kubeconfig", str(self.kubeconfig),
-            "--shutdown-delay", "0",
+            "--shutdown-delay", "0", "--no-late-binding",
         ]  # fmt: skip
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
-        wait(lambda: self.get("/readyz") == 200, 60, "the webhook to be ready")
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"the webhook exited: {self.log.read_text()[-2000:]}")
+            return self.get("/readyz") == 200
+
+        wait(ready, 60, "the webhook to be ready")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -314,16 +321,15 @@ class Harness:
 
     def namespace(self, suffix: str) -> str:
         name = f"faults-{suffix}-{RUN}"
-        self.core.create_namespace(
-            {"metadata": {"name": name, "labels": {RUN_LABEL: RUN, names.INJECT_LABEL: "true"}}}
-        )
+        labels = {RUN_LABEL: f"{suffix}-{RUN}", names.INJECT_LABEL: "true"}  # one webhook each
+        self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         self.made.append(("namespace", name))
         return name
 
     def register(self, webhook: Webhook, suffix: str) -> str:
         name = f"faults-{suffix}-{RUN}"
         config = webhook_configuration(
-            name, webhook.url, webhook.ca.cert_pem, namespace_labels={RUN_LABEL: RUN},
+            name, webhook.url, webhook.ca.cert_pem, namespace_labels={RUN_LABEL: f"{suffix}-{RUN}"},
             timeout_seconds=2,
         )  # fmt: skip
         for hook in config["webhooks"]:
@@ -341,16 +347,19 @@ class Harness:
             n for n in fleets.node_manifests(fleets.load_fleet(None))
             if n["metadata"]["labels"][names.INSTANCE_TYPE_LABEL] == instance_type
         )  # fmt: skip
-        created = []
+        from flox_isa.devcluster.nodes import create_nodes, wait_nodes_ready  # noqa: PLC0415
+
+        manifests = []
         for i in range(size):
             node = copy.deepcopy(template)
             name = f"{pool}-{i}"
             node["metadata"]["name"] = name
             node["metadata"]["labels"]["kubernetes.io/hostname"] = name
             node["metadata"]["labels"][POOL_LABEL] = pool
-            self.core.create_node(node)
-            created.append(name)
+            manifests.append(node)
             self.made.append(("node", name))
+        created = create_nodes(self.api, manifests)  # plain JSON: kwok's partial status
+        wait_nodes_ready(self.api, created)
         return created
 
     def cleanup(self) -> None:
@@ -452,6 +461,7 @@ def fault_stall(h: Harness) -> Row:
         return Row("node watch black-holed 60 s, 100 nodes relabelled", _load(load), refused,
                    load.failed(), len(stale), recovery)  # fmt: skip
     finally:
+        h.unregister(f"faults-stall-{RUN}")
         webhook.stop()
         proxy.close()
 
@@ -493,6 +503,7 @@ def fault_cert(h: Harness) -> Row:
         return Row("serving certificate rotated (same CA)", _load(load), refused, load.failed(), 0,
                    f"reloaded {took:.1f} s after the files changed")  # fmt: skip
     finally:
+        h.unregister(f"faults-cert-{RUN}")
         webhook.stop()
 
 
@@ -662,6 +673,7 @@ def fault_fuzz(h: Harness, count: int = 10_000) -> Row:
         return Row("10,000 fuzzed reviews beside real ones", _load(load), refused,
                    load.failed() + statuses.get(500, 0), 0, recovery)  # fmt: skip
     finally:
+        h.unregister(f"faults-fuzz-{RUN}")
         webhook.stop()
 
 
