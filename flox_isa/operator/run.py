@@ -43,8 +43,9 @@ SERVICE_ACCOUNT_NAMESPACE: Final = "/var/run/secrets/kubernetes.io/serviceaccoun
 EXIT_LOST_LEADERSHIP: Final = 1
 # On SIGTERM: kopf gets this long to stop its watchers and workers, then is cancelled, so
 # the process (and the Lease release) is done within 5 s, well inside the pod's grace period.
-KOPF_STOP_SECONDS: Final = 2.5
+KOPF_STOP_SECONDS: Final = 1.5
 CANCEL_WAIT_SECONDS: Final = 1.0
+RECLAIM_SIGNALS_AFTER: Final = (0.1, 0.4, 1.0, 3.0)  # seconds after kopf is started, cumulative
 
 
 def default_identity() -> str:
@@ -171,21 +172,26 @@ async def _lead(
         elector.hold() if options.leader_election else asyncio.Event().wait()
     )
     signalled = asyncio.create_task(stopping.wait())
+    reclaim = asyncio.create_task(_reclaim_signals(stopping))
     done, _ = await asyncio.wait(
         {operator, holding, signalled}, return_when=asyncio.FIRST_COMPLETED
     )
+    reclaim.cancel()
     kopf_stop.set()
-    stopping_tasks = [_stop_within(operator, KOPF_STOP_SECONDS)]
+    began = asyncio.get_running_loop().time()
     if placing is not None:
         placing.cancel()  # releases the placement Lease: the webhook stops gating
-        stopping_tasks.append(_stop_within(placing, KOPF_STOP_SECONDS))
     for task in (holding, signalled):
         task.cancel()
-    # Stop acting first (bounded, side by side), then hand the Lease over: never two
-    # leaders at once.
-    await asyncio.gather(*stopping_tasks)
+    # Stop acting first (bounded), then hand the Lease over: never two leaders at once.
+    # Awaited here, in the main task: kopf cancels every task started after it when it
+    # is cancelled itself.
+    await _stop_within(operator, KOPF_STOP_SECONDS)
+    if placing is not None:
+        await _stop_within(placing, CANCEL_WAIT_SECONDS)
     nodes.cancel()
     await _stop_within(nodes, CANCEL_WAIT_SECONDS)
+    log.info("stopped", extra={"seconds": round(asyncio.get_running_loop().time() - began, 2)})
     if holding in done:
         return EXIT_LOST_LEADERSHIP  # never act without the Lease: exit, get restarted
     if options.leader_election:
@@ -205,6 +211,17 @@ def _watch_nodes(
 
     inventory = NodeInventory(publish)
     return ListWatch(api, "/api/v1/nodes", inventory.replace, inventory.apply)
+
+
+async def _reclaim_signals(stopping: asyncio.Event) -> None:
+    """kopf replaces our SIGTERM/SIGINT handlers as it starts (within its first loop
+    ticks), and on a signal stops by itself, waiting 5 s for every other task of the
+    loop. Take the signals back soon after: our shutdown stops kopf within seconds."""
+    loop = asyncio.get_running_loop()
+    for delay in RECLAIM_SIGNALS_AFTER:
+        await asyncio.sleep(delay)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
 
 
 async def _stop_within(task: asyncio.Task[Any], seconds: float) -> None:
