@@ -702,14 +702,10 @@ def cluster_kubeconfig(explicit: str | None) -> Iterator[Path]:
     if explicit:
         yield Path(explicit)
         return
-    from flox_isa.devcluster import cluster  # noqa: PLC0415
+    from flox_isa.devcluster.cluster import temporary  # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory() as tmp:
-        state = cluster.up(Path(tmp), log=lambda line: None)
-        try:
-            yield state.kubeconfig
-        finally:
-            cluster.down(Path(tmp), log=lambda line: None)
+    with temporary() as kubeconfig:
+        yield kubeconfig
 
 
 def main(argv: list[str] | None = None) -> int:
