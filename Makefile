@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint unit e2e test binaries demo demo-down bench manifests kind-up kind-down clean
+.PHONY: help venv lint unit e2e test binaries demo demo-down bench faults manifests kind-up kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ demo-down: $(STAMP) ## stop a running demo
 bench: $(STAMP) binaries ## benchmarks (not tests): each prints ratios measured side by side
 	$(BIN)/python bench/webhook.py --devcluster
 	$(BIN)/python bench/operator.py
+
+faults: $(STAMP) binaries ## fault suite (not a test): faults under load on a devcluster, a table
+	$(BIN)/python bench/faults.py $(ARGS)
 
 manifests: $(STAMP) binaries ## regenerate manifests/ from charts/flox-isa
 	$(BIN)/python hack/render-manifests.py

@@ -757,14 +757,10 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def own_devcluster() -> Iterator[Path]:
     """A `flox-isa devcluster` in a temporary directory, stopped afterwards."""
-    from flox_isa.devcluster import cluster  # noqa: PLC0415 - only with --devcluster
+    from flox_isa.devcluster.cluster import temporary  # noqa: PLC0415 - only with --devcluster
 
-    with tempfile.TemporaryDirectory() as tmp:
-        state = cluster.up(Path(tmp), log=lambda line: None)
-        try:
-            yield state.kubeconfig
-        finally:
-            cluster.down(Path(tmp), log=lambda line: None)
+    with temporary() as kubeconfig:
+        yield kubeconfig
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def _component_registrars() -> list[Callable[[Any], None]]:
     """
     return [
         webhook_commands.register,
+        webhook_commands.register_selftest,
         operator_commands.register,
         devcluster_commands.register,
         demo_commands.register,

@@ -11,10 +11,11 @@ import json
 import shutil
 import socket
 import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,18 @@ def _create_fleet(state: ClusterState, manifests: list[dict[str, Any]], log: Log
         f"fleet: {len(names)} simulated nodes Ready, RuntimeClass {nodes.FLOX_RUNTIME_CLASS!r},"
         f" in {time.monotonic() - t0:.1f}s"
     )
+
+
+@contextlib.contextmanager
+def temporary(log: Log = lambda line: None) -> Iterator[Path]:
+    """A cluster in a temporary directory for the duration of a `with` (benchmarks); its
+    kubeconfig."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = up(Path(tmp), log=log)
+        try:
+            yield state.kubeconfig
+        finally:
+            down(Path(tmp), log=log)
 
 
 def down(directory: Path = DEFAULT_DIR, log: Log = print, keep_logs: bool = False) -> bool:

@@ -8,7 +8,13 @@ A `Reflector` lists a kind once, a page at a time (a 5,000-node list parsed
 whole would hold ~150 MB of dicts at once; pages keep the peak to one page),
 then watches from the list's resourceVersion; when a watch times out it watches
 again from the last version seen, and when the apiserver says 410 Gone it
-lists again. Each restart is counted. Objects are read as plain JSON (no
+lists again. Each restart is counted.
+
+A watch that silently stalls (a connection black-holed by a NAT, a proxy or a
+half-dead API server: no error, no bytes) is noticed by a read timeout: the
+server ends every watch after WATCH_TIMEOUT_SECONDS (and sends a bookmark 2 s
+before), so a healthy watch is never silent longer than that; STALL_SECONDS
+without a byte restarts it (reason "stalled"). Objects are read as plain JSON (no
 client model classes: they cost more than the decision itself).
 
 The request path only reads a published, immutable snapshot: no I/O, no lock.
@@ -18,11 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from kubernetes import client
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from flox_isa.isa.nodes import NodeDocumentError, node_state
 from flox_isa.isa.offer import FleetIndex, FleetIndexBuilder
@@ -30,7 +38,8 @@ from flox_isa.isa.scheduling import NodeState
 
 log = logging.getLogger("flox_isa.inventory")
 
-WATCH_TIMEOUT_SECONDS = 300
+WATCH_TIMEOUT_SECONDS = 15
+STALL_SECONDS = WATCH_TIMEOUT_SECONDS + 10
 LIST_PAGE_SIZE = 500
 RETRY_SECONDS = 2.0
 GONE = 410
@@ -57,6 +66,7 @@ class Reflector:
         on_restart: RestartCounter = lambda resource, reason: None,
         *,
         watch_timeout: int = WATCH_TIMEOUT_SECONDS,
+        stall_seconds: float = STALL_SECONDS,
         page_size: int = LIST_PAGE_SIZE,
     ) -> None:
         self.resource = resource
@@ -64,6 +74,7 @@ class Reflector:
         self._sink = sink
         self._on_restart = on_restart
         self._watch_timeout = watch_timeout
+        self._stall_seconds = stall_seconds
         self._page_size = page_size
         self._stop = threading.Event()
         self.listed = threading.Event()
@@ -73,12 +84,13 @@ class Reflector:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop, waiting at most `timeout` seconds for the (daemon) thread."""
         self._stop.set()
         response = self._response
         if response is not None:
             response.close()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -137,11 +149,11 @@ class Reflector:
             allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout,
             _preload_content=False,
-            _request_timeout=(10, self._watch_timeout + 30),
+            _request_timeout=(10, self._stall_seconds),
         )
         self._response = response
         try:
-            for line in iter_lines(response):
+            for line in _until_stalled(iter_lines(response)):
                 if not line.strip():
                     continue
                 event = json.loads(line)
@@ -151,6 +163,12 @@ class Reflector:
                 version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self._sink.apply(kind, obj)
+        except _StalledError:
+            log.warning(
+                "watch stalled: no byte for the stall timeout; watching again",
+                extra={"fields": {"resource": self.resource, "seconds": self._stall_seconds}},
+            )
+            return version, "stalled"
         finally:
             self._response = None
             response.close()
@@ -200,6 +218,25 @@ class NodeInventory:
     def _publish(self) -> None:
         self._index = self._builder.index()
         self._on_change(self._index)
+
+
+class _StalledError(Exception):
+    """The watch stream sent nothing for the read timeout."""
+
+
+def _until_stalled(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """`lines`, raising _StalledError where the stream timed out reading (urllib3 says so as
+    ReadTimeoutError, or as a ProtocolError around a socket timeout)."""
+    try:
+        yield from lines
+    except ReadTimeoutError as exc:
+        raise _StalledError from exc
+    except ProtocolError as exc:
+        if any(
+            isinstance(arg, (TimeoutError, socket.timeout, ReadTimeoutError)) for arg in exc.args
+        ):
+            raise _StalledError from exc
+        raise
 
 
 def iter_lines(response: Any) -> Iterator[bytes]:

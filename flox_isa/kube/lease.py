@@ -82,6 +82,9 @@ class LeaderElector:
         self._path = (
             f"/apis/coordination.k8s.io/v1/namespaces/{config.namespace}/leases/{config.name}"
         )
+        # Event-loop time of the last Lease request that reached the API server (taken or
+        # not): what readiness reads, leader and standby alike.
+        self.last_contact: float | None = None
 
     async def try_take(self) -> bool:
         """One attempt to take or renew; optimistic concurrency via resourceVersion."""
@@ -167,7 +170,9 @@ class LeaderElector:
 
     async def _attempt(self) -> bool:
         try:
-            return await self.try_take()
+            taken = await self.try_take()
         except REQUEST_ERRORS as exc:
             log.warning("lease request failed: %s", exc)
             return False
+        self.last_contact = asyncio.get_running_loop().time()
+        return taken

@@ -74,6 +74,8 @@ class Stats:
     failures: int = 0
     last_write: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    # "namespace/name" of the TicketWorkers whose last written status says Degraded=True.
+    degraded: set[str] = field(default_factory=set)
 
 
 class Controller:
@@ -340,6 +342,11 @@ class Controller:
                 return  # deleted meanwhile
             raise
         self.stats.writes += 1
+        key = f"{owner.namespace}/{owner.name}"
+        if _condition(status, "Degraded").get("status") == "True":
+            self.stats.degraded.add(key)
+        else:
+            self.stats.degraded.discard(key)
         self._background(self._degraded_event(owner, previous, status))
 
     async def _degraded_event(

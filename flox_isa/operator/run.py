@@ -41,6 +41,11 @@ log = logging.getLogger("flox_isa.operator")
 
 SERVICE_ACCOUNT_NAMESPACE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 EXIT_LOST_LEADERSHIP: Final = 1
+# On SIGTERM: kopf gets this long to stop its watchers and workers, then is cancelled, so
+# the process (and the Lease release) is done within 5 s, well inside the pod's grace period.
+KOPF_STOP_SECONDS: Final = 1.5
+CANCEL_WAIT_SECONDS: Final = 1.0
+RECLAIM_SIGNALS_AFTER: Final = (0.1, 0.4, 1.0, 3.0)  # seconds after kopf is started, cumulative
 
 
 def default_identity() -> str:
@@ -89,11 +94,11 @@ async def _main(options: Options) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    state: dict[str, Any] = {"role": "standby", "synced": False}
+    state: dict[str, Any] = {"role": "standby", "synced": False, "options": options}
     async with Rest(connection) as api:
         health = await _serve_health(options.health_port, state)
         try:
-            elector = LeaderElector(
+            state["elector"] = elector = LeaderElector(
                 api,
                 LeaseConfig(
                     namespace=options.lease_namespace or default_lease_namespace(),
@@ -116,7 +121,7 @@ async def _main(options: Options) -> int:
             state["placement"] = placement
             return await _lead(
                 options, connection, controller=controller, placement=placement,
-                elector=elector, stopping=stopping,
+                elector=elector, stopping=stopping, state=state,
             )  # fmt: skip
         finally:
             if health is not None:
@@ -146,9 +151,11 @@ async def _lead(
     placement: PlacementController | None,
     elector: LeaderElector,
     stopping: asyncio.Event,
+    state: dict[str, Any],
 ) -> int:
     """Run kopf until a signal, kopf's own exit, or the loss of the Lease."""
-    nodes = asyncio.create_task(_watch_nodes(controller.api, controller, placement).run())
+    state["nodes"] = watcher = _watch_nodes(controller.api, controller, placement)
+    nodes = asyncio.create_task(watcher.run())
     placing = asyncio.create_task(placement.run()) if placement else None
     kopf_stop = asyncio.Event()
     operator = asyncio.create_task(
@@ -165,21 +172,26 @@ async def _lead(
         elector.hold() if options.leader_election else asyncio.Event().wait()
     )
     signalled = asyncio.create_task(stopping.wait())
+    reclaim = asyncio.create_task(_reclaim_signals(stopping))
     done, _ = await asyncio.wait(
         {operator, holding, signalled}, return_when=asyncio.FIRST_COMPLETED
     )
+    reclaim.cancel()
     kopf_stop.set()
+    began = asyncio.get_running_loop().time()
     if placing is not None:
         placing.cancel()  # releases the placement Lease: the webhook stops gating
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await placing
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(operator, timeout=10)
     for task in (holding, signalled):
         task.cancel()
+    # Stop acting first (bounded), then hand the Lease over: never two leaders at once.
+    # Awaited here, in the main task: kopf cancels every task started after it when it
+    # is cancelled itself.
+    await _stop_within(operator, KOPF_STOP_SECONDS)
+    if placing is not None:
+        await _stop_within(placing, CANCEL_WAIT_SECONDS)
     nodes.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await nodes
+    await _stop_within(nodes, CANCEL_WAIT_SECONDS)
+    log.info("stopped", extra={"seconds": round(asyncio.get_running_loop().time() - began, 2)})
     if holding in done:
         return EXIT_LOST_LEADERSHIP  # never act without the Lease: exit, get restarted
     if options.leader_election:
@@ -201,6 +213,28 @@ def _watch_nodes(
     return ListWatch(api, "/api/v1/nodes", inventory.replace, inventory.apply)
 
 
+async def _reclaim_signals(stopping: asyncio.Event) -> None:
+    """kopf replaces our SIGTERM/SIGINT handlers as it starts (within its first loop
+    ticks), and on a signal stops by itself, waiting 5 s for every other task of the
+    loop. Take the signals back soon after: our shutdown stops kopf within seconds."""
+    loop = asyncio.get_running_loop()
+    for delay in RECLAIM_SIGNALS_AFTER:
+        await asyncio.sleep(delay)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+
+
+async def _stop_within(task: asyncio.Task[Any], seconds: float) -> None:
+    """Let `task` finish for `seconds`, then cancel it and wait a little more."""
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(asyncio.shield(task), timeout=seconds)
+    if not task.done():
+        log.warning("kopf did not stop in time; cancelling it", extra={"seconds": seconds})
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, timeout=CANCEL_WAIT_SECONDS)
+
+
 async def _first(wanted: Any, stop: Any) -> bool:
     """Await `wanted` unless `stop` finishes first; True if `wanted` did."""
     wanted_task = asyncio.ensure_future(wanted)
@@ -213,8 +247,55 @@ async def _first(wanted: Any, stop: Any) -> bool:
     return wanted_task in done
 
 
+def operator_metrics(state: dict[str, Any]) -> bytes:
+    """The Prometheus text exposition of this replica (leader or not, what it manages)."""
+    controller: Controller | None = state.get("controller")
+    nodes: ListWatch | None = state.get("nodes")
+    degraded = len(controller.stats.degraded) if controller else 0
+    failures = controller.stats.failures if controller else 0
+    lines = [
+        "# HELP flox_isa_operator_leader 1 while this replica holds the Lease and acts.",
+        "# TYPE flox_isa_operator_leader gauge",
+        f"flox_isa_operator_leader {1 if state['role'] == 'leader' else 0}",
+        "# HELP flox_isa_operator_ticketworkers_degraded TicketWorkers whose status says"
+        " Degraded=True (leader only).",
+        "# TYPE flox_isa_operator_ticketworkers_degraded gauge",
+        f"flox_isa_operator_ticketworkers_degraded {degraded}",
+        "# HELP flox_isa_operator_reconcile_failures_total Reconciles that failed.",
+        "# TYPE flox_isa_operator_reconcile_failures_total counter",
+        f"flox_isa_operator_reconcile_failures_total {failures}",
+        "# HELP flox_isa_operator_inventory_nodes Nodes in the leader's node inventory.",
+        "# TYPE flox_isa_operator_inventory_nodes gauge",
+        f"flox_isa_operator_inventory_nodes {controller.fleet.node_count if controller else 0}",
+        "# HELP flox_isa_operator_watch_restarts_total Node list/watch restarts (leader only).",
+        "# TYPE flox_isa_operator_watch_restarts_total counter",
+        f"flox_isa_operator_watch_restarts_total {nodes.restarts if nodes else 0}",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def not_ready_reason(state: dict[str, Any], now: float) -> str:
+    """Why this replica is not Ready ("" when it is): it must reach the API server (its
+    Lease requests succeed, leader or standby alike: a standby is Ready, or the PDB
+    would block node drains) and, when it leads, have listed the nodes it plans on."""
+    options: Options = state["options"]
+    elector: LeaderElector | None = state.get("elector")
+    if options.leader_election:
+        contact = elector.last_contact if elector is not None else None
+        if contact is None:
+            return "no Lease request has succeeded yet"
+        if now - contact > options.lease_duration:
+            return f"no Lease request has succeeded for {now - contact:.0f} s"
+    if state["role"] == "leader":
+        nodes: ListWatch | None = state.get("nodes")
+        if nodes is None or not nodes.synced.is_set():
+            return "leading, but the nodes are not listed yet"
+    return ""
+
+
 async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | None:
-    """`GET /healthz`: 200 and this replica's role (leader or standby)."""
+    """`GET /healthz`: 200 and this replica's role (leader or standby); `GET /readyz`:
+    200 when healthy and watching (see `not_ready_reason`), else 503 and why."""
     if not port:
         return None
 
@@ -244,13 +325,22 @@ async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | Non
             }
         return web.json_response(body)
 
+    async def readyz(_: web.Request) -> web.Response:
+        problem = not_ready_reason(state, asyncio.get_running_loop().time())
+        if problem:
+            return web.json_response({"ready": False, "reason": problem}, status=503)
+        return web.json_response({"ready": True, "role": state["role"]})
+
     async def metrics(_: web.Request) -> web.Response:
         placement = state.get("placement")
-        payload = generate_latest(placement.metrics.registry) if placement else b""
+        payload = operator_metrics(state)
+        if placement:
+            payload += generate_latest(placement.metrics.registry)
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

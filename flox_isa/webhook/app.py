@@ -48,6 +48,8 @@ PLAIN_UID = re.compile(PLAIN_UID_CHARS)
 LEADING_UID = re.compile(rb'"uid":\s*"(%s)"' % PLAIN_UID_CHARS.encode())
 UID_SEARCH_BYTES = 512
 CONTENT_TYPE_JSON = (b"content-type", JSON.encode())
+# While draining: the client closes this connection and opens its next one elsewhere.
+CONNECTION_CLOSE = (b"connection", b"close")
 RESPONSE_HEAD = b'{"apiVersion":"%s","kind":"AdmissionReview","response":{"uid":' % (
     ADMISSION_API_VERSION.encode()
 )
@@ -118,6 +120,9 @@ class WebhookState:
     # Answers per decision or body key, valid for `_offers` only: dropped when the fleet
     # changes.
     _answers: dict[Hashable, Answer] = field(default_factory=dict)
+    # Set on SIGTERM (see `serve.DrainingServer`): not ready, and every answer closes its
+    # connection, while the process still serves for the shutdown delay.
+    draining: bool = False
 
     def offers(self) -> OfferIndex | None:
         """The catalog precomputed over the current fleet, rebuilt when the fleet changes."""
@@ -149,7 +154,7 @@ class WebhookState:
         return found
 
     def ready(self) -> bool:
-        return self.nodes.fleet() is not None
+        return not self.draining and self.nodes.fleet() is not None
 
     @property
     def gating(self) -> bool:
@@ -181,6 +186,8 @@ def _rest_of_app(state: WebhookState) -> FastAPI:
     async def readyz() -> Response:
         if state.ready():
             return Response(b'{"status":"ready"}', media_type=JSON)
+        if state.draining:
+            return Response(b'{"status":"shutting down"}', 503, media_type=JSON)
         return Response(b'{"status":"waiting for the first node list"}', 503, media_type=JSON)
 
     @app.get("/metrics")
@@ -218,6 +225,8 @@ class MutateEndpoint:
             else:
                 status, payload = answer(self.state, body, namespace_opted_in)
         headers = [CONTENT_TYPE_JSON, (b"content-length", b"%d" % len(payload))]
+        if self.state.draining:
+            headers.append(CONNECTION_CLOSE)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         self.state.metrics.latency.observe(time.perf_counter() - started)

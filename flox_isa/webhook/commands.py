@@ -62,7 +62,42 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="stop gating when the Lease has not changed for this long (default 15)",
     )
+    parser.add_argument(
+        "--tls-min-version", default="1.2", choices=("1.2", "1.3"),
+        help="oldest TLS version accepted (default 1.2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-port", type=_port, default=0, metavar="N",
+        help="also serve GET /metrics over plain HTTP on this port (default 0: off; /metrics"
+        " is on the HTTPS port either way)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shutdown-delay", type=_seconds, default=0.0, metavar="SECONDS",
+        help="on SIGTERM, fail /readyz and keep serving this long (answering with"
+        " `Connection: close`) before closing the listener (default 0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drain-timeout", type=_seconds, default=2.0, metavar="SECONDS",
+        help="then wait at most this long for in-flight requests (default 2: the API"
+        " server's webhook timeout)",
+    )  # fmt: skip
     parser.set_defaults(handler=run_webhook)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got {text!r}")
+    return value
 
 
 def run_webhook(args: argparse.Namespace) -> int:
@@ -89,14 +124,21 @@ def run_webhook(args: argparse.Namespace) -> int:
     if watcher is not None:
         state.placement = watcher
     config, tls = serve.server_config(
-        app.create_app(state), args.host, args.port, args.tls_cert, args.tls_key
-    )
+        app.create_app(state), args.host, args.port, args.tls_cert, args.tls_key,
+        tls_min_version=args.tls_min_version, drain_seconds=args.drain_timeout,
+    )  # fmt: skip
     reloader = serve.CertReloader(tls, args.tls_cert, args.tls_key, webhook_metrics.tls_reloads.inc)
+    if args.metrics_port:
+        metrics.serve_plain(webhook_metrics, inventory.nodes.fleet, args.host, args.metrics_port)
     inventory.start()
     if watcher is not None:
         watcher.start()
+
+    def drain() -> None:
+        state.draining = True
+
     try:
-        serve.serve(config, reloader)
+        serve.serve(config, reloader, shutdown_delay=args.shutdown_delay, on_drain=drain)
     finally:
         inventory.stop()
         if watcher is not None:
@@ -121,6 +163,38 @@ def _placement_watcher(args: argparse.Namespace) -> Any:
         )
     read = lease_reader(api_client(args.kubeconfig), namespace, names.PLACEMENT_LEASE)
     return LeaseWatcher(read, args.placement_lease_duration)
+
+
+def register_selftest(commands: Any) -> None:
+    """Add `flox-isa selftest` to the parser."""
+    parser = commands.add_parser(
+        "selftest",
+        help="check that the installed webhook patches an opted-in pod (dry run)",
+        description="Create an opted-in pod with dryRun=All (nothing is stored or run) and"
+        " check that flox-isa's webhook patched it (variant label, environment, nodeSelector)."
+        " Needs `create pods` in --namespace. Exit codes: 0 patched, 1 not, 2 bad input.",
+    )
+    parser.add_argument("--kubeconfig", metavar="FILE", help="default: in-cluster, else ~/.kube")
+    parser.add_argument(
+        "--namespace", "-n", default="default",
+        help="where the dry-run pod goes: not excluded from mutation (default: default)",
+    )  # fmt: skip
+    parser.add_argument("--name", default="flox-isa-selftest", help="the dry-run pod's name")
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=run_selftest_command)
+
+
+def run_selftest_command(args: argparse.Namespace) -> int:
+    from flox_isa.webhook.selftest import run_selftest  # noqa: PLC0415 - heavy, command-only
+
+    if args.kubeconfig and not Path(args.kubeconfig).is_file():
+        raise InputError(f"--kubeconfig {args.kubeconfig!r}: no such file")
+    result = run_selftest(args.kubeconfig, args.namespace, args.name)
+    if args.output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(f"{'ok' if result.ok else 'FAILED'}: {result.message}")
+    return 0 if result.ok else EXIT_DENIED
 
 
 def register_explain_pod(targets: Any) -> None:

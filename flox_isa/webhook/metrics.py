@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from flox_isa.isa.offer import FleetIndex
 
 # Admission calls must finish well inside the apiserver's timeout (10 s max, ours ~2 s).
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
 
 
 @dataclass
@@ -57,7 +75,7 @@ class Metrics:
         )
         self.watch_restarts = Counter(
             "flox_isa_inventory_watch_restarts",
-            "Node watch restarts by reason (expired, gone, error).",
+            "Node watch restarts by reason (expired, gone, stalled, error).",
             ["resource", "reason"],
             registry=self.registry,
         )
@@ -66,3 +84,23 @@ class Metrics:
             "Certificate reloads from disk.",
             registry=self.registry,
         )
+
+
+def serve_plain(
+    metrics: Metrics, fleet: Callable[[], FleetIndex | None], host: str, port: int
+) -> None:
+    """GET /metrics over plain HTTP in a daemon thread (a scraper needs no CA, and the
+    admission port no opening to it). The inventory gauges are read at scrape time from
+    `fleet()`, the published snapshot (no lock, no request-path state)."""
+
+    def nodes() -> float:
+        index = fleet()
+        return 0.0 if index is None else float(index.node_count)
+
+    def groups() -> float:
+        index = fleet()
+        return 0.0 if index is None else float(len(index.groups))
+
+    metrics.inventory_nodes.set_function(nodes)
+    metrics.inventory_groups.set_function(groups)
+    start_http_server(port, addr=host, registry=metrics.registry)

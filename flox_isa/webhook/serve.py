@@ -1,4 +1,6 @@
-"""Serving over HTTPS with uvicorn: TLS >= 1.2, certificates reloaded when they change on disk."""
+"""Serving over HTTPS with uvicorn: a minimum TLS version (1.2 by default), certificates
+reloaded when they change on disk, and a graceful shutdown that first drains traffic away.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +8,10 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -20,12 +24,21 @@ QUIET_LOGGERS = ("uvicorn.access",)
 # racing the close would fail the admission call (Go does not retry POSTs), and every
 # call after a pause would pay a new TLS handshake.
 KEEP_ALIVE_SECONDS = 120
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def server_config(
-    app: ASGIApp, host: str, port: int, cert: Path, key: Path
+    app: ASGIApp,
+    host: str,
+    port: int,
+    cert: Path,
+    key: Path,
+    *,
+    tls_min_version: str = "1.2",
+    drain_seconds: float = 2.0,
 ) -> tuple[uvicorn.Config, ssl.SSLContext]:
-    """A loaded uvicorn config whose SSLContext (returned too) refuses TLS < 1.2."""
+    """A loaded uvicorn config whose SSLContext (returned too) refuses TLS below
+    `tls_min_version` ("1.2" or "1.3"); in-flight requests get `drain_seconds` on exit."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -37,12 +50,13 @@ def server_config(
         server_header=False,
         lifespan="off",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=max(1, round(drain_seconds)),
     )
     config.load()
     tls = config.ssl
     if tls is None:  # uvicorn builds it from the cert and key given above
         raise RuntimeError("uvicorn did not create a TLS context")
-    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls.minimum_version = TLS_VERSIONS[tls_min_version]
     return config, tls
 
 
@@ -105,10 +119,56 @@ class CertReloader:
             self.check()
 
 
-def serve(config: uvicorn.Config, reloader: CertReloader) -> None:
-    """Run until SIGTERM/SIGINT (uvicorn handles both: in-flight requests finish)."""
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that, on the first SIGTERM/SIGINT, keeps serving for `delay` seconds
+    before it stops accepting connections.
+
+    `on_drain` runs at once (the app then fails readiness and answers with
+    `Connection: close`, so clients' pooled connections move to other replicas while
+    endpoints catch up); after the delay uvicorn's own graceful shutdown closes idle
+    connections and waits at most `timeout_graceful_shutdown` for in-flight requests.
+    A second signal during the delay stops at once.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, delay: float, on_drain: Callable[[], None] = lambda: None
+    ) -> None:
+        super().__init__(config)
+        self.delay = delay
+        self.on_drain = on_drain
+        self.draining_since: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining_since is not None or self.delay <= 0:
+            super().handle_exit(sig, frame)
+            if self.draining_since is None:
+                self.begin_drain()
+            return
+        self._captured_signals.append(sig)  # re-raised after the shutdown, as uvicorn does
+        self.begin_drain()
+
+    def begin_drain(self) -> None:
+        self.draining_since = time.monotonic()
+        self.on_drain()
+        log.info("draining", extra={"fields": {"shutdownDelaySeconds": self.delay}})
+
+    async def on_tick(self, counter: int) -> bool:
+        since = self.draining_since
+        if since is not None and time.monotonic() - since >= self.delay:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(
+    config: uvicorn.Config,
+    reloader: CertReloader,
+    *,
+    shutdown_delay: float = 0.0,
+    on_drain: Callable[[], None] = lambda: None,
+) -> None:
+    """Run until SIGTERM/SIGINT, draining first (see `DrainingServer`)."""
     reloader.start()
     try:
-        uvicorn.Server(config).run()
+        DrainingServer(config, shutdown_delay, on_drain).run()
     finally:
         reloader.stop()

@@ -334,6 +334,60 @@ def _exercise_the_placement_controller(release: Release, namespace: str) -> None
     wait_until("the gated pod placed by the operator", placed, timeout=60)
 
 
+MONITORING_CRDS = ROOT / "tests" / "data" / "prometheus-operator-crds"
+OPT_IN_OBJECTS = (
+    "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
+    "--set", "metrics.prometheusRule.enabled=true", "--set", "networkPolicy.enabled=true",
+    "--set", "networkPolicy.egress.enabled=true",
+    "--set", "networkPolicy.egress.apiServerCIDRs={192.0.2.1/32}",
+)  # fmt: skip
+
+
+def _server_dry_run(
+    release: Release, documents: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(bin_dir() / "kubectl"), "--kubeconfig", str(release.cluster.kubeconfig),
+         "create", "--dry-run=server", "--validate=strict", "-f", "-"],
+        input="\n---\n".join(json.dumps(d) for d in documents),
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_monitoring_objects_and_network_policies_are_accepted_by_the_api_server(
+    release: Release,
+) -> None:
+    """ServiceMonitor, PodMonitor, PrometheusRule (against prometheus-operator's CRDs,
+    tests/data/prometheus-operator-crds/) and NetworkPolicy, checked by the API server with
+    strict field validation. Nothing here scrapes or enforces them."""
+    release.kubectl("apply", "-f", str(MONITORING_CRDS))
+    try:
+        for path in sorted(MONITORING_CRDS.glob("*.yaml")):
+            name = next(d for d in yaml.safe_load_all(path.read_text()) if d)["metadata"]["name"]
+            release.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        rendered = release.helm(
+            "template", release.name, str(CHART), "-n", release.namespace, *OPT_IN_OBJECTS
+        ).stdout
+        wanted = ("ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy")
+        objects = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in wanted]
+        assert sorted(o["kind"] for o in objects) == sorted(
+            ["ServiceMonitor"] * 2 + ["PodMonitor"] * 2 + ["PrometheusRule"] + ["NetworkPolicy"] * 2
+        )
+        accepted = _server_dry_run(release, objects)
+        assert accepted.returncode == 0, accepted.stderr
+        # The CRDs do check: a misspelt field and a bad enum value are refused.
+        monitor = next(o for o in objects if o["kind"] == "ServiceMonitor")
+        monitor["spec"]["endpoints"][0]["intervall"] = "30s"
+        refused = _server_dry_run(release, [monitor])
+        assert refused.returncode != 0 and "intervall" in refused.stderr, refused.stderr
+        pod_monitor = next(o for o in objects if o["kind"] == "PodMonitor")
+        pod_monitor["spec"]["podMetricsEndpoints"][0]["scheme"] = "ftp"
+        refused = _server_dry_run(release, [pod_monitor])
+        assert refused.returncode != 0 and "scheme" in refused.stderr, refused.stderr
+    finally:
+        release.kubectl("delete", "-f", str(MONITORING_CRDS), "--wait=false", check=False)
+
+
 def test_crds_are_installed_and_established(release: Release) -> None:
     files = sorted((CHART / "crds").glob("*.yaml"))
     assert files, "charts/flox-isa/crds/ holds no CRD"

@@ -74,13 +74,15 @@ class Operators:
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, namespace: str, lease: str = "flox-isa-operator") -> subprocess.Popen[bytes]:
+    def start(
+        self, namespace: str, lease: str = "flox-isa-operator", lease_seconds: float = LEASE_SECONDS
+    ) -> subprocess.Popen[bytes]:
         log = self.logs / f"operator-{namespace}-{len(self.running)}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "flox_isa.cli", "operator",
              "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", namespace,
              "--lease-namespace", namespace, "--lease-name", lease,
-             "--lease-duration", str(LEASE_SECONDS), "--health-port", "0"],
+             "--lease-duration", str(lease_seconds), "--health-port", "0"],
             stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.running.append(process)
@@ -439,3 +441,36 @@ def test_two_replicas_one_acts_and_the_survivor_converges(
     names_now = sorted(deployments(kubectl, namespace, "ha"))
     assert names_now == sorted(f"ha-{v}" for v in expected)  # no duplicate, no orphan
     assert survivor.poll() is None
+
+
+def test_a_clean_sigterm_releases_the_lease_and_the_standby_leads_without_waiting(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    """The Lease lasts 90 s here (a standby polls every 12 s): the standby can only lead
+    within the test's 45 s if the leader hands the Lease over on SIGTERM (it does so
+    before it exits)."""
+    long_lease = 90.0
+    first = operators.start(namespace, lease="bye", lease_seconds=long_lease)
+    wait_until("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "bye"))
+    second = operators.start(namespace, lease="bye", lease_seconds=long_lease)
+    # The leader has work behind it: a TicketWorker created, scaled and deleted.
+    kubectl.apply(ticketworker(namespace, "bye", 3))
+    wait_until(
+        "3 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "bye").values()) == 3
+    )
+    kubectl.run("scale", "tw/bye", "-n", namespace, "--replicas=5")
+    wait_until(
+        "5 replicas", lambda: sum(replicas_by_variant(kubectl, namespace, "bye").values()) == 5
+    )
+    kubectl.run("delete", "tw/bye", "-n", namespace)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 0  # a clean exit, not a kill
+    assert f"-{first.pid}-" not in lease_holder(
+        kubectl, namespace, "bye"
+    )  # released on the way out
+    wait_until(
+        "the standby to lead",
+        lambda: f"-{second.pid}-" in lease_holder(kubectl, namespace, "bye"),
+        timeout=45,  # below the 90 s the Lease would otherwise take to expire
+    )
+    assert second.poll() is None

@@ -61,6 +61,7 @@ class Webhook:
     log: Path
     kubectl: Path | None
     kubeconfig: Path
+    metrics_url: str
 
     def get(self, path: str) -> tuple[int, str]:
         context = ssl.create_default_context(cafile=str(self.ca))
@@ -130,7 +131,7 @@ def _delete_nodes_only_access(cluster: DevCluster) -> None:
 def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
     directory = tmp_path_factory.mktemp("webhook")
     certs = write_serving_certs(directory / "tls")
-    (port,) = free_ports(1)
+    port, metrics_port = free_ports(2)
     log = directory / "webhook.log"
     kubeconfig = _nodes_only_kubeconfig(cluster, directory)
     command = [
@@ -140,10 +141,14 @@ def webhook(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         "--kubeconfig", str(kubeconfig), "--namespace", OWN_NAMESPACE,
         # No placement controller runs there: the Lease is absent, pods are pinned at once.
         "--placement-lease-namespace", RBAC_NAMESPACE,
+        "--metrics-port", str(metrics_port),
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    hook = Webhook(f"https://127.0.0.1:{port}", certs.ca_path, log, _kubectl(), cluster.kubeconfig)
+    hook = Webhook(
+        f"https://127.0.0.1:{port}", certs.ca_path, log, _kubectl(), cluster.kubeconfig,
+        f"http://127.0.0.1:{metrics_port}",
+    )  # fmt: skip
     name = f"flox-isa-e2e-{RUN}"
     # No own_namespace: the API server would then never call for OWN_NAMESPACE, and
     # test_the_webhooks_own_namespace_is_never_touched checks the webhook's own refusal.
@@ -465,3 +470,45 @@ def test_the_inventory_follows_nodes_joining_and_leaving(
         return bool(pod.metadata.labels[names.VARIANT_LABEL] == "avx2")
 
     wait_until("the deleted node to leave the webhook's inventory", gone, timeout=20)
+
+
+def test_metrics_are_served_over_plain_http_too(
+    webhook: Webhook, core: Any, make_namespace: Callable[[bool], str]
+) -> None:
+    core.create_namespaced_pod(make_namespace(True), _pod("plain-metrics"), dry_run="All")
+    with urllib.request.urlopen(f"{webhook.metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'flox_isa_webhook_requests_total{outcome="patched"' in text
+    node_count = len(core.list_node().items)
+    assert f"flox_isa_inventory_nodes {float(node_count)}" in text
+
+
+def _selftest(webhook: Webhook, namespace: str) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "flox_isa.cli", "selftest", "--kubeconfig", str(webhook.kubeconfig),
+         "--namespace", namespace, "--output", "json"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert not result.stderr.strip() or "Traceback" not in result.stderr, result.stderr
+    found: dict[str, Any] = json.loads(result.stdout)
+    return result.returncode, found
+
+
+def test_selftest_passes_where_the_webhook_is_called_and_fails_where_it_is_not(
+    webhook: Webhook, core: Any, make_namespace: Callable[[bool], str]
+) -> None:
+    """`flox-isa selftest` (the chart's helm test): a dry-run pod, the patch checked."""
+    code, result = _selftest(webhook, make_namespace(False))  # opted in by its own label
+    assert code == 0 and result["ok"] is True, result
+    assert result["variant"] and result["nodeSelector"]
+    assert result["environment"] == f"flox-isa/selftest-{result['variant']}"
+    # A namespace this run's webhook does not select: the pod is admitted unpatched.
+    outside = f"wh-outside-{RUN}"
+    core.create_namespace({"metadata": {"name": outside}})
+    try:
+        code, result = _selftest(webhook, outside)
+        assert code == 1 and result["ok"] is False
+        assert "not patched" in result["message"]
+        assert core.list_namespaced_pod(outside).items == []  # dry runs store nothing
+    finally:
+        core.delete_namespace(outside)

@@ -126,3 +126,17 @@ app.kubernetes.io/component: {{ .component }}
 - --no-placement
 {{- end }}
 {{- end }}
+
+{{/* topologySpreadConstraints: entries without a labelSelector get the component's own.
+     Call with (dict "constraints" LIST "selector" MATCHLABELS). */}}
+{{- define "flox-isa.topologySpread" -}}
+{{- $out := list }}
+{{- range .constraints }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $.selector) }}
+{{- end }}
+{{- $out = append $out $c }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
