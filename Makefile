@@ -45,6 +45,7 @@ demo-down: $(STAMP) ## stop a running demo
 bench: $(STAMP) binaries ## benchmarks (not tests): each prints ratios measured side by side
 	$(BIN)/python bench/webhook.py --devcluster
 	$(BIN)/python bench/operator.py
+	$(BIN)/python bench/placement.py
 
 faults: $(STAMP) binaries ## fault suite (not a test): faults under load on a devcluster, a table
 	$(BIN)/python bench/faults.py $(ARGS)
