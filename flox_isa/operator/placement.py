@@ -96,6 +96,11 @@ class PlacementMetrics:
             "Placement writes refused because the pod changed since it was read.",
             registry=self.registry,
         )
+        self.oldest_gated = Gauge(
+            "flox_isa_placement_oldest_gated_seconds",
+            "Age of the oldest pod gated by flox-isa (0: none).",
+            registry=self.registry,
+        )
         self.gate_seconds = Histogram(
             "flox_isa_placement_gate_seconds",
             "Pod creation to ungate.",
@@ -312,6 +317,9 @@ class PlacementController:
         """Place every placeable pod; how many writes succeeded."""
         chosen = self.plan_batch()
         self.metrics.gated.set(len(self.gated))
+        now = dt.datetime.now(dt.UTC)
+        ages = [(now - created_at(p)).total_seconds() for p in self.gated.values()]
+        self.metrics.oldest_gated.set(max(ages, default=0.0))
         if not chosen:
             if not self.placeable():
                 self._progress = time.monotonic()  # nothing waits: idle is progress
