@@ -205,17 +205,24 @@ user=$(podman "${STORAGE[@]}" image inspect --format '{{.Config.User}}' "$IMAGE"
 echo "  user   $user"
 
 # 5. The package manifest, next to the image's description.
-say "[5/5] package manifest"
-ctr=$(buildah "${STORAGE[@]}" from --pull=never --quiet "$IMAGE")
-trap 'buildah "${STORAGE[@]}" rm "$ctr" >/dev/null 2>&1 || true; rm -rf "${tree:-}"' EXIT
-unshare --net buildah "${STORAGE[@]}" run --isolation chroot --user 0:0 "$ctr" -- \
-  /opt/flox-isa/bin/python -m pip --disable-pip-version-check --no-cache-dir inspect --local \
-  >"$OUT/pip-inspect.json"
-unshare --net buildah "${STORAGE[@]}" run --isolation chroot --user 0:0 "$ctr" -- \
-  dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' >"$OUT/dpkg.txt"
-"$PYTHON" hack/image/manifest.py --pip-inspect "$OUT/pip-inspect.json" \
-  --dpkg "$OUT/dpkg.txt" --constraints constraints.txt --image "$IMAGE" \
-  --output "$OUT/packages.json"
+if [[ -f $OUT/packages.json && $(cat "$OUT/packages.id" 2>/dev/null) == "$image_id" ]]; then
+  say "[5/5] package manifest: $OUT/packages.json (made for this image)"
+else
+  say "[5/5] package manifest"
+  rm -f "$OUT/packages.id"
+  ctr=$(buildah "${STORAGE[@]}" from --pull=never --quiet "$IMAGE")
+  trap 'buildah "${STORAGE[@]}" rm "$ctr" >/dev/null 2>&1 || true; rm -rf "${tree:-}"' EXIT
+  unshare --net buildah "${STORAGE[@]}" run --isolation chroot --user 0:0 "$ctr" -- \
+    /opt/flox-isa/bin/python -m pip --disable-pip-version-check --no-cache-dir inspect --local \
+    >"$OUT/pip-inspect.json"
+  unshare --net buildah "${STORAGE[@]}" run --isolation chroot --user 0:0 "$ctr" -- \
+    dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' >"$OUT/dpkg.txt"
+  "$PYTHON" hack/image/manifest.py --pip-inspect "$OUT/pip-inspect.json" \
+    --dpkg "$OUT/dpkg.txt" --constraints constraints.txt --image "$IMAGE" \
+    --output "$OUT/packages.json"
+  echo "$image_id" >"$OUT/packages.id"
+  buildah "${STORAGE[@]}" rm "$ctr" >/dev/null
+fi
 
 # What the tests read: the image, and the storage it is in.
 "$PYTHON" - "$OUT/image.json" "$IMAGE" "$image_id" "$VERSION" "$base_ref" "$size" "$base_size" \

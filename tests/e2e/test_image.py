@@ -237,26 +237,24 @@ class Chart:
             raise AssertionError(f"kubectl {' '.join(args[:3])}: {done.stderr.strip()}")
         return done.stdout
 
-    def container(self, component: str) -> dict[str, Any]:
-        """The container spec of a component's Deployment."""
+    def pod_spec(self, component: str) -> dict[str, Any]:
+        """The pod template spec of a component's Deployment."""
         (deployment,) = [
             o
             for o in self.objects
             if o["kind"] == "Deployment"
             and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
         ]
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+        return spec
+
+    def container(self, component: str) -> dict[str, Any]:
+        (container,) = self.pod_spec(component)["containers"]
         assert isinstance(container, dict)
         return container
 
     def service_account(self, component: str) -> str:
-        (deployment,) = [
-            o
-            for o in self.objects
-            if o["kind"] == "Deployment"
-            and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
-        ]
-        name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        name = self.pod_spec(component)["serviceAccountName"]
         assert isinstance(name, str)
         return name
 
