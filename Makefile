@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint unit e2e test binaries demo demo-down bench faults manifests kind-up kind-down clean
+.PHONY: help venv lint unit e2e test binaries image demo demo-down bench faults manifests kind-up kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ venv: $(STAMP) ## virtualenv with pinned dependencies
 lint: $(STAMP) ## ruff, mypy --strict, import-linter layering
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict flox_isa tests bench hack/render-manifests.py
+	$(BIN)/mypy --strict flox_isa tests bench hack/render-manifests.py hack/image/manifest.py
 	$(BIN)/lint-imports
 
 unit: $(STAMP) binaries ## unit tests (no cluster; the chart tests run the pinned helm)
@@ -31,8 +31,11 @@ unit: $(STAMP) binaries ## unit tests (no cluster; the chart tests run the pinne
 binaries: $(STAMP) ## build the pinned control-plane binaries (cached per version)
 	$(BIN)/flox-isa devcluster build
 
-e2e: $(STAMP) binaries ## e2e tests on the local control plane
+e2e: $(STAMP) binaries image ## e2e tests on the local control plane (tests/e2e/test_image.py runs the image)
 	$(BIN)/pytest tests/e2e
+
+image: $(STAMP) ## build the image with buildah, no network in the build (hack/image/build.sh)
+	PYTHON=$(BIN)/python hack/image/build.sh
 
 test: lint unit e2e ## everything CI runs
 
