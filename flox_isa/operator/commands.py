@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from flox_isa import args as arg_types
 from flox_isa.isa import names
 from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WHEN_FULL
+
+POSITIVE_SECONDS = arg_types.seconds(above_zero=True, maximum=86400)
 
 
 def register(commands: Any) -> None:
@@ -51,7 +54,10 @@ def register(commands: Any) -> None:
         help="act at once, without a Lease (a single replica only)",
     )  # fmt: skip
     operator.add_argument(
-        "--workers", type=_at_least_one, metavar="N", help="concurrent reconciles (default: 16)"
+        "--workers",
+        type=arg_types.at_least_one,
+        metavar="N",
+        help="concurrent reconciles (default: 16)",
     )
     placement = operator.add_argument_group("capacity-aware placement (late binding)")
     placement.add_argument(
@@ -66,16 +72,16 @@ def register(commands: Any) -> None:
         f" the {names.WHEN_FULL_ANNOTATION} annotation (default: {DEFAULT_WHEN_FULL})",
     )  # fmt: skip
     placement.add_argument(
-        "--growable-variants", metavar="A,B", type=_names,
+        "--growable-variants", metavar="A,B", type=arg_types.comma_list,
         help="variants whose node pools an autoscaler can grow (default: all)",
     )  # fmt: skip
     placement.add_argument(
-        "--max-gate-age", type=_positive, default=120.0, metavar="SECONDS",
+        "--max-gate-age", type=POSITIVE_SECONDS, default=120.0, metavar="SECONDS",
         help="gated pods older than this are placed as admission would, room unseen"
         " (default 120)",
     )  # fmt: skip
     placement.add_argument(
-        "--placement-lease-duration", type=_positive, default=15.0, metavar="SECONDS",
+        "--placement-lease-duration", type=POSITIVE_SECONDS, default=15.0, metavar="SECONDS",
         help="the webhook stops gating when the placement Lease is not renewed for this"
         " long; keep it equal to the webhook's (default 15)",
     )  # fmt: skip
@@ -104,33 +110,6 @@ def register(commands: Any) -> None:
         description="Print the CustomResourceDefinition: `flox-isa crd | kubectl apply -f -`.",
     )
     crd.set_defaults(handler=_crd)
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def _names(text: str) -> frozenset[str]:
-    found = frozenset(part.strip() for part in text.split(",") if part.strip())
-    if not found:
-        raise argparse.ArgumentTypeError("expected a comma list of variant names")
-    return found
 
 
 def _operator(args: argparse.Namespace) -> int:

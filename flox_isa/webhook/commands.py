@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flox_isa import args
 from flox_isa.files import InputError, load_catalog, read_yaml
 from flox_isa.isa import names
 
@@ -57,7 +58,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--placement-lease-duration",
-        type=float,
+        type=args.seconds(above_zero=True),
         default=15.0,
         metavar="SECONDS",
         help="stop gating when the Lease has not changed for this long (default 15)",
@@ -67,37 +68,21 @@ def register(commands: Any) -> None:
         help="oldest TLS version accepted (default 1.2)",
     )  # fmt: skip
     parser.add_argument(
-        "--metrics-port", type=_port, default=0, metavar="N",
+        "--metrics-port", type=args.port, default=0, metavar="N",
         help="also serve GET /metrics over plain HTTP on this port (default 0: off; /metrics"
         " is on the HTTPS port either way)",
     )  # fmt: skip
     parser.add_argument(
-        "--shutdown-delay", type=_seconds, default=0.0, metavar="SECONDS",
+        "--shutdown-delay", type=args.seconds(), default=0.0, metavar="SECONDS",
         help="on SIGTERM, fail /readyz and keep serving this long (answering with"
         " `Connection: close`) before closing the listener (default 0)",
     )  # fmt: skip
     parser.add_argument(
-        "--drain-timeout", type=_seconds, default=2.0, metavar="SECONDS",
+        "--drain-timeout", type=args.seconds(), default=2.0, metavar="SECONDS",
         help="then wait at most this long for in-flight requests (default 2: the API"
         " server's webhook timeout)",
     )  # fmt: skip
     parser.set_defaults(handler=run_webhook)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got {text!r}")
-    return value
 
 
 def run_webhook(args: argparse.Namespace) -> int:
@@ -153,8 +138,6 @@ def _placement_watcher(args: argparse.Namespace) -> Any:
 
     if not args.late_binding:
         return None
-    if args.placement_lease_duration <= 0:
-        raise InputError("--placement-lease-duration must be > 0 seconds")
     namespace = args.placement_lease_namespace or args.namespace
     if not namespace:
         raise InputError(

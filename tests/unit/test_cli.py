@@ -207,3 +207,33 @@ def test_operator_refuses_a_worker_count_below_one(
         main(["operator", "--workers", workers])
     assert exited.value.code == 2
     assert f"--workers: expected a whole number >= 1, got '{workers}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["operator", "--max-gate-age", "0"], "--max-gate-age: expected seconds > 0"),
+        (["operator", "--placement-lease-duration", "soon"], "--placement-lease-duration:"),
+        (["operator", "--when-full", "later"], "--when-full: invalid choice: 'later'"),
+        (["operator", "--growable-variants", " , "], "--growable-variants: expected a comma"),
+        (["webhook", "--tls-cert", "c", "--tls-key", "k", "--placement-lease-duration", "0"],
+         "--placement-lease-duration: expected seconds > 0"),
+        (["ungate"], "the following arguments are required: --all"),
+    ],
+)  # fmt: skip
+def test_placement_flags_refuse_bad_values(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_growable_variants_are_named_with_what_is_allowed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _run(capsys, "operator", "--growable-variants", "avx2,avx1024")
+    assert code == EXIT_INPUT
+    assert "--growable-variants: unknown variant(s) avx1024; allowed: avx2," in err
+    assert "Traceback" not in err
