@@ -2,7 +2,7 @@
 
 - the nodeSelector that keeps a variant's pods on CPUs with its instructions;
 - the name of a variant's environment (`owner/name` + the variant's suffix);
-- the grammar of a Flox environment reference.
+- the grammar of a Flox environment reference (`owner/name[:generation]`).
 
 The webhook's guard accepts exactly what the operator renders because both build
 it here.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -21,17 +22,74 @@ from flox_isa.isa.catalog import Variant, Workload
 from flox_isa.isa.inputs import ConflictError
 from flox_isa.isa.scheduling import matches_required_affinity
 
-# Environment references are `owner/name` (Flox: letters, digits, '.', '_', '-').
-# One regex for the API server (CEL, RE2) and for Python (re).
-ENVIRONMENT_REGEX: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+# Environment references are `owner/name` with an optional generation pin `:N`
+# (Flox: letters, digits, '.', '_', '-'; `flox.dev/environment: owner/name:3`).
+# One anchor-free pattern: Python applies it with `re.fullmatch` (`$` would accept a
+# trailing newline), the API server as `^(?:...)$` (CEL's `matches()` is unanchored).
+_SEGMENT: Final = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_GENERATION: Final = r"[0-9]{1,9}"
+ENVIRONMENT_REGEX: Final = rf"{_SEGMENT}/{_SEGMENT}(?::{_GENERATION})?"
+ENVIRONMENT_CEL_REGEX: Final = f"^(?:{ENVIRONMENT_REGEX})$"
 ENVIRONMENT_PATTERN: Final = re.compile(ENVIRONMENT_REGEX)
+# An environment suffix keeps `owner/name<suffix>` an `owner/name`.
+SUFFIX_REGEX: Final = r"[A-Za-z0-9._-]+"
+SUFFIX_PATTERN: Final = re.compile(SUFFIX_REGEX)
 ENVIRONMENT_EXAMPLE: Final = "yourorg/ticket-processor"
-ENVIRONMENT_GRAMMAR: Final = "owner/name (letters, digits, '.', '_', '-')"
+ENVIRONMENT_GRAMMAR: Final = "owner/name or owner/name:generation (letters, digits, '.', '_', '-')"
+GENERATIONS_EXAMPLE: Final = "avx2=4,avx512vnni=6"
+_GENERATION_PATTERN: Final = re.compile(_GENERATION)
+
+
+class GenerationError(ValueError):
+    """A pinned base environment whose variants' generations are not given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A parsed environment reference: `owner/name` and its generation pin, if any."""
+
+    name: str
+    generation: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.generation is None else f"{self.name}:{self.generation}"
 
 
 def is_environment(reference: str) -> bool:
     """Is `reference` a Flox environment reference flox-isa can act on?"""
-    return ENVIRONMENT_PATTERN.match(reference) is not None
+    return ENVIRONMENT_PATTERN.fullmatch(reference) is not None
+
+
+def parse_environment(reference: str) -> Reference | None:
+    """`owner/name[:N]` split into name and generation; None when malformed."""
+    if not is_environment(reference):
+        return None
+    name, _, generation = reference.partition(":")
+    return Reference(name, int(generation) if generation else None)
+
+
+def is_pinned(reference: str) -> bool:
+    parsed = parse_environment(reference)
+    return parsed is not None and parsed.generation is not None
+
+
+def parse_generations(text: str) -> dict[str, int]:
+    """`avx2=4,avx512vnni=6` as {variant: generation}; ValueError says what is wrong."""
+    generations: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        variant, sep, number = (s.strip() for s in part.partition("="))
+        if not sep or not variant or _GENERATION_PATTERN.fullmatch(number) is None:
+            raise ValueError(
+                f"{part!r} is not variant=generation (a whole number), e.g. {GENERATIONS_EXAMPLE}"
+            )
+        if variant in generations:
+            raise ValueError(f"variant {variant!r} is given twice")
+        generations[variant] = int(number)
+    if not generations:
+        raise ValueError(f"is empty; give variant=generation pairs, e.g. {GENERATIONS_EXAMPLE}")
+    return generations
 
 
 def required_labels(variant: Variant) -> Mapping[str, str]:
@@ -46,9 +104,26 @@ def _required_labels(arch: str, flags: frozenset[str]) -> Mapping[str, str]:
     return MappingProxyType(labels)
 
 
-def variant_environment(base: str, variant: Variant) -> str:
-    """The environment a variant's pods run: the base environment's variant build."""
-    return base + variant.environment_suffix
+def variant_environment(
+    base: str, variant: Variant, generations: Mapping[str, int] | None = None
+) -> str:
+    """The environment a variant's pods run: the base environment's variant build.
+
+    FloxHub counts generations per environment, so a base's pin says nothing about
+    its variants': with `generations` (`isa.flox.dev/generations`, `spec.generations`)
+    the variant's build is pinned to its own generation; a pinned base needs one.
+    """
+    parsed = parse_environment(base)
+    name = parsed.name if parsed is not None else base
+    generation = (generations or {}).get(variant.name)
+    if generation is None and parsed is not None and parsed.generation is not None:
+        raise GenerationError(
+            f"{base} is pinned to a generation, which {name}{variant.environment_suffix}"
+            f" does not share; give {variant.name}'s generation (e.g. {GENERATIONS_EXAMPLE})"
+        )
+    reference = Reference(name + variant.environment_suffix, generation)
+    return str(reference)
+
 
 
 def contradictions(variant: Variant, spec: Mapping[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ INJECT_LABEL: Final = "isa.flox.dev/inject"
 ENVIRONMENT_ANNOTATION: Final = "flox.dev/environment"
 WORKLOAD_ANNOTATION: Final = "isa.flox.dev/workload"
 VARIANTS_ANNOTATION: Final = "isa.flox.dev/variants"
+GENERATIONS_ANNOTATION: Final = "isa.flox.dev/generations"
 
 # Outputs.
 VARIANT_LABEL: Final = "isa.flox.dev/variant"

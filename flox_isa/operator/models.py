@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, VARIANT_NAME_PATTERN, Workload
-from flox_isa.isa.contract import ENVIRONMENT_GRAMMAR, ENVIRONMENT_REGEX, is_environment
+from flox_isa.isa.contract import (
+    ENVIRONMENT_CEL_REGEX,
+    ENVIRONMENT_GRAMMAR,
+    GENERATIONS_EXAMPLE,
+    is_environment,
+    is_pinned,
+)
 from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
 
 GROUP: Final = names.GROUP
@@ -36,6 +42,16 @@ ENVIRONMENT_MESSAGE: Final = (
     f"must be a Flox environment {ENVIRONMENT_GRAMMAR}, e.g. acme/ticket-processor"
 )
 RESERVED_LABELS: Final = (names.VARIANT_LABEL, names.TICKETWORKER_LABEL)
+GENERATIONS_EXAMPLE_YAML: Final = (
+    "{" + GENERATIONS_EXAMPLE.replace("=", ": ").replace(",", ", ") + "}"
+)
+PINNED_WITHOUT_GENERATIONS: Final = (
+    "spec.environment pins a generation of the base environment, but FloxHub counts"
+    " generations per variant build: set spec.generations to each variant's generation,"
+    f" e.g. generations: {GENERATIONS_EXAMPLE_YAML}"
+)
+NO_COMMON_VARIANT: Final = "spec.generations names none of spec.variants"
+MAX_GENERATION: Final = 999_999_999  # the reference grammar's 9 digits
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -138,13 +154,31 @@ class PodTemplate(_Model):
 class TicketWorkerSpec(_Model):
     """What the user asks for: one workload, replicas spread over the best ISA builds."""
 
-    environment: str = Field(
-        max_length=200,
-        description="The base Flox environment, owner/name; variant builds are"
-        " owner/name-<variant>.",
+    model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel(f"self.matches('{ENVIRONMENT_REGEX}')", ENVIRONMENT_MESSAGE)
+                _cel(
+                    "!self.environment.matches(':[0-9]+$') || has(self.generations)",
+                    PINNED_WITHOUT_GENERATIONS,
+                    ".generations",
+                ),
+                _cel(
+                    "!has(self.generations) || !has(self.variants)"
+                    " || self.variants.exists(v, v in self.generations)",
+                    NO_COMMON_VARIANT,
+                    ".generations",
+                ),
+            ]
+        }
+    )
+
+    environment: str = Field(
+        max_length=200,
+        description="The base Flox environment, owner/name or owner/name:generation;"
+        " variant builds are owner/name-<variant> (pinned through spec.generations).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"self.matches('{ENVIRONMENT_CEL_REGEX}')", ENVIRONMENT_MESSAGE)
             ]
         },
     )
@@ -166,6 +200,25 @@ class TicketWorkerSpec(_Model):
             ]
         },
     )
+    generations: dict[str, Annotated[int, Field(ge=0, le=MAX_GENERATION)]] | None = Field(
+        None,
+        description="The FloxHub generation of each variant build (e.g."
+        f" {GENERATIONS_EXAMPLE_YAML}): only the variants named run, each pinned to its"
+        " generation. Required when spec.environment pins a generation.",
+        json_schema_extra={
+            "maxProperties": 16,
+            "x-kubernetes-validations": [
+                _cel(
+                    "size(self) > 0",
+                    "must name at least one variant; omit it to run unpinned builds",
+                ),
+                _cel(
+                    f"self.all(v, size(v) <= 32 && v.matches('{VARIANT_NAME_PATTERN.pattern}'))",
+                    "keys must be variant names",
+                ),
+            ],
+        },
+    )
     replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Total replicas, all variants.")
     placement: Placement = Field(
         DEFAULT_PLACEMENT,
@@ -182,6 +235,27 @@ class TicketWorkerSpec(_Model):
         if not is_environment(value):
             raise ValueError(ENVIRONMENT_MESSAGE)
         return value
+
+    @field_validator("generations")
+    @classmethod
+    def _generations_name_variants(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is not None and not value:
+            raise ValueError("must name at least one variant; omit it to run unpinned builds")
+        return value
+
+    @model_validator(mode="after")
+    def _pinned_environment_has_generations(self) -> TicketWorkerSpec:
+        if self.generations is None and is_pinned(self.environment):
+            raise ValueError(PINNED_WITHOUT_GENERATIONS)
+        if self.generations and self.variants and not set(self.variants) & set(self.generations):
+            raise ValueError(NO_COMMON_VARIANT)
+        return self
+
+    def allowed_variants(self) -> list[str] | None:
+        """The variants that may run: spec.variants, narrowed to spec.generations."""
+        if self.generations is None:
+            return self.variants
+        return [v for v in self.variants or self.generations if v in self.generations]
 
     @field_validator("variants")
     @classmethod

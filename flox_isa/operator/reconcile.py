@@ -60,13 +60,14 @@ def parse_spec(
         spec = models.TicketWorkerSpec.model_validate(raw)
     except ValidationError as exc:
         return None, Problem(INVALID_SPEC, describe_validation(exc))
-    unknown = unknown_variants(catalog, spec.variants or ())
-    if unknown:
-        return None, Problem(
-            INVALID_SPEC,
-            f"spec.variants: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in"
-            f" the variant catalog (known: {', '.join(catalog.names)})",
-        )
+    for field, requested in (("variants", spec.variants), ("generations", spec.generations)):
+        unknown = unknown_variants(catalog, requested or ())
+        if unknown:
+            return None, Problem(
+                INVALID_SPEC,
+                f"spec.{field}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'}"
+                f" not in the variant catalog (known: {', '.join(catalog.names)})",
+            )
     return spec, None
 
 
@@ -75,7 +76,9 @@ def describe_validation(exc: ValidationError) -> str:
     clauses = []
     for error in exc.errors():
         where = ".".join(["spec", *(str(part) for part in error["loc"])])
-        clauses.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        message = error["msg"].removeprefix("Value error, ")
+        # A rule across fields (no loc) names its fields itself.
+        clauses.append(f"{where}: {message}" if error["loc"] else message)
     return "; ".join(clauses)
 
 
@@ -98,7 +101,7 @@ def decide(
         workload=spec.workload,
         replicas=spec.replicas,
         placement=spec.placement,
-        allowed=spec.variants,
+        allowed=spec.allowed_variants(),
     )
     problem = Problem(NO_ELIGIBLE_NODES, plan.problem) if plan.problem else None
     actions = diff(owner, render(owner, spec, plan), actual)

@@ -71,7 +71,9 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
     pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
     pod_meta["annotations"] = {
         **pod_meta.get("annotations", {}),
-        names.ENVIRONMENT_ANNOTATION: variant_environment(spec.environment, variant),
+        names.ENVIRONMENT_ANNOTATION: variant_environment(
+            spec.environment, variant, spec.generations
+        ),
         names.BASE_ENVIRONMENT_ANNOTATION: spec.environment,
     }
     pod_spec = template.setdefault("spec", {})

@@ -20,8 +20,12 @@ from flox_isa.isa.catalog import Catalog, Variant, Workload
 from flox_isa.isa.contract import (
     ENVIRONMENT_EXAMPLE,
     ENVIRONMENT_GRAMMAR,
+    GENERATIONS_EXAMPLE,
     contradictions,
     is_environment,
+    is_pinned,
+    parse_environment,
+    parse_generations,
     required_labels,
     variant_environment,
     widest_allowed,
@@ -86,6 +90,7 @@ class Inputs:
     allowed: tuple[Variant, ...]
     guard_variant: Variant | None
     guard_source: str = ""
+    generations: Mapping[str, int] | None = None  # isa.flox.dev/generations
 
 
 # --- entry point -------------------------------------------------------------
@@ -129,6 +134,7 @@ READ_ANNOTATIONS: Final = (
     names.ENVIRONMENT_ANNOTATION,
     names.WORKLOAD_ANNOTATION,
     names.VARIANTS_ANNOTATION,
+    names.GENERATIONS_ANNOTATION,
     names.BASE_ENVIRONMENT_ANNOTATION,
     names.REASON_ANNOTATION,
     names.PLACEMENT_ANNOTATION,
@@ -219,6 +225,9 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
     workload = parse_workload(annotations.get(names.WORKLOAD_ANNOTATION))
     allowed_text = annotations.get(names.VARIANTS_ANNOTATION)
     allowed = parse_variants(allowed_text, catalog)
+    generations = parse_generations_annotation(
+        annotations.get(names.GENERATIONS_ANNOTATION), catalog
+    )
     if environment is not None:
         check_environment(environment)
     guard_variant, source = guard_variant_of(environment, label_variant, catalog)
@@ -227,7 +236,69 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
             f"variant {guard_variant.name} (from {source}) is not in"
             f" {names.VARIANTS_ANNOTATION}: {_names(allowed)}"
         )
-    return Inputs(environment, workload, allowed, guard_variant, source)
+    if guard_variant is not None:
+        check_guard_generation(environment, guard_variant, generations)
+    elif generations is not None:
+        allowed = generation_candidates(allowed, generations)
+    elif environment is not None and is_pinned(environment):
+        raise InvalidInputError(
+            f"annotation {names.ENVIRONMENT_ANNOTATION}: {environment} pins a generation of"
+            " the base environment, but FloxHub counts generations per variant build;"
+            f" add annotation {names.GENERATIONS_ANNOTATION} with each variant's generation,"
+            f" e.g. {names.GENERATIONS_ANNOTATION}: {GENERATIONS_EXAMPLE}"
+        )
+    return Inputs(environment, workload, allowed, guard_variant, source, generations)
+
+
+def parse_generations_annotation(text: str | None, catalog: Catalog) -> dict[str, int] | None:
+    """`isa.flox.dev/generations: avx2=4,avx512vnni=6`, validated against the catalog."""
+    if text is None:
+        return None
+    where = f"annotation {names.GENERATIONS_ANNOTATION}"
+    try:
+        generations = parse_generations(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
+    unknown = [name for name in generations if catalog.get(name) is None]
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown variant(s) {', '.join(map(repr, unknown))};"
+            f" allowed: {', '.join(catalog.names)}"
+        )
+    return generations
+
+
+def generation_candidates(
+    allowed: Sequence[Variant], generations: Mapping[str, int]
+) -> tuple[Variant, ...]:
+    """With a generations map only the variants it names are candidates."""
+    named = tuple(v for v in allowed if v.name in generations)
+    if not named:
+        raise ConflictError(
+            f"{names.GENERATIONS_ANNOTATION} names {', '.join(generations)}, none of which is"
+            f" in {names.VARIANTS_ANNOTATION}: {_names(allowed)}"
+        )
+    return named
+
+
+def check_guard_generation(
+    environment: str | None, variant: Variant, generations: Mapping[str, int] | None
+) -> None:
+    """A pinned variant keeps its generation; a generations map must agree with it."""
+    if generations is None:
+        return
+    if variant.name not in generations:
+        raise ConflictError(
+            f"variant {variant.name} is not in {names.GENERATIONS_ANNOTATION}:"
+            f" {', '.join(generations)}"
+        )
+    reference = parse_environment(environment) if environment else None
+    if reference and reference.generation not in (None, generations[variant.name]):
+        raise ConflictError(
+            f"{names.ENVIRONMENT_ANNOTATION} {environment} is generation"
+            f" {reference.generation} but {names.GENERATIONS_ANNOTATION} says"
+            f" {variant.name}={generations[variant.name]}"
+        )
 
 
 def check_environment(environment: str) -> None:
@@ -244,7 +315,8 @@ def guard_variant_of(
     environment: str | None, label_variant: str | None, catalog: Catalog
 ) -> tuple[Variant | None, str]:
     """The variant the pod is already bound to, and where that was said."""
-    from_env = catalog.variant_for_environment(environment) if environment else None
+    reference = parse_environment(environment) if environment else None
+    from_env = catalog.variant_for_environment(reference.name) if reference else None
     if label_variant is None:
         return from_env, f"{names.ENVIRONMENT_ANNOTATION} {environment}"
     from_label = catalog.get(label_variant)
@@ -338,7 +410,7 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
             f"flox-isa: no eligible node offers an allowed variant; pinned {variant.name}"
             " (widest fit): Pending until one joins",
         )
-    ops = auto_ops(pod, environment, variant, message)
+    ops = auto_ops(pod, environment, variant, message, inputs.generations)
     return Decision(True, "patched", reason, message, tuple(ops), warnings, variant.name)
 
 
@@ -392,13 +464,19 @@ def auto_message(ranked: Sequence[Variant], workload: Workload, offer: Offer) ->
     )
 
 
-def auto_ops(pod: Pod, environment: str, variant: Variant, message: str) -> list[JsonPatchOp]:
+def auto_ops(
+    pod: Pod,
+    environment: str,
+    variant: Variant,
+    message: str,
+    generations: Mapping[str, int] | None = None,
+) -> list[JsonPatchOp]:
     ops = selector_ops(pod, missing_selector(variant, pod.spec.node_selector))
     ops += map_ops(
         "/metadata/annotations",
         pod.metadata.annotations,
         {
-            names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant),
+            names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant, generations),
             names.BASE_ENVIRONMENT_ANNOTATION: environment,
             names.REASON_ANNOTATION: message,
         },

@@ -142,14 +142,18 @@ def test_api_server_defaults_equal_the_models_defaults(spec: dict[str, Any]) -> 
         ("/tp", False),
         ("acme/", False),
         ("acme/tp-avx2 ", False),
+        ("acme/tp\n", False),
+        ("acme/tp:3", True),
+        ("acme/tp:", False),
     ],
 )
 def test_the_environment_rule_is_the_same_regex_in_cel_and_python(
     environment: str, valid: bool
 ) -> None:
     (rule,) = SPEC["properties"]["environment"]["x-kubernetes-validations"]
-    assert rule["rule"] == f"self.matches('{contract.ENVIRONMENT_REGEX}')"
-    assert bool(re.match(contract.ENVIRONMENT_REGEX, environment)) == valid
+    assert rule["rule"] == f"self.matches('^(?:{contract.ENVIRONMENT_REGEX})$')"
+    assert bool(re.fullmatch(contract.ENVIRONMENT_REGEX, environment)) == valid
+    assert contract.is_environment(environment) == valid
 
 
 def test_subresources_and_columns_point_at_fields_that_exist() -> None:

@@ -163,8 +163,8 @@ def test_pending_rollout_is_progressing_not_ready() -> None:
         ),
         (
             {"environment": "ticket-processor"},
-            "spec.environment: must be a Flox environment owner/name (letters, digits, '.',"
-            " '_', '-'), e.g. acme/ticket-processor",
+            "spec.environment: must be a Flox environment owner/name or"
+            " owner/name:generation (letters, digits, '.', '_', '-'), e.g. acme/ticket-processor",
         ),
         ({"variants": ["avx2", "avx2"]}, "spec.variants: variants must be unique"),
         ({"replicas": -1}, "spec.replicas: Input should be greater than or equal to 0"),

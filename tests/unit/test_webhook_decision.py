@@ -596,9 +596,12 @@ _FLOX_LABELS = {
     names.VARIANT_LABEL: st.sampled_from(["avx512", "armv9", "nope"]),
 }
 _FLOX_ANNOTATIONS = {
-    names.ENVIRONMENT_ANNOTATION: st.sampled_from([ENV, ENV, f"{ENV}-avx2", "bad env", ""]),
+    names.ENVIRONMENT_ANNOTATION: st.sampled_from(
+        [ENV, ENV, f"{ENV}-avx2", f"{ENV}:3", f"{ENV}-avx2:4", "bad env", ""]
+    ),
     names.WORKLOAD_ANNOTATION: st.sampled_from(["int8-inference", "fp32-training", "nope"]),
     names.VARIANTS_ANNOTATION: st.sampled_from(["armv8.2,armv9", "avx2", ""]),
+    names.GENERATIONS_ANNOTATION: st.sampled_from(["avx2=4,armv9=2", "avx2=5", "nope"]),
     names.BASE_ENVIRONMENT_ANNOTATION: st.sampled_from([ENV]),
     names.REASON_ANNOTATION: st.sampled_from(["set by hand"]),
 }
