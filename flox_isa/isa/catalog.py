@@ -36,8 +36,11 @@ Arch = Literal["amd64", "arm64"]
 ARCHES: Final[tuple[Arch, ...]] = get_args(Arch)
 
 FLAGS_BY_ARCH: Final[Mapping[str, frozenset[str]]] = {"amd64": X86_FLAGS, "arm64": ARM64_FLAGS}
-# A variant name becomes a label value, a Deployment name suffix and an environment suffix.
-VARIANT_NAME_PATTERN: Final = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?$")
+# A variant name becomes a label value, a Deployment name suffix and an environment suffix:
+# a DNS-1123 subdomain (dot-separated DNS labels) of at most 32 characters.
+_DNS_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+VARIANT_NAME_PATTERN: Final = re.compile(rf"^{_DNS_LABEL}([.]{_DNS_LABEL})*$")  # [.]: CEL-safe
+MAX_VARIANT_NAME: Final = 32
 # A package token ends a Flox package name (`...-cpu-<token>`): no '-', '/' or spaces.
 PACKAGE_TOKEN_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,31}$")
 
@@ -64,10 +67,12 @@ class Variant(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_is_a_label_value(cls, name: str) -> str:
-        if not VARIANT_NAME_PATTERN.match(name):
+        if len(name) > MAX_VARIANT_NAME or not VARIANT_NAME_PATTERN.fullmatch(name):
             raise ValueError(
-                f"{name!r} is not a valid variant name: use 1-32 lower-case letters, digits,"
-                " '.' or '-', starting and ending with a letter or digit"
+                f"{name!r} is not a valid variant name (it ends Deployment names): use a DNS-1123"
+                f" subdomain of 1-{MAX_VARIANT_NAME} characters, lower-case letters, digits, '-'"
+                " and '.', each dot-separated part starting and ending with a letter or digit"
+                " (e.g. armv8.2)"
             )
         return name
 
@@ -104,6 +109,14 @@ class Variant(BaseModel):
             object.__setattr__(self, "environment_suffix", f"-{self.name}")
         if not self.package_token:
             object.__setattr__(self, "package_token", self.name)
+        # The reference grammar lives in contract, which imports this module: read late.
+        from flox_isa.isa.contract import SUFFIX_PATTERN  # noqa: PLC0415 - import cycle
+
+        if SUFFIX_PATTERN.fullmatch(self.environment_suffix) is None:
+            raise ValueError(
+                f"environmentSuffix: {self.environment_suffix!r} would not make owner/name a"
+                " Flox environment: use letters, digits, '.', '_' or '-' (no '/', ':' or spaces)"
+            )
         return self
 
     def score(self, workload: Workload) -> float:
@@ -134,6 +147,25 @@ class Catalog(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _environments_name_one_variant(self) -> Catalog:
+        """Reading an environment back must name one variant: no suffix ends another."""
+        for index, variant in enumerate(self.variants):
+            for other in self.variants[:index]:
+                mine, theirs = variant.environment_suffix, other.environment_suffix
+                if mine.endswith(theirs) or theirs.endswith(mine):
+                    how = (
+                        "is also" if mine == theirs
+                        else "ends with" if mine.endswith(theirs)
+                        else "is the ending of"
+                    )  # fmt: skip
+                    raise ValueError(
+                        f"variant {variant.name!r}: environmentSuffix: {mine!r} {how} the"
+                        f" suffix {theirs!r} of variant {other.name!r}, so an environment could"
+                        " name either build; give each variant a suffix no other suffix ends with"
+                    )
+        return self
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.variants)
@@ -162,7 +194,7 @@ DEFAULT_CATALOG_DATA: Final[dict[str, Any]] = {
         {"name": "armv8.2", "arch": "arm64", "flags": ["ASIMD", "FPHP", "ASIMDHP"],
          "packageToken": "armv8_2",
          "scores": {"fp32-inference": 28, "int8-inference": 28, "bf16-training": 1}},
-        {"name": "armv9", "arch": "arm64", "flags": ["SVE", "BF16", "I8MM"],
+        {"name": "armv9", "arch": "arm64", "flags": ["SVE", "SVE2", "BF16", "I8MM"],
          "scores": {"fp32-inference": 41, "int8-inference": 41, "bf16-training": 3}},
     ]
 }  # fmt: skip
@@ -205,7 +237,10 @@ def catalog_to_yaml(catalog: Catalog) -> str:
 
 def _describe(exc: ValidationError, data: object) -> str:
     lines = []
-    for error in exc.errors():
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "too_short" and len(errors) > 1:
+            continue  # the variants list is short only because an entry is refused
         loc = list(error["loc"])
         where = "catalog"
         if len(loc) >= 2 and loc[0] == "variants" and isinstance(loc[1], int):
@@ -221,6 +256,8 @@ def _describe(exc: ValidationError, data: object) -> str:
             message = "at least one variant is required"
         elif error["type"] == "extra_forbidden":
             message = "unknown field"
+        if where == "catalog" and not field and message.startswith("variant "):
+            where, message = message.split(": ", 1)  # a rule across variants names one
         lines.append(f"{where}: {field + ': ' if field else ''}{message}")
     return "invalid catalog: " + "; ".join(lines)
 

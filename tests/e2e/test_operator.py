@@ -145,12 +145,20 @@ def replicas_by_variant(kubectl: Kubectl, namespace: str, tw: str) -> dict[str, 
 
 
 def expected_split(
-    kubectl: Kubectl, replicas: int, workload: Workload, pod_spec: dict[str, Any]
+    kubectl: Kubectl,
+    replicas: int,
+    workload: Workload,
+    pod_spec: dict[str, Any],
+    allowed: list[str] | None = None,
 ) -> dict[str, int]:
     """The plan for the cluster's nodes right now (the pure core, fed independently)."""
     nodes = [node_state(n) for n in kubectl.json("get", "nodes")["items"]]
     plan = plan_replicas(
-        CATALOG, group_eligible(nodes, pod_spec), workload=workload, replicas=replicas
+        CATALOG,
+        group_eligible(nodes, pod_spec),
+        workload=workload,
+        replicas=replicas,
+        allowed=allowed,
     )
     return {s.variant.name: s.replicas for s in plan.shares}
 
@@ -161,7 +169,11 @@ def condition(kubectl: Kubectl, namespace: str, tw: str, kind: str) -> dict[str,
 
 
 def assert_pods_run_where_their_variant_can(
-    kubectl: Kubectl, namespace: str, tw: str, count: int
+    kubectl: Kubectl,
+    namespace: str,
+    tw: str,
+    count: int,
+    generations: dict[str, int] | None = None,
 ) -> None:
     def running() -> list[dict[str, Any]]:
         """Running pods on nodes that still exist (pod GC removes the others later)."""
@@ -185,7 +197,10 @@ def assert_pods_run_where_their_variant_can(
             f"{pod['metadata']['name']} ({variant.name}) runs on {node['metadata']['name']}"
         )
         annotations = pod["metadata"]["annotations"]
-        assert annotations[names.ENVIRONMENT_ANNOTATION] == f"acme/ticket-processor-{variant.name}"
+        pin = f":{generations[variant.name]}" if generations else ""
+        assert annotations[names.ENVIRONMENT_ANNOTATION] == (
+            f"acme/ticket-processor-{variant.name}{pin}"
+        )
 
 
 def test_a_ticketworker_becomes_one_deployment_per_variant_with_running_pods(
@@ -229,6 +244,25 @@ def test_a_ticketworker_becomes_one_deployment_per_variant_with_running_pods(
     }
     assert set(generations.values()) == {1}, generations
     assert "Updated" not in events
+
+
+def test_a_pinned_ticketworker_runs_each_variants_own_generation(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    generations = {"avx2": 4, "avx512vnni": 6}
+    tw = ticketworker(namespace, "pinned", 6, generations=generations)
+    tw["spec"]["environment"] = "acme/ticket-processor:3"
+    kubectl.apply(tw)
+    expected = expected_split(
+        kubectl, 6, "int8-inference", {"runtimeClassName": "flox"}, allowed=list(generations)
+    )
+    assert set(expected) == set(generations)  # the default fleet has both
+    wait_until(
+        "one Deployment per pinned variant",
+        lambda: replicas_by_variant(kubectl, namespace, "pinned") == expected,
+    )
+    assert_pods_run_where_their_variant_can(kubectl, namespace, "pinned", 6, generations)
 
 
 def test_the_fleet_changes_and_the_deployments_rebalance(
@@ -323,6 +357,18 @@ INVALID = [
         ["spec.template.metadata.annotations", "is set by the operator from spec.environment"],
     ),
     ({"replicas": 1}, ["spec.environment", "Required value"]),
+    ({"environment": "a/b\n"}, ["spec.environment", "must be a Flox environment owner/name"]),
+    ({"environment": "a/b:"}, ["spec.environment", "must be a Flox environment owner/name"]),
+    (
+        {"environment": "a/b:3"},
+        ["spec.generations", "pins a generation", "generations: {avx2: 4, avx512vnni: 6}"],
+    ),
+    (
+        {"environment": "a/b", "variants": ["armv9"], "generations": {"avx2": 1}},
+        ["spec.generations", "names none of spec.variants"],
+    ),
+    ({"environment": "a/b", "generations": {"AVX2": 1}}, ["spec.generations", "variant names"]),
+    ({"environment": "a/b", "generations": {"avx2": -1}}, ["spec.generations.avx2", "0"]),
 ]
 
 

@@ -379,6 +379,37 @@ def test_no_eligible_node_warns_through_kubectl(
     assert stored.spec.node_selector["pool"] == "gpu-only"
 
 
+def test_a_pinned_generation_pod_runs_each_variants_own_generation(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    namespace = make_namespace(True)
+    annotations = {
+        names.WORKLOAD_ANNOTATION: "int8-inference",
+        names.GENERATIONS_ANNOTATION: "avx2=4,avx512vnni=6",
+    }
+    core.create_namespaced_pod(namespace, _pod("pinned", annotations, env=f"{ENV}:3"))
+    pod = _scheduled(core, namespace, "pinned")
+    assert pod.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-avx512vnni:6"
+    assert pod.metadata.annotations[names.BASE_ENVIRONMENT_ANNOTATION] == f"{ENV}:3"
+    _assert_on_right_node(core, pod, "avx512vnni", VNNI_TYPES)
+    # A pinned variant is guarded, its generation kept.
+    core.create_namespaced_pod(namespace, _pod("guarded", env=f"{ENV}-avx512vnni:7"))
+    guarded = _scheduled(core, namespace, "guarded")
+    assert guarded.metadata.annotations[names.ENVIRONMENT_ANNOTATION] == f"{ENV}-avx512vnni:7"
+    _assert_on_right_node(core, guarded, "avx512vnni", VNNI_TYPES)
+
+
+def test_a_pinned_base_without_generations_is_denied_through_kubectl(
+    webhook: Webhook, make_namespace: Callable[[bool], str]
+) -> None:
+    namespace = make_namespace(True)
+    code, output = _kubectl_create(webhook, namespace, _pod("unmapped", env=f"{ENV}:3"))
+    assert code != 0
+    assert f'admission webhook "{NAMESPACE_OPT_IN_WEBHOOK}" denied the request' in output
+    assert f"{ENV}:3 pins a generation" in output
+    assert "isa.flox.dev/generations: avx2=4,avx512vnni=6" in output
+
+
 def test_bad_input_is_denied_with_what_is_allowed(
     make_namespace: Callable[[bool], str], core: Any
 ) -> None:

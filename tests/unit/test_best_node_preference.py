@@ -97,12 +97,19 @@ def test_avx512_under_int8_prefers_nodes_without_vnni() -> None:
     assert score(terms, instance_labels("m6i.xlarge")) == 0  # Ice Lake: VNNI
 
 
-def test_armv8_2_under_int8_prefers_nodes_without_sve_bf16_or_i8mm() -> None:
+def test_armv8_2_under_int8_prefers_nodes_without_sve_sve2_bf16_or_i8mm() -> None:
     terms = preference("armv8.2", "int8-inference")
-    assert len(terms) == 3
-    assert set().union(*(keys_by_operator(t)["NotIn"] for t in terms)) == {"SVE", "BF16", "I8MM"}
+    assert len(terms) == 4
+    assert set().union(*(keys_by_operator(t)["NotIn"] for t in terms)) == {
+        "SVE",
+        "SVE2",
+        "BF16",
+        "I8MM",
+    }
     assert score(terms, instance_labels("c6g.xlarge")) == BEST_NODE_WEIGHT  # Graviton2
-    assert score(terms, instance_labels("c7g.xlarge")) == 0  # Graviton3
+    # Graviton3 has SVE but no SVE2: armv9 cannot run there, so it is armv8.2's too.
+    assert score(terms, instance_labels("c7g.xlarge")) == BEST_NODE_WEIGHT
+    assert score(terms, instance_labels("c8g.xlarge")) == 0  # Graviton4
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,29 @@ INVALID_CATALOGS: list[tuple[object, str]] = [
     ),
     ({"variants": []}, "catalog: variants: at least one variant is required"),
     ([1, 2], "invalid catalog"),
+    (_with_first_variant(name="avx..512"), "variant 'avx..512': name: 'avx..512' is not a valid"),
+    (_with_first_variant(name="a.-b"), "variant 'a.-b': name: 'a.-b' is not a valid variant"),
+    (_with_first_variant(name="avx2\n"), "name: 'avx2\\n' is not a valid variant name"),
+    (_with_first_variant(name="a" * 33), "is not a valid variant name (it ends Deployment names)"),
+    (
+        _with_first_variant(environmentSuffix="/avx2"),
+        "variant 'avx2': environmentSuffix: '/avx2' would not make owner/name a Flox environment",
+    ),
+    (_with_first_variant(environmentSuffix=":2"), "environmentSuffix: ':2' would not make"),
+    (
+        _with_first_variant(environmentSuffix="-avx512"),
+        "variant 'avx512': environmentSuffix: '-avx512' is also the suffix '-avx512' of variant"
+        " 'avx2'",
+    ),
+    (
+        _with_first_variant(environmentSuffix="vnni"),
+        "variant 'avx512vnni': environmentSuffix: '-avx512vnni' ends with the suffix 'vnni'"
+        " of variant 'avx2'",
+    ),
+    (
+        _with_first_variant(environmentSuffix="x-avx512"),
+        "variant 'avx512': environmentSuffix: '-avx512' is the ending of the suffix",
+    ),
 ]
 
 
@@ -109,6 +132,7 @@ def test_invalid_catalogs_name_the_variant_and_field(data: object, expected: str
     with pytest.raises(CatalogError) as error:
         catalog_from_data(data)
     assert expected in str(error.value)
+    assert "\n" not in str(error.value).replace("\\n", "")
 
 
 def test_malformed_yaml_says_so() -> None:
@@ -121,3 +145,15 @@ def test_variant_for_environment_prefers_the_longest_suffix() -> None:
     found = catalog.variant_for_environment("acme/tickets-avx512vnni")
     assert found is not None and found.name == "avx512vnni"
     assert catalog.variant_for_environment("acme/tickets") is None
+
+
+def test_the_default_armv9_needs_sve2_which_graviton3_lacks() -> None:
+    # The public armv9 builds are compiled -march=armv9-a+sve+sve2 (design.md).
+    armv9 = default_catalog().get("armv9")
+    assert armv9 is not None and {"SVE", "SVE2", "BF16", "I8MM"} <= armv9.flags
+
+
+def test_every_default_suffix_names_one_variant_back() -> None:
+    catalog = default_catalog()
+    for variant in catalog.variants:
+        assert catalog.variant_for_environment(f"acme/x{variant.environment_suffix}") == variant

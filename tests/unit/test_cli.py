@@ -109,7 +109,7 @@ NODES = {
     "kind": "List",
     "items": [
         _node("m4-a", "amd64", "m4.xlarge", ["AVX2", "FMA3"]),
-        _node("c7g-a", "arm64", "c7g.xlarge", ["SVE", "BF16", "I8MM", "FPHP", "ASIMDHP"]),
+        _node("c8g-a", "arm64", "c8g.xlarge", ["SVE", "SVE2", "BF16", "I8MM", "FPHP", "ASIMDHP"]),
     ],
 }
 
@@ -122,7 +122,7 @@ def test_explain_nodes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     rows = json.loads(out)
     assert [(r["name"], r["arch"], r["instanceType"]) for r in rows] == [
         ("m4-a", "amd64", "m4.xlarge"),
-        ("c7g-a", "arm64", "c7g.xlarge"),
+        ("c8g-a", "arm64", "c8g.xlarge"),
     ]
     assert rows[0]["best"]["int8-inference"] == "avx2"
     assert rows[1]["best"] == {
@@ -130,7 +130,7 @@ def test_explain_nodes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "int8-inference": "armv9",
         "bf16-training": "armv9",
     }
-    assert rows[1]["keyFlags"] == ["ASIMDHP", "BF16", "FPHP", "I8MM", "SVE"]
+    assert rows[1]["keyFlags"] == ["ASIMDHP", "BF16", "FPHP", "I8MM", "SVE", "SVE2"]
 
 
 def test_explain_nodes_text_and_single_node(

@@ -25,7 +25,7 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "m6i": ("avx512", "avx512vnni", "avx512"),
     "m7i": ("avx512", "avx512vnni", "avx512bf16"),
     "c6g": ("armv8.2", "armv8.2", "armv8.2"),
-    "c7g": ("armv9", "armv9", "armv9"),
+    "c7g": ("armv8.2", "armv8.2", "armv8.2"),  # Graviton3: SVE, no SVE2
     "c8g": ("armv9", "armv9", "armv9"),
 }
 WORKLOADS: tuple[Workload, ...] = ("fp32-inference", "int8-inference", "bf16-training")

@@ -12,7 +12,7 @@ from flox_isa.operator.reconcile import decide
 from tests.unit.test_operator_reconcile import CATALOG, groups, ticketworker
 from tests.unit.test_planning import fleet
 
-NODES = fleet("m4.xlarge x1", "m6i.xlarge x2", "c7g.xlarge x1")
+NODES = fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1")
 
 
 def environments(**spec: Any) -> dict[str, str]:

@@ -81,7 +81,7 @@ def conditions(status: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_a_ticketworker_converges_and_then_writes_nothing() -> None:
-    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c7g.xlarge x1")
+    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1")
     tw = ticketworker(workload="int8-inference")
     cluster = FakeCluster()
     status = converge(tw, nodes, cluster)
@@ -94,7 +94,7 @@ def test_a_ticketworker_converges_and_then_writes_nothing() -> None:
 
 
 def test_status_reports_variants_throughput_and_ready() -> None:
-    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c7g.xlarge x1")
+    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1")
     status = converge(ticketworker(workload="int8-inference"), nodes, FakeCluster())
     by_variant = {v["variant"]: v for v in status["variants"]}
     assert by_variant["avx512vnni"] == {
@@ -119,7 +119,7 @@ def test_status_reports_variants_throughput_and_ready() -> None:
 
 
 def test_fleet_changes_rebalance_the_deployments() -> None:
-    m4, vnni, graviton3 = fleet("m4.xlarge x1"), fleet("m6i.xlarge x2"), fleet("c7g.xlarge x1")
+    m4, vnni, graviton4 = fleet("m4.xlarge x1"), fleet("m6i.xlarge x2"), fleet("c8g.xlarge x1")
     tw, cluster = ticketworker(workload="int8-inference", replicas=6), FakeCluster()
     converge(tw, m4 + vnni, cluster)
     assert {n: d["spec"]["replicas"] for n, d in cluster.deployments.items()} == {
@@ -127,10 +127,10 @@ def test_fleet_changes_rebalance_the_deployments() -> None:
         "tw-avx512vnni": 4,
     }
     # Graviton3 joins, every VNNI node leaves.
-    decision = decide(tw, CATALOG, groups(m4 + graviton3), cluster.deployments)
+    decision = decide(tw, CATALOG, groups(m4 + graviton4), cluster.deployments)
     kinds = {(type(a).__name__, a.name) for a in decision.actions}
     assert kinds == {("Update", "tw-avx2"), ("Create", "tw-armv9"), ("Delete", "tw-avx512vnni")}
-    converge(tw, m4 + graviton3, cluster)
+    converge(tw, m4 + graviton4, cluster)
     assert {n: d["spec"]["replicas"] for n, d in cluster.deployments.items()} == {
         "tw-avx2": 3,
         "tw-armv9": 3,
@@ -171,7 +171,7 @@ def test_pending_rollout_is_progressing_not_ready() -> None:
     ],
 )
 def test_a_bad_spec_is_degraded_and_touches_nothing(spec: dict[str, Any], message: str) -> None:
-    nodes = fleet("m4.xlarge x1", "c7g.xlarge x1")
+    nodes = fleet("m4.xlarge x1", "c8g.xlarge x1")
     tw, cluster = ticketworker(), FakeCluster()
     converge(tw, nodes, cluster)
     before = copy.deepcopy(cluster.deployments)
@@ -213,7 +213,7 @@ def test_apply_failures_are_degraded_with_the_api_servers_words() -> None:
 
 
 def test_scaling_the_ticketworker_rescales_every_variant() -> None:
-    nodes = fleet("m4.xlarge x2", "c7g.xlarge x2")
+    nodes = fleet("m4.xlarge x2", "c8g.xlarge x2")
     tw, cluster = ticketworker(replicas=2), FakeCluster()
     converge(tw, nodes, cluster)
     tw["spec"]["replicas"] = 10

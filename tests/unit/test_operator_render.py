@@ -140,7 +140,7 @@ def test_pods_prefer_the_nodes_whose_best_variant_is_theirs() -> None:
         t["preference"]["matchExpressions"][-1]["key"].removeprefix(names.NFD_CPUID_PREFIX)
         for t in node_affinity(pods["tickets-armv8.2"])[PREFERRED]
     }
-    assert arm_missing == {"SVE", "BF16", "I8MM"}
+    assert arm_missing == {"SVE", "SVE2", "BF16", "I8MM"}
 
 
 def test_the_preference_merges_with_the_users_affinity_keeping_all_of_it() -> None:

@@ -65,8 +65,8 @@ def shares(result: Plan) -> dict[str, tuple[int, int]]:
 
 
 def test_spread_follows_the_cpu_of_the_nodes_whose_best_variant_it_is() -> None:
-    # int8: m4 -> avx2, m6i -> avx512vnni, c7g -> armv9; same size, so CPU ~ node count.
-    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c7g.xlarge x1")
+    # int8: m4 -> avx2, m6i -> avx512vnni, c8g -> armv9; same size, so CPU ~ node count.
+    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1")
     assert shares(plan(nodes, 8, "int8-inference")) == {
         "avx2": (1, 2),
         "avx512vnni": (2, 4),
@@ -76,13 +76,13 @@ def test_spread_follows_the_cpu_of_the_nodes_whose_best_variant_it_is() -> None:
 
 def test_spread_weighs_allocatable_cpu_not_node_count() -> None:
     # One 2xlarge (8 vCPU) against two xlarge (4 vCPU each): equal CPU, equal share.
-    nodes = fleet("m4.2xlarge x1", "c7g.xlarge x2")
+    nodes = fleet("m4.2xlarge x1", "c8g.xlarge x2")
     result = plan(nodes, 4)
     assert shares(result) == {"avx2": (1, 2), "armv9": (2, 2)}
 
 
 def test_largest_remainder_rounds_without_losing_replicas() -> None:
-    nodes = fleet("m4.xlarge x1", "m6i.xlarge x1", "c7g.xlarge x1")
+    nodes = fleet("m4.xlarge x1", "m6i.xlarge x1", "c8g.xlarge x1")
     result = plan(nodes, 5, "int8-inference")
     assert result.replicas == 5
     assert sorted(r for _, r in shares(result).values()) == [1, 2, 2]
@@ -104,7 +104,7 @@ def test_allowed_variants_limit_what_a_node_counts_as() -> None:
 
 
 def test_taints_exclude_nodes_unless_the_template_tolerates_them() -> None:
-    nodes = fleet("m4.xlarge x1", "c7g.xlarge x1")
+    nodes = fleet("m4.xlarge x1", "c8g.xlarge x1")
     taint = "{key: gpu, value: 'no', effect: NoSchedule}"
     manifests = node_manifests(
         parse_fleet(f"nodes: [{{instanceType: m6i.xlarge, taints: [{taint}]}}]")
@@ -116,7 +116,7 @@ def test_taints_exclude_nodes_unless_the_template_tolerates_them() -> None:
 
 
 def test_the_template_node_selector_narrows_the_fleet() -> None:
-    nodes = fleet("m4.xlarge x1", "c6g.xlarge x1", "c7g.xlarge x1")
+    nodes = fleet("m4.xlarge x1", "c6g.xlarge x1", "c8g.xlarge x1")
     arm_only = {"nodeSelector": {names.ARCH_LABEL: "arm64"}}
     assert shares(plan(nodes, 4, pod_spec=arm_only)) == {"armv8.2": (1, 2), "armv9": (1, 2)}
 
@@ -135,7 +135,7 @@ def test_no_supported_node_is_a_problem_naming_the_variants() -> None:
 
 
 def test_zero_replicas_still_plans_every_offered_variant() -> None:
-    result = plan(fleet("m4.xlarge x1", "c7g.xlarge x1"), 0)
+    result = plan(fleet("m4.xlarge x1", "c8g.xlarge x1"), 0)
     assert shares(result) == {"avx2": (1, 0), "armv9": (1, 0)}
 
 
@@ -157,7 +157,7 @@ def test_unknown_variants_keeps_the_callers_order() -> None:
     assert unknown_variants(CATALOG, ["avx2", "avx9", "sse2"]) == ("avx9", "sse2")
 
 
-FAMILIES = ["m4.xlarge", "c5.xlarge", "m6i.xlarge", "m7i.xlarge", "c6g.xlarge", "c7g.xlarge"]
+FAMILIES = ["m4.xlarge", "c5.xlarge", "m6i.xlarge", "m7i.xlarge", "c6g.xlarge", "c8g.xlarge"]
 ALL_NODES = {f: fleet(f"{f} x6") for f in FAMILIES}
 
 
@@ -182,7 +182,7 @@ def test_every_replica_is_placed_on_a_variant_some_node_runs(
     small=st.integers(1, 3), large=st.integers(4, 6), replicas=st.integers(0, 100)
 )  # fmt: skip
 def test_more_cpu_never_means_fewer_replicas(small: int, large: int, replicas: int) -> None:
-    nodes = ALL_NODES["m4.xlarge"][:small] + ALL_NODES["c7g.xlarge"][:large]
+    nodes = ALL_NODES["m4.xlarge"][:small] + ALL_NODES["c8g.xlarge"][:large]
     result = shares(plan(nodes, replicas))
     assert result["armv9"][1] >= result["avx2"][1]
 

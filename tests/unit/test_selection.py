@@ -18,6 +18,7 @@ CASCADE_LAKE = Features("amd64", SKYLAKE.flags | {"AVX512VNNI"})
 SAPPHIRE_RAPIDS = Features("amd64", CASCADE_LAKE.flags | {"AVX512BF16", "AMXBF16"})
 GRAVITON2 = Features("arm64", frozenset({"ASIMD", "FPHP", "ASIMDHP", "ASIMDDP"}))
 GRAVITON3 = Features("arm64", GRAVITON2.flags | {"SVE", "BF16", "I8MM"})
+GRAVITON4 = Features("arm64", GRAVITON3.flags | {"SVE2"})
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,8 @@ GRAVITON3 = Features("arm64", GRAVITON2.flags | {"SVE", "BF16", "I8MM"})
         (SAPPHIRE_RAPIDS, "bf16-training", "avx512bf16"),
         (SAPPHIRE_RAPIDS, "int8-inference", "avx512vnni"),
         (GRAVITON2, "fp32-inference", "armv8.2"),
-        (GRAVITON3, "fp32-inference", "armv9"),
+        (GRAVITON3, "fp32-inference", "armv8.2"),  # SVE without SVE2
+        (GRAVITON4, "fp32-inference", "armv9"),
     ],
 )
 def test_best_variant_per_cpu_and_workload(

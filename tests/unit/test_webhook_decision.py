@@ -1,7 +1,7 @@
 """The pure pod -> patch decision: every rule of issue 4, on the devcluster's default fleet.
 
 The fleet (tests/data/pods/nodes-default-fleet.yaml): two nodes each of m4 (avx2),
-c5/m5 (avx512), m5n/m6i (avx512vnni), m7i (avx512bf16), c6g (armv8.2), c7g/c8g (armv9).
+c5/m5 (avx512), m5n/m6i (avx512vnni), m7i (avx512bf16), c6g/c7g (armv8.2), c8g (armv9).
 Helpers here are shared by the other webhook tests.
 """
 
@@ -233,7 +233,7 @@ def test_auto_only_counts_nodes_matching_the_pods_node_selector() -> None:
     out = patched(decision, body)
     # The user's entry stays; ours are added beside it.
     assert out["spec"]["nodeSelector"] == selector_for("armv9")
-    assert [op["op"] for op in decision.patch if op["path"].startswith("/spec")] == ["add"] * 3
+    assert [op["op"] for op in decision.patch if op["path"].startswith("/spec")] == ["add"] * 4
 
 
 def test_auto_only_counts_nodes_matching_required_affinity() -> None:
