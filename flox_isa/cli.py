@@ -12,12 +12,12 @@ from flox_isa import __version__
 from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
 from flox_isa.environments import commands as environments_commands
-from flox_isa.files import InputError, load_catalog, read_text, read_yaml
+from flox_isa.files import InputError, load_catalog, read_documents, read_text
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
 from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
 from flox_isa.isa.fleet import feature_groups, fleet_offers
 from flox_isa.isa.manifest import NothingToRenderError
-from flox_isa.isa.nodes import NodeDocumentError, node_info, node_objects
+from flox_isa.isa.nodes import NodeDocumentError, node_info, nodes_in
 from flox_isa.isa.selection import choose
 from flox_isa.operator import commands as operator_commands
 from flox_isa.webhook import commands as webhook_commands
@@ -99,7 +99,10 @@ def _add_detect(commands: Any) -> None:
 
 def _detect(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
-    features = features_from_cpuinfo(read_text(args.cpuinfo, "cpuinfo"))
+    try:
+        features = features_from_cpuinfo(read_text(args.cpuinfo, "cpuinfo"))
+    except CpuinfoError as exc:
+        raise InputError(f"cpuinfo {str(args.cpuinfo)!r}: {exc}") from None
     workload: Workload = args.workload
     choice = choose(catalog, features, workload)
     if args.output == "json":
@@ -150,7 +153,10 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def _explain_nodes(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
-    nodes = [node_info(obj) for obj in node_objects(read_yaml(args.nodes, "nodes file"))]
+    try:
+        nodes = [node_info(n) for n in nodes_in(read_documents(args.nodes, "nodes file"))]
+    except NodeDocumentError as exc:
+        raise InputError(f"nodes file {str(args.nodes)!r}: {exc}") from None
     key_flags = sorted({flag for v in catalog.variants for flag in v.flags})
     rows = []
     for node in nodes:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flox_isa.isa.catalog import Catalog, CatalogError, default_catalog, parse_catalog
+from flox_isa.isa.yamltext import MAX_CHARS, YamlTextError, load_documents, strip_bom
 
 
 class InputError(Exception):
@@ -15,20 +14,28 @@ class InputError(Exception):
 
 
 def read_text(path: str | Path, what: str) -> str:
+    """A UTF-8 text file (a byte-order mark dropped), refused above the size limit."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_CHARS + 1)
     except OSError as exc:
         raise InputError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CHARS:
+        raise InputError(
+            f"{what} {str(path)!r} is larger than the limit of {MAX_CHARS // (1024 * 1024)} MiB"
+        )
+    try:
+        return strip_bom(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise InputError(f"{what} {str(path)!r} is not UTF-8 text") from None
 
 
-def read_yaml(path: str | Path, what: str) -> Any:
-    """YAML or JSON from a file."""
+def read_documents(path: str | Path, what: str) -> list[Any]:
+    """Every non-empty YAML (or JSON) document in a file."""
     try:
-        return yaml.safe_load(read_text(path, what))
-    except yaml.YAMLError as exc:
-        raise InputError(f"{what} {str(path)!r} is not valid YAML or JSON: {exc}") from None
+        return load_documents(read_text(path, what))
+    except YamlTextError as exc:
+        raise InputError(f"{what} {str(path)!r} {exc}") from None
 
 
 def load_catalog(path: str | Path | None) -> Catalog:

@@ -21,6 +21,7 @@ from flox_isa.isa import names
 from flox_isa.isa.cpuinfo import features_from_cpuinfo
 from flox_isa.isa.features import Features
 from flox_isa.isa.nfd import nfd_labels
+from flox_isa.isa.yamltext import YamlTextError, load_one
 
 _PROFILES = "flox_isa.devcluster.profiles"
 DEFAULT_FLEET = "default"
@@ -150,9 +151,9 @@ def load_fleet(name_or_path: str | None) -> Fleet:
 def parse_fleet(text: str, source: str = "fleet") -> Fleet:
     """Validate fleet YAML; errors name the field, e.g. `nodes[1].instanceType: ...`."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FleetError(f"{source}: not valid YAML: {exc}") from None
+        data = load_one(text)
+    except YamlTextError as exc:
+        raise FleetError(f"{source}: {exc}") from None
     try:
         return Fleet.model_validate(data)
     except ValidationError as exc:

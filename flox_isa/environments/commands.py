@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flox_isa.files import InputError, load_catalog, read_yaml
+from flox_isa.files import InputError, load_catalog, read_documents
 from flox_isa.isa import names
 from flox_isa.isa.catalog import WORKLOADS, Catalog, Variant, Workload
 from flox_isa.isa.contract import variant_environment
 from flox_isa.isa.manifest import LINUX_SYSTEM, Finding, NothingToRenderError
-from flox_isa.isa.nodes import node_info, node_objects
+from flox_isa.isa.nodes import NodeDocumentError, node_info, nodes_in
 from flox_isa.isa.selection import choose
 
 EXIT_FINDINGS = 1
@@ -279,7 +279,10 @@ def _plan(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
     owner, _ = manifests.parse_name(args.name)
     source = manifests.read_source(args.manifest)
-    nodes = [node_info(obj) for obj in node_objects(read_yaml(args.nodes, "nodes file"))]
+    try:
+        nodes = [node_info(n) for n in nodes_in(read_documents(args.nodes, "nodes file"))]
+    except NodeDocumentError as exc:
+        raise InputError(f"nodes file {str(args.nodes)!r}: {exc}") from None
     if _base_has_errors(args.manifest, source, catalog):
         return EXIT_FINDINGS
     workloads: tuple[Workload, ...] = (args.workload,) if args.workload else WORKLOADS

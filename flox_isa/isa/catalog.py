@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from flox_isa.isa.nfd_flags import ARM64_FLAGS, DEFAULT_LABEL_BLACKLIST, X86_FLAGS
+from flox_isa.isa.yamltext import YamlTextError, load_one
 
 Workload = Literal["fp32-inference", "int8-inference", "bf16-training"]
 WORKLOADS: Final[tuple[Workload, ...]] = get_args(Workload)
@@ -215,15 +216,21 @@ def catalog_from_data(data: object) -> Catalog:
 def parse_catalog(text: str) -> Catalog:
     """A catalog from YAML or JSON text (JSON is YAML; both are accepted)."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"catalog is not valid YAML or JSON: {exc}") from None
-    if (
-        isinstance(data, Mapping)
-        and "catalog.yaml" in data
-        and isinstance(data["catalog.yaml"], str)
-    ):
-        data = yaml.safe_load(data["catalog.yaml"])  # a ConfigMap's data section
+        data = load_one(text)
+    except YamlTextError as exc:
+        raise CatalogError(f"catalog {exc}") from None
+    if isinstance(data, Mapping) and data.get("kind") == "ConfigMap":
+        data = data.get("data")  # a whole ConfigMap: its data section
+        if not isinstance(data, Mapping) or "catalog.yaml" not in data:
+            raise CatalogError("ConfigMap: data.catalog.yaml is missing")
+    if isinstance(data, Mapping) and "catalog.yaml" in data:
+        inner = data["catalog.yaml"]  # a ConfigMap's data section
+        if not isinstance(inner, str):
+            raise CatalogError("ConfigMap data: catalog.yaml must be a string (the catalog YAML)")
+        try:
+            data = load_one(inner)
+        except YamlTextError as exc:
+            raise CatalogError(f"ConfigMap data: catalog.yaml {exc}") from None
     return catalog_from_data(data)
 
 

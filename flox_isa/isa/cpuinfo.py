@@ -49,6 +49,7 @@ _X86_SAME_NAMES = """
 _X86_SAME: Final[frozenset[str]] = frozenset(_X86_SAME_NAMES.split())
 
 _BLANK_TOLERANCE: Final = 0.05  # share of unprintable characters that marks binary junk
+_LINE_BREAKS: Final = str.maketrans("", "", "\t\n\r")
 
 
 def x86_flag_names(linux_flags: Iterable[str]) -> frozenset[str]:
@@ -73,6 +74,7 @@ def features_from_cpuinfo(text: str) -> Features:
     x86 also gets the X86_64_V1..V4 levels NFD derives. Lines starting with `#`
     are comments (our test data cites its sources that way).
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first key
     _reject_junk(text)
     if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
         raise CpuinfoError("the cpuinfo text is empty")
@@ -87,13 +89,15 @@ def features_from_cpuinfo(text: str) -> Features:
 def _reject_junk(text: str) -> None:
     if "\x00" in text:
         raise CpuinfoError("this is binary data (NUL bytes), not /proc/cpuinfo text")
+    if text.translate(_LINE_BREAKS).isprintable():
+        return  # the common case, at C speed
     unprintable = sum(1 for c in text if not c.isprintable() and c not in "\t\n\r")
     if text and unprintable / len(text) > _BLANK_TOLERANCE:
         raise CpuinfoError("this looks like binary data, not /proc/cpuinfo text")
 
 
 def _processor_blocks(text: str) -> list[dict[str, str]]:
-    """`key: value` blocks separated by blank lines, comments skipped."""
+    """`key: value` blocks separated by blank lines, comments skipped (linear time)."""
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
     for line in text.splitlines():
@@ -101,19 +105,26 @@ def _processor_blocks(text: str) -> list[dict[str, str]]:
             continue
         key, sep, value = line.partition(":")
         if not line.strip():
-            blocks, current = _close(blocks, current), {}
+            if current:
+                blocks.append(current)
+            current = {}
         elif sep:
             current[key.strip()] = value.strip()
-    return _close(blocks, current)
-
-
-def _close(blocks: list[dict[str, str]], block: dict[str, str]) -> list[dict[str, str]]:
-    return [*blocks, block] if block else blocks
+    if current:
+        blocks.append(current)
+    return blocks
 
 
 def _flag_sets(blocks: list[dict[str, str]], text: str) -> tuple[str, list[frozenset[str]]]:
-    x86 = [frozenset(b["flags"].split()) for b in blocks if "flags" in b]
-    arm = [frozenset(b["Features"].split()) for b in blocks if "Features" in b]
+    # Processors of one machine mostly repeat one line: split each distinct line once.
+    x86 = [
+        frozenset(line.split())
+        for line in dict.fromkeys(b["flags"] for b in blocks if "flags" in b)
+    ]
+    arm = [
+        frozenset(line.split())
+        for line in dict.fromkeys(b["Features"] for b in blocks if "Features" in b)
+    ]
     if x86 and arm:
         raise CpuinfoError("the text mixes x86 'flags' lines and arm64 'Features' lines")
     if x86 or arm:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flox_isa import args
-from flox_isa.files import InputError, load_catalog, read_yaml
+from flox_isa.files import InputError, load_catalog, read_documents
 from flox_isa.isa import names
 
 EXIT_DENIED = 1
@@ -198,15 +198,18 @@ def register_explain_pod(targets: Any) -> None:
 
 
 def run_explain_pod(args: argparse.Namespace) -> int:
+    from flox_isa.isa.nodes import NodeDocumentError  # noqa: PLC0415 - command-only
     from flox_isa.webhook import explain  # noqa: PLC0415 - pulls in pydantic models
 
     catalog = load_catalog(args.catalog)
-    pod_document = read_yaml(args.pod, "pod file")
-    nodes_document = read_yaml(args.nodes, "nodes file")
+    pod_documents = read_documents(args.pod, "pod file")
+    node_documents = read_documents(args.nodes, "nodes file")
     try:
-        decision = explain.explain_pod(pod_document, nodes_document, catalog)
+        decision = explain.explain_pod(pod_documents, node_documents, catalog)
     except explain.PodDocumentError as exc:
-        raise InputError(f"{args.pod}: {exc}") from None
+        raise InputError(f"pod file {str(args.pod)!r}: {exc}") from None
+    except NodeDocumentError as exc:
+        raise InputError(f"nodes file {str(args.nodes)!r}: {exc}") from None
     if args.output == "json":
         print(json.dumps(decision.to_json(), indent=2))
     else:

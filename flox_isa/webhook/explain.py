@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.nodes import node_objects, node_state
+from flox_isa.isa.nodes import node_state, nodes_in
 from flox_isa.isa.offer import OfferIndex, index_nodes
 from flox_isa.webhook.decision import Context, Decision, decide
 from flox_isa.webhook.models import Pod
@@ -26,12 +26,48 @@ class PodDocumentError(ValueError):
     """A file that holds no pod (or pod template) the webhook could be asked about."""
 
 
+WORKLOAD_KINDS: Final = frozenset({"Pod", "CronJob", *TEMPLATE_KINDS})
+
+
+def workload_document(documents: Sequence[object]) -> object:
+    """The one workload among a file's documents (a Service, ConfigMap, ... is ignored)."""
+    workloads = [d for d in documents if _kind(d) in WORKLOAD_KINDS]
+    if len(workloads) == 1:
+        return workloads[0]
+    if len(documents) == 1:
+        return documents[0]  # not a workload: pod_of says what is wrong with it
+    found = ", ".join(_kind_of(d) for d in documents) or "no document"
+    if not workloads:
+        raise PodDocumentError(
+            f"holds no workload ({found}); expected one of {', '.join(sorted(WORKLOAD_KINDS))}"
+        )
+    raise PodDocumentError(
+        f"holds {len(workloads)} workloads ({found}); give a file with one of them"
+    )
+
+
+def _kind(document: object) -> str | None:
+    kind = document.get("kind") if isinstance(document, Mapping) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _kind_of(document: object) -> str:
+    if not isinstance(document, Mapping):
+        return type(document).__name__
+    kind, name = document.get("kind"), _dig(document, "metadata", "name")
+    label = kind if isinstance(kind, str) else "(no kind)"
+    return f"{label} {name}" if isinstance(name, str) and name else label
+
+
 def pod_of(document: object) -> tuple[Pod, str]:
     """(pod, namespace) from a Pod, a workload with a pod template, or a CronJob."""
     if not isinstance(document, Mapping):
         raise PodDocumentError("expected a Pod or a workload (a YAML/JSON mapping)")
-    kind = document.get("kind")
-    namespace = str((document.get("metadata") or {}).get("namespace") or "default")
+    kind = _kind(document)
+    given_namespace = _dig(document, "metadata", "namespace")
+    if given_namespace is not None and not isinstance(given_namespace, str):
+        raise PodDocumentError("metadata.namespace: expected a string")
+    namespace = given_namespace or "default"
     where = "the pod"
     template: Any = document
     if kind in TEMPLATE_KINDS:
@@ -45,7 +81,8 @@ def pod_of(document: object) -> tuple[Pod, str]:
     if not isinstance(template, Mapping):
         raise PodDocumentError(f"{kind}: {where} is missing")
     if kind == "DaemonSet":  # its pods carry this owner: the webhook leaves them alone
-        meta = dict(template.get("metadata") or {})
+        given = template.get("metadata")
+        meta = dict(given) if isinstance(given, Mapping) else {}
         meta["ownerReferences"] = [{"kind": "DaemonSet", "name": "", "controller": True}]
         template = {**template, "metadata": meta}
     try:
@@ -62,9 +99,12 @@ def _dig(document: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
-def explain_pod(pod_document: object, nodes_document: object, catalog: Catalog) -> Decision:
-    pod, namespace = pod_of(pod_document)
-    fleet = index_nodes(node_state(n) for n in node_objects(nodes_document))
+def explain_pod(
+    pod_documents: Sequence[object], node_documents: list[Any], catalog: Catalog
+) -> Decision:
+    """The decision for the workload of a pod file on the Nodes of a nodes file."""
+    pod, namespace = pod_of(workload_document(pod_documents))
+    fleet = index_nodes(node_state(n) for n in nodes_in(node_documents))
     ctx = Context(catalog, OfferIndex(fleet, catalog))
     return decide(pod, namespace, ASSUME_NAMESPACE_OPTED_IN, ctx)
 

@@ -161,9 +161,9 @@ def test_explain_nodes_text_counts_each_node_under_its_best_variant(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("kind: Pod\nmetadata: {name: p}\n", "expected kind Node, NodeList or List, got 'Pod'"),
+        ("kind: Pod\nmetadata: {name: p}\n", "kind: expected Node, NodeList or List, got 'Pod'"),
         ("- 1\n- 2\n", "expected a Node or a List of Nodes"),
-        ("kind: List\nitems: [{kind: Pod}]\n", "items[0] is not a Node"),
+        ("kind: List\nitems: [{kind: Pod}]\n", "items[0]: kind: expected Node, got 'Pod'"),
         ("kind: Node\nstatus: {allocatable: {cpu: lots}}\n", "status.allocatable.cpu"),
         ("kind: [", "is not valid YAML or JSON"),
     ],
