@@ -85,6 +85,13 @@ class FleetIndex:
     def node_count(self) -> int:
         return sum(len(g.members) for g in self.groups)
 
+    def features_of(self, name: str) -> Features | None:
+        """The CPU features of node `name`; None when the fleet has no such node."""
+        for group in self.groups:
+            if any(member.name == name for member in group.members):
+                return group.features
+        return None
+
 
 def split_labels(name: str, labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(shared, per-node) labels of one node."""

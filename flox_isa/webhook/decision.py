@@ -10,6 +10,7 @@ mode turns `flox.dev/environment` from the base environment into its variant.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,9 +31,11 @@ from flox_isa.isa.contract import (
     variant_environment,
     widest_allowed,
 )
+from flox_isa.isa.features import Features
 from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants, parse_workload
 from flox_isa.isa.offer import Offer, OfferIndex
 from flox_isa.isa.placement import parse_when_full, ranked_candidates
+from flox_isa.isa.selection import fits, rank_key
 from flox_isa.webhook.models import Pod
 
 Outcome = Literal["patched", "unchanged", "skipped", "denied"]
@@ -116,6 +119,8 @@ def decide(pod: Pod, namespace: str, namespace_opted_in: bool, ctx: Context) -> 
                 f"opted in, but has no {names.ENVIRONMENT_ANNOTATION} annotation"
                 f" and no {names.VARIANT_LABEL} label: nothing to do",
             )
+        if pod.spec.node_name:
+            return on_assigned_node(pod, inputs, pod.spec.node_name, ctx)
         if inputs.guard_variant is not None:
             return guard(pod, inputs, inputs.guard_variant, ctx)
         return auto(pod, inputs, ctx)
@@ -190,8 +195,6 @@ def skip_reason(
         return "system-namespace", f"namespace {namespace} is a kube-* system namespace"
     if own_namespace and namespace == own_namespace:
         return "own-namespace", f"namespace {namespace} is the webhook's own namespace"
-    if pod.spec.node_name:
-        return "node-assigned", f"spec.nodeName is already set to {pod.spec.node_name}"
     owners = pod.metadata.owner_references or []
     if any(o.kind == DAEMONSET_KIND and o.controller is not False for o in owners):
         return "daemonset", "DaemonSet pods run on every node they select; left alone"
@@ -370,6 +373,63 @@ def guard(pod: Pod, inputs: Inputs, variant: Variant, ctx: Context) -> Decision:
 def missing_selector(variant: Variant, selector: Mapping[str, str] | None) -> dict[str, str]:
     have = selector or {}
     return {k: v for k, v in required_labels(variant).items() if k not in have}
+
+
+# --- a pod whose spec.nodeName is already set (the scheduler is not asked) ---------------
+
+
+def on_assigned_node(pod: Pod, inputs: Inputs, node: str, ctx: Context) -> Decision:
+    """The node is chosen: pick its best variant, or check that it runs the pinned one."""
+    features = ctx.offers.fleet.features_of(node) if ctx.offers is not None else None
+    if inputs.guard_variant is not None:
+        variant = inputs.guard_variant
+        decision = guard(pod, inputs, variant, ctx)
+        if features is None:
+            return _with_warnings(decision, _unknown_node(node, ctx, f"has {variant.name}'s flags"))
+        if not fits(variant, features):
+            raise ConflictError(
+                f"spec.nodeName {node} cannot run {variant.name} (from {inputs.guard_source}):"
+                f" {_lacks(variant, features)}"
+            )
+        return _with_warnings(decision, ())
+    if ctx.offers is None:
+        return auto(pod, inputs, ctx)  # the inventory-not-ready answer
+    environment = inputs.environment or ""
+    if features is None:
+        return Decision(
+            True,
+            "unchanged",
+            "node-unknown",
+            f"spec.nodeName {node} is not among the nodes flox-isa knows; left unchanged",
+            warnings=_unknown_node(node, ctx, "runs a variant"),
+        )
+    candidates = sorted(
+        (v for v in inputs.allowed if fits(v, features)), key=lambda v: rank_key(v, inputs.workload)
+    )
+    if not candidates:
+        details = "; ".join(f"{v.name}: {_lacks(v, features)}" for v in inputs.allowed)
+        raise ConflictError(f"spec.nodeName {node} runs none of the allowed variants ({details})")
+    variant = candidates[0]
+    message = f"auto: {inputs.workload}: {variant.name} is the best variant node {node} runs"
+    ops = auto_ops(pod, environment, variant, message, inputs.generations)
+    return Decision(True, "patched", "auto", message, tuple(ops), (), variant.name)
+
+
+def _unknown_node(node: str, ctx: Context, what: str) -> tuple[str, ...]:
+    if ctx.offers is None:
+        return ()
+    return (f"flox-isa: node {node} is not in the inventory: cannot check that it {what}",)
+
+
+def _lacks(variant: Variant, features: Features) -> str:
+    if variant.arch != features.arch:
+        return f"it is {features.arch}, {variant.name} needs {variant.arch}"
+    return f"it lacks {', '.join(sorted(variant.flags - features.flags))}"
+
+
+def _with_warnings(decision: Decision, warnings: tuple[str, ...]) -> Decision:
+    """The decision with `warnings` instead of its fleet-wide ones (the node is chosen)."""
+    return dataclasses.replace(decision, warnings=warnings)
 
 
 # --- rules 2 and 4: auto mode ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -104,9 +105,47 @@ def explain_pod(
 ) -> Decision:
     """The decision for the workload of a pod file on the Nodes of a nodes file."""
     pod, namespace = pod_of(workload_document(pod_documents))
-    fleet = index_nodes(node_state(n) for n in nodes_in(node_documents))
+    nodes = nodes_in(node_documents)
+    fleet = index_nodes(node_state(n) for n in nodes)
     ctx = Context(catalog, OfferIndex(fleet, catalog))
-    return decide(pod, namespace, ASSUME_NAMESPACE_OPTED_IN, ctx)
+    decision = decide(pod, namespace, ASSUME_NAMESPACE_OPTED_IN, ctx)
+    note = readiness_note(nodes)
+    if note is None or (not decision.allowed and decision.reason == "invalid-input"):
+        return decision
+    return dataclasses.replace(decision, warnings=(*decision.warnings, note))
+
+
+def readiness_note(nodes: Sequence[Mapping[str, Any]]) -> str | None:
+    """Which nodes are not Ready (and so never eligible), apart from the pod's constraints."""
+    not_ready: list[str] = []
+    no_condition: list[str] = []
+    for node in nodes:
+        name = str((node.get("metadata") or {}).get("name") or "(no name)")
+        conditions = (node.get("status") or {}).get("conditions") or []
+        ready = [c for c in conditions if c.get("type") == "Ready"]
+        if not ready:
+            no_condition.append(name)
+        elif ready[0].get("status") != "True":
+            not_ready.append(name)
+    if not not_ready and not no_condition:
+        return None
+    parts = []
+    if not_ready:
+        parts.append(f"{len(not_ready)} NotReady ({_some(not_ready)})")
+    if no_condition:
+        parts.append(
+            f"{len(no_condition)} without a Ready condition in status.conditions"
+            f" ({_some(no_condition)})"
+        )
+    return (
+        f"nodes: {len(not_ready) + len(no_condition)} of {len(nodes)} are not Ready:"
+        f" {'; '.join(parts)}; they are never eligible, whatever the pod's constraints"
+    )
+
+
+def _some(items: Sequence[str], shown: int = 3) -> str:
+    more = f", +{len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def render_text(decision: Decision) -> str:

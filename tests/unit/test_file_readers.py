@@ -334,3 +334,29 @@ def test_random_wrong_values_never_raise_a_traceback(
     assert code in (0, 1, EXIT_INPUT), code
     if code == EXIT_INPUT:
         one_line_error(err)
+
+
+# --- explain pod: nodes that are not Ready ------------------------------------------------------
+
+
+def test_explain_pod_says_which_nodes_are_not_ready_apart_from_constraints(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    no_condition = _node(metadata__name="n2", status={"allocatable": {"cpu": "4"}})
+    not_ready = _node(
+        metadata__name="n3", status__conditions=[{"type": "Ready", "status": "False"}]
+    )
+    nodes = write(
+        tmp_path, "n.json", json.dumps({"kind": "List", "items": [no_condition, not_ready]})
+    )
+    pod = write(tmp_path, "p.json", json.dumps(POD))
+    code, out, _ = run(capsys, "explain", "pod", "--pod", pod, "--nodes", nodes, "--output", "json")
+    assert code == 0
+    warnings = json.loads(out)["warnings"]
+    assert (
+        "nodes: 2 of 2 are not Ready: 1 NotReady (n3); 1 without a Ready condition in"
+        " status.conditions (n2); they are never eligible, whatever the pod's constraints"
+    ) in warnings
+    ready = write(tmp_path, "ready.json", json.dumps(NODE))
+    code, out, _ = run(capsys, "explain", "pod", "--pod", pod, "--nodes", ready, "--output", "json")
+    assert not any(w.startswith("nodes:") for w in json.loads(out)["warnings"])

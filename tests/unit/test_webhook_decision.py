@@ -129,7 +129,6 @@ def selector_for(variant: str) -> dict[str, str]:
         ("kube-system", {}, "system-namespace"),
         ("kube-public", {}, "system-namespace"),
         (OWN_NAMESPACE, {}, "own-namespace"),
-        ("tickets", {"spec": {"nodeName": "m4-xlarge-0"}}, "node-assigned"),
         (
             "tickets",
             {"ownerReferences": [{"kind": "DaemonSet", "name": "agent", "controller": True}]},
