@@ -18,6 +18,7 @@ from flox_isa.devcluster.fleet import FleetError, parse_fleet
 from flox_isa.files import InputError, load_catalog
 from flox_isa.isa.catalog import catalog_to_yaml, default_catalog
 from tests.unit.test_webhook_decision import DATA
+from tests.unit.test_webhook_fuzz import _paths, json_values
 
 NODES = str(DATA / "nodes-default-fleet.yaml")
 POD = {
@@ -263,26 +264,6 @@ def test_malformed_fleet_files_say_which_field(text: str, mentions: list[str]) -
 
 # --- random values of the wrong type, into every reader ----------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a value inside a document (where a wrong value can go)."""
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += _paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += _paths(child, (*prefix, index))
-    return found
-
 
 def _replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
     if not path:
@@ -304,7 +285,7 @@ TARGETS = {"pod": POD, "nodes": NODES_DATA, "catalog": CATALOG_DATA, "fleet": FL
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.sampled_from(sorted(TARGETS)), st.data(), JSON_VALUES)
+@given(st.sampled_from(sorted(TARGETS)), st.data(), json_values)
 def test_random_wrong_values_never_raise_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, data: Any, value: Any
 ) -> None:
