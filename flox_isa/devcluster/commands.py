@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
     build = actions.add_parser(
         "build",
         help="build (or reuse) the pinned binaries",
-        description="Build the binaries pinned in hack/k8s/versions.env into"
+        description="Build the binaries pinned in flox_isa/devcluster/k8s/versions.env into"
         " ~/.cache/flox-isa/bin/<versions>/ (FLOX_ISA_CACHE overrides); only missing ones"
         " are built. Needs `go` and `npm`.",
     )

@@ -1,4 +1,4 @@
-"""Pinned control-plane versions: `hack/k8s/versions.env`, the single source of truth.
+"""Pinned control-plane versions: `k8s/versions.env` (package data), the single source of truth.
 
 Pure parsing and rendering (ldflags, cache key, go.mod checks); no I/O except `load_versions`.
 """
@@ -9,9 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The repository's Go consumer modules (editable installs and CI run from a checkout).
-HACK_DIR = Path(__file__).resolve().parents[2] / "hack" / "k8s"
-VERSIONS_FILE = HACK_DIR / "versions.env"
+# The Go consumer modules the binaries are built from: package data, so an installed
+# wheel can build them too (`build` copies them under the cache directory first).
+K8S_DIR = Path(__file__).resolve().parent / "k8s"
+VERSIONS_FILE = K8S_DIR / "versions.env"
 
 _LINE = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>\S*)$")
 _K8S_VERSION = re.compile(r"^v1\.(?P<minor>\d+)\.(?P<patch>\d+)$")
@@ -76,7 +77,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
         return parse_versions(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise VersionsError(
-            f"{path} not found: `flox-isa devcluster` runs from a flox-isa source checkout"
+            f"{path} not found: this flox-isa installation lacks its devcluster package data"
         ) from None
 
 
@@ -123,7 +124,7 @@ def gomod_requirements(gomod: str) -> dict[str, str]:
 
 
 def gomod_mismatches(versions: Versions, gomods: dict[str, str]) -> list[str]:
-    """What in hack/k8s/*/go.mod disagrees with versions.env (empty: all agree).
+    """What in k8s/*/go.mod disagrees with versions.env (empty: all agree).
 
     `gomods` maps the module directory name (kubernetes, etcd, kwok) to its go.mod text.
     """
@@ -136,15 +137,14 @@ def gomod_mismatches(versions: Versions, gomods: dict[str, str]) -> list[str]:
     for directory, (module, version) in pins.items():
         got = gomod_requirements(gomods.get(directory, "")).get(module)
         if got != version:
-            problems.append(f"hack/k8s/{directory}/go.mod: {module} is {got}, want {version}")
+            problems.append(f"k8s/{directory}/go.mod: {module} is {got}, want {version}")
     kube = gomod_requirements(gomods.get("kubernetes", ""))
     staging = {k: v for k, v in kube.items() if k.startswith("replace k8s.io/")}
     if not staging:
-        problems.append("hack/k8s/kubernetes/go.mod: no k8s.io/* staging replaces")
+        problems.append("k8s/kubernetes/go.mod: no k8s.io/* staging replaces")
     for key, version in sorted(staging.items()):
         if version != versions.kubernetes_staging:
             problems.append(
-                f"hack/k8s/kubernetes/go.mod: {key} is {version},"
-                f" want {versions.kubernetes_staging}"
+                f"k8s/kubernetes/go.mod: {key} is {version}, want {versions.kubernetes_staging}"
             )
     return problems

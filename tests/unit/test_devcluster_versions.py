@@ -1,11 +1,16 @@
-"""versions.env parsing, ldflags, and agreement of hack/k8s/*/go.mod with versions.env."""
+"""versions.env parsing, ldflags, and agreement of k8s/*/go.mod with versions.env."""
 
 from __future__ import annotations
 
+import fnmatch
+import tomllib
+from pathlib import Path
+
 import pytest
 
+from flox_isa.devcluster.build import module_copy
 from flox_isa.devcluster.versions import (
-    HACK_DIR,
+    K8S_DIR,
     VersionsError,
     gomod_mismatches,
     gomod_requirements,
@@ -80,5 +85,26 @@ def test_gomod_mismatches_names_the_file() -> None:
 
 def test_repository_go_mods_agree_with_versions_env() -> None:
     """The pins live in versions.env; the consumer go.mod files must follow them."""
-    gomods = {d: (HACK_DIR / d / "go.mod").read_text() for d in ("kubernetes", "etcd", "kwok")}
+    gomods = {d: (K8S_DIR / d / "go.mod").read_text() for d in ("kubernetes", "etcd", "kwok")}
     assert gomod_mismatches(load_versions(), gomods) == []
+
+
+def test_every_go_module_file_is_package_data() -> None:
+    """A wheel carries what `devcluster build` needs: each file under k8s/ is package data."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["flox_isa.devcluster"]
+    files = [p.relative_to(K8S_DIR.parent).as_posix() for p in K8S_DIR.rglob("*") if p.is_file()]
+    assert {"k8s/versions.env", "k8s/etcd/main.go", "k8s/kubernetes/go.sum"} <= set(files)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
+
+
+def test_binaries_are_built_from_a_copy_beside_the_cache(tmp_path: Path) -> None:
+    directory = tmp_path / "bin" / "kubernetes-v1"
+    for module in ("kubernetes", "etcd", "kwok"):
+        copy = module_copy(module, directory)
+        assert copy == tmp_path / "src" / "kubernetes-v1" / module
+        assert sorted(p.name for p in copy.iterdir()) == sorted(
+            p.name for p in (K8S_DIR / module).iterdir()
+        )
+        assert (copy / "go.mod").read_text() == (K8S_DIR / module / "go.mod").read_text()
+    assert module_copy("etcd", directory) == copy.parent / "etcd"  # again: refreshed in place

@@ -1,5 +1,5 @@
-// Builds etcd from go.etcd.io/etcd/server/v3 (version pinned in hack/k8s/versions.env).
-module flox.dev/flox-isa/hack/k8s/etcd
+// Builds etcd from go.etcd.io/etcd/server/v3 (version pinned in flox_isa/devcluster/k8s/versions.env).
+module flox.dev/flox-isa/devcluster/k8s/etcd
 
 go 1.26.0
 

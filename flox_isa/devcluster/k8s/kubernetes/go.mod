@@ -1,6 +1,6 @@
-// Versions pinned in hack/k8s/versions.env (tests/unit/test_devcluster_versions.py checks they agree).
+// Versions pinned in flox_isa/devcluster/k8s/versions.env (tests/unit/test_devcluster_versions.py checks they agree).
 // Builds kube-apiserver, kube-controller-manager and kube-scheduler of k8s.io/kubernetes.
-module flox.dev/flox-isa/hack/k8s/kubernetes
+module flox.dev/flox-isa/devcluster/k8s/kubernetes
 
 go 1.24.0
 

@@ -1,5 +1,5 @@
-// Builds kwok from sigs.k8s.io/kwok (version pinned in hack/k8s/versions.env).
-module flox.dev/flox-isa/hack/k8s/kwok
+// Builds kwok from sigs.k8s.io/kwok (version pinned in flox_isa/devcluster/k8s/versions.env).
+module flox.dev/flox-isa/devcluster/k8s/kwok
 
 go 1.24.0
 
