@@ -18,8 +18,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from flox_isa.isa import names
-from flox_isa.isa.catalog import Variant, Workload
-from flox_isa.isa.inputs import ConflictError
+from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.inputs import ConflictError, InvalidInputError
 from flox_isa.isa.scheduling import matches_required_affinity
 
 # Environment references are `owner/name` with an optional generation pin `:N`
@@ -92,6 +92,54 @@ def parse_generations(text: str) -> dict[str, int]:
     return generations
 
 
+def read_generations(text: str | None, catalog: Catalog) -> dict[str, int] | None:
+    """`isa.flox.dev/generations: avx2=4,avx512vnni=6`, validated against the catalog."""
+    if text is None:
+        return None
+    where = f"annotation {names.GENERATIONS_ANNOTATION}"
+    try:
+        generations = parse_generations(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
+    unknown = [name for name in generations if catalog.get(name) is None]
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown variant(s) {', '.join(map(repr, unknown))};"
+            f" allowed: {', '.join(catalog.names)}"
+        )
+    return generations
+
+
+def generation_candidates(
+    allowed: Sequence[Variant], generations: Mapping[str, int]
+) -> tuple[Variant, ...]:
+    """With a generations map only the variants it names are candidates."""
+    named = tuple(v for v in allowed if v.name in generations)
+    if not named:
+        raise ConflictError(
+            f"{names.GENERATIONS_ANNOTATION} names {', '.join(generations)}, none of which is"
+            f" in {names.VARIANTS_ANNOTATION}: {_names(allowed)}"
+        )
+    return named
+
+
+def pinned_candidates(
+    environment: str, allowed: Sequence[Variant], generations: Mapping[str, int] | None
+) -> tuple[Variant, ...]:
+    """Auto mode's candidates: with a generations map only the variants it names; a
+    pinned base without one is refused (its pin says nothing about its variants')."""
+    if generations is not None:
+        return generation_candidates(allowed, generations)
+    if is_pinned(environment):
+        raise InvalidInputError(
+            f"annotation {names.ENVIRONMENT_ANNOTATION}: {environment} pins a generation of"
+            " the base environment, but FloxHub counts generations per variant build;"
+            f" add annotation {names.GENERATIONS_ANNOTATION} with each variant's generation,"
+            f" e.g. {names.GENERATIONS_ANNOTATION}: {GENERATIONS_EXAMPLE}"
+        )
+    return tuple(allowed)
+
+
 def required_labels(variant: Variant) -> Mapping[str, str]:
     """The nodeSelector a variant needs: each NFD flag label and the architecture."""
     return _required_labels(variant.arch, variant.flags)
@@ -123,7 +171,6 @@ def variant_environment(
         )
     reference = Reference(name + variant.environment_suffix, generation)
     return str(reference)
-
 
 
 def contradictions(variant: Variant, spec: Mapping[str, Any]) -> list[str]:

@@ -136,7 +136,11 @@ def spill_summary(placements: Mapping[str, int]) -> str:
 
 
 def ungated(
-    pod: Mapping[str, Any], placement: Placement, environment: str, workload: Workload
+    pod: Mapping[str, Any],
+    placement: Placement,
+    environment: str,
+    workload: Workload,
+    generations: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The pod's update: pinned to the placement's variant, our gate removed (one write).
 
@@ -159,7 +163,7 @@ def ungated(
     metadata["labels"] = {**(metadata.get("labels") or {}), names.VARIANT_LABEL: variant.name}
     annotations = {
         **(metadata.get("annotations") or {}),
-        names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant),
+        names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant, generations),
         names.BASE_ENVIRONMENT_ANNOTATION: environment,
         names.REASON_ANNOTATION: placement.message(workload),
         names.POD_DELETION_COST_ANNOTATION: str(placement.deletion_cost),

@@ -31,7 +31,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from flox_isa.isa import names
 from flox_isa.isa.capacity import Ledger, Resources, effective_request
 from flox_isa.isa.catalog import Catalog, Variant, Workload
-from flox_isa.isa.contract import is_environment, widest_allowed
+from flox_isa.isa.contract import (
+    is_environment,
+    pinned_candidates,
+    read_generations,
+    widest_allowed,
+)
 from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants, parse_workload
 from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex
 from flox_isa.isa.placement import (
@@ -375,7 +380,10 @@ class PlacementController:
             environment = str(annotations.get(names.ENVIRONMENT_ANNOTATION) or "")
             if not is_environment(environment):
                 raise InvalidInputError(f"{names.ENVIRONMENT_ANNOTATION} {environment!r}")
-        except InvalidInputError as exc:  # edited after admission: wait for the next edit
+            generations = read_generations(annotations.get(names.GENERATIONS_ANNOTATION),
+                                           self.settings.catalog)  # fmt: skip
+            allowed = pinned_candidates(environment, allowed, generations)
+        except (InvalidInputError, ConflictError) as exc:  # edited after admission: wait
             self._skip[uid] = str(metadata.get("resourceVersion") or "")
             log.warning("gated pod cannot be placed", extra={"uid": uid, "error": str(exc)})
             return None
@@ -398,7 +406,7 @@ class PlacementController:
                 when_full,
                 self.settings.growable,
             )
-        body = ungated(pod, placement, environment, workload)
+        body = ungated(pod, placement, environment, workload, generations)
         return Chosen(
             pod, placement, body, workload, self._contested(placement, ranked, offer, room)
         )

@@ -21,12 +21,11 @@ from flox_isa.isa.catalog import Catalog, Variant, Workload
 from flox_isa.isa.contract import (
     ENVIRONMENT_EXAMPLE,
     ENVIRONMENT_GRAMMAR,
-    GENERATIONS_EXAMPLE,
     contradictions,
     is_environment,
-    is_pinned,
     parse_environment,
-    parse_generations,
+    pinned_candidates,
+    read_generations,
     required_labels,
     variant_environment,
     widest_allowed,
@@ -228,9 +227,7 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
     workload = parse_workload(annotations.get(names.WORKLOAD_ANNOTATION))
     allowed_text = annotations.get(names.VARIANTS_ANNOTATION)
     allowed = parse_variants(allowed_text, catalog)
-    generations = parse_generations_annotation(
-        annotations.get(names.GENERATIONS_ANNOTATION), catalog
-    )
+    generations = read_generations(annotations.get(names.GENERATIONS_ANNOTATION), catalog)
     if environment is not None:
         check_environment(environment)
     guard_variant, source = guard_variant_of(environment, label_variant, catalog)
@@ -241,47 +238,9 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
         )
     if guard_variant is not None:
         check_guard_generation(environment, guard_variant, generations)
-    elif generations is not None:
-        allowed = generation_candidates(allowed, generations)
-    elif environment is not None and is_pinned(environment):
-        raise InvalidInputError(
-            f"annotation {names.ENVIRONMENT_ANNOTATION}: {environment} pins a generation of"
-            " the base environment, but FloxHub counts generations per variant build;"
-            f" add annotation {names.GENERATIONS_ANNOTATION} with each variant's generation,"
-            f" e.g. {names.GENERATIONS_ANNOTATION}: {GENERATIONS_EXAMPLE}"
-        )
+    elif environment is not None:
+        allowed = pinned_candidates(environment, allowed, generations)
     return Inputs(environment, workload, allowed, guard_variant, source, generations)
-
-
-def parse_generations_annotation(text: str | None, catalog: Catalog) -> dict[str, int] | None:
-    """`isa.flox.dev/generations: avx2=4,avx512vnni=6`, validated against the catalog."""
-    if text is None:
-        return None
-    where = f"annotation {names.GENERATIONS_ANNOTATION}"
-    try:
-        generations = parse_generations(text)
-    except ValueError as exc:
-        raise InvalidInputError(f"{where}: {exc}") from None
-    unknown = [name for name in generations if catalog.get(name) is None]
-    if unknown:
-        raise InvalidInputError(
-            f"{where}: unknown variant(s) {', '.join(map(repr, unknown))};"
-            f" allowed: {', '.join(catalog.names)}"
-        )
-    return generations
-
-
-def generation_candidates(
-    allowed: Sequence[Variant], generations: Mapping[str, int]
-) -> tuple[Variant, ...]:
-    """With a generations map only the variants it names are candidates."""
-    named = tuple(v for v in allowed if v.name in generations)
-    if not named:
-        raise ConflictError(
-            f"{names.GENERATIONS_ANNOTATION} names {', '.join(generations)}, none of which is"
-            f" in {names.VARIANTS_ANNOTATION}: {_names(allowed)}"
-        )
-    return named
 
 
 def check_guard_generation(
