@@ -20,8 +20,8 @@ RUNS_ON = {
     "avx2": {"m4", "m6i", "m7i"},
     "avx512": {"m6i", "m7i"},
     "avx512vnni": {"m6i", "m7i"},
-    "armv8.2": {"c6g", "c7g"},
-    "armv9": {"c7g"},
+    "armv8.2": {"c6g", "c7g", "c8g"},
+    "armv9": {"c8g"},  # SVE2: Graviton4, not Graviton3
 }
 
 pytestmark = [
@@ -68,7 +68,7 @@ def test_demo_places_every_pod_on_its_best_variant_and_cleans_up(tmp_path: Path)
     (spilled_to,) = set(fp32) - {"avx512"}
     assert any(line.startswith(f"Spilled: 4 summarizer pods to {spilled_to}") for line in lines)
     # int8 embeddings, spread: each variant that is some node's best gets replicas,
-    # in proportion to CPU (3 m4, 3 m6i + 1 m7i, 2 c6g, 2 c7g; 12 replicas).
+    # in proportion to CPU (3 m4, 3 m6i + 1 m7i, 2 c6g, 2 c8g; 12 replicas).
     assert {v: n for (w, v), n in pods_by_variant.items() if w == "int8-inference"} == {
         "avx2": 3,
         "avx512vnni": 5,
