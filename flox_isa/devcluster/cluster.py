@@ -46,6 +46,10 @@ class DevclusterError(RuntimeError):
     """The cluster could not be started or inspected; the message says which part and why."""
 
 
+class FleetInputError(DevclusterError):
+    """The fleet file is malformed: nothing was started (the CLI exits 2)."""
+
+
 class AlreadyRunningError(DevclusterError):
     def __init__(self, state: ClusterState) -> None:
         super().__init__(f"a devcluster is already running in {state.directory}")
@@ -164,7 +168,7 @@ def fleet_manifests(fleet: str | None) -> list[dict[str, Any]]:
     try:
         return fleets.node_manifests(fleets.load_fleet(fleet))
     except fleets.FleetError as exc:
-        raise DevclusterError(str(exc)) from exc
+        raise FleetInputError(str(exc)) from exc
 
 
 def _start(

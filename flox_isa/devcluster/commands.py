@@ -12,6 +12,7 @@ from flox_isa.devcluster.cluster import (
     DEFAULT_DIR,
     AlreadyRunningError,
     DevclusterError,
+    FleetInputError,
     down,
     status,
     up,
@@ -19,6 +20,7 @@ from flox_isa.devcluster.cluster import (
 from flox_isa.devcluster.versions import VersionsError
 
 EXIT_FAILED = 1
+EXIT_INPUT = 2
 
 
 def register(commands: Any) -> None:
@@ -99,6 +101,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"{exc}; `flox-isa devcluster down --dir {args.dir}` stops it")
         print(f"KUBECONFIG={exc.state.kubeconfig}")
         return 0
+    except FleetInputError as exc:
+        _error(str(exc))
+        return EXIT_INPUT
     except (DevclusterError, BuildError, VersionsError) as exc:
         return _error(str(exc))
     print(f"KUBECONFIG={state.kubeconfig}")

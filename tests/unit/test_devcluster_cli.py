@@ -58,6 +58,18 @@ def test_unknown_fleet_fails_before_anything_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory = tmp_path / "dc"
-    assert main(["devcluster", "up", "--dir", str(directory), "--fleet", "no-such-fleet"]) == 1
+    assert main(["devcluster", "up", "--dir", str(directory), "--fleet", "no-such-fleet"]) == 2
     assert "no-such-fleet" in capsys.readouterr().err
+    assert not directory.exists()
+
+
+def test_a_malformed_fleet_file_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("\ufeffnodes: [{instanceType: m4.xlarge, labels: [a]}]\n", encoding="utf-8")
+    directory = tmp_path / "dc"
+    assert main(["devcluster", "up", "--dir", str(directory), "--fleet", str(fleet)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nodes[0].labels" in err and str(fleet) in err
     assert not directory.exists()
