@@ -21,7 +21,7 @@ from flox_isa.isa import names
 from flox_isa.isa.cpuinfo import features_from_cpuinfo
 from flox_isa.isa.features import Features
 from flox_isa.isa.nfd import nfd_labels
-from flox_isa.isa.yamltext import YamlTextError, load_one
+from flox_isa.isa.yamltext import YamlTextError, field_name, load_one
 
 _PROFILES = "flox_isa.devcluster.profiles"
 DEFAULT_FLEET = "default"
@@ -161,7 +161,7 @@ def parse_fleet(text: str, source: str = "fleet") -> Fleet:
 
 
 def _describe(error: Any) -> str:
-    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]]
+    parts = [f"[{p}]" if isinstance(p, int) else f".{field_name(p)}" for p in error["loc"]]
     where = "".join(parts).lstrip(".") or "fleet"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from flox_isa.isa.nfd_flags import ARM64_FLAGS, DEFAULT_LABEL_BLACKLIST, X86_FLAGS
-from flox_isa.isa.yamltext import YamlTextError, load_one
+from flox_isa.isa.yamltext import YamlTextError, field_name, load_one
 
 Workload = Literal["fp32-inference", "int8-inference", "bf16-training"]
 WORKLOADS: Final[tuple[Workload, ...]] = get_args(Workload)
@@ -253,7 +253,7 @@ def _describe(exc: ValidationError, data: object) -> str:
         if len(loc) >= 2 and loc[0] == "variants" and isinstance(loc[1], int):
             where = f"variant {_variant_label(data, loc[1])}"
             loc = loc[2:]
-        field = ".".join(str(part) for part in loc if part != "[key]")
+        field = ".".join(field_name(part) for part in loc if part != "[key]")
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "literal_error" and field == "arch":
             message = f"unknown arch {error['input']!r}; allowed: {', '.join(ARCHES)}"

@@ -12,6 +12,7 @@ from flox_isa.isa.capacity import allocatable_of
 from flox_isa.isa.features import features_from_labels
 from flox_isa.isa.fleet import NodeInfo, parse_cpu_quantity
 from flox_isa.isa.scheduling import NodeState, Taint
+from flox_isa.isa.yamltext import field_name
 
 
 class NodeDocumentError(ValueError):
@@ -142,7 +143,7 @@ _UNION_TAGS: Final = frozenset({"str", "int", "float"})
 
 def _field(loc: tuple[Any, ...]) -> str:
     """`metadata.labels`, `metadata.labels (key 1)`, `spec.taints.0.key`."""
-    parts = [str(part) for part in loc if part not in _UNION_TAGS]
+    parts = [field_name(part) for part in loc if part not in _UNION_TAGS]
     if parts and parts[-1] == "[key]":
         return f"{'.'.join(parts[:-2])} (key {parts[-2]})"
     return ".".join(parts)

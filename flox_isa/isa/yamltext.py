@@ -71,5 +71,11 @@ def check_limits(value: object) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+def field_name(part: object) -> str:
+    """A key or index as it reads in a one-line message (odd keys quoted, e.g. '\\n')."""
+    text = str(part)
+    return text if text and text.isprintable() and " " not in text else repr(text)
+
+
 def _one_line(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())

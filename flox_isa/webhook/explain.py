@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.nodes import node_state, nodes_in
 from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.yamltext import field_name
 from flox_isa.webhook.decision import Context, Decision, decide
 from flox_isa.webhook.models import Pod
 
@@ -56,8 +57,8 @@ def _kind_of(document: object) -> str:
     if not isinstance(document, Mapping):
         return type(document).__name__
     kind, name = document.get("kind"), _dig(document, "metadata", "name")
-    label = kind if isinstance(kind, str) else "(no kind)"
-    return f"{label} {name}" if isinstance(name, str) and name else label
+    label = field_name(kind) if isinstance(kind, str) else "(no kind)"
+    return f"{label} {field_name(name)}" if isinstance(name, str) and name else label
 
 
 def pod_of(document: object) -> tuple[Pod, str]:
@@ -89,7 +90,9 @@ def pod_of(document: object) -> tuple[Pod, str]:
     try:
         return Pod.model_validate(template), namespace
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        details = "; ".join(
+            f"{'.'.join(map(field_name, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
+        )
         raise PodDocumentError(f"{where} is not a valid pod: {details}") from None
 
 

@@ -87,6 +87,7 @@ def _node(**changes: Any) -> dict[str, Any]:
         (_node(metadata__name=7), ["metadata.name: expected a string, got int 7"]),
         (_node(metadata__labels={1: "x"}), ["node 'n1'", "metadata.labels (key 1)"]),
         (_node(metadata__labels={"a": 1}), ["metadata.labels.a: expected a string"]),
+        (_node(metadata__labels={"a\nb": 1}), ["metadata.labels.'a\\nb': expected a string"]),
         (_node(spec__taints="none"), ["spec.taints: expected a list"]),
         (_node(spec__taints=["x"]), ["spec.taints.0: expected a mapping"]),
         (_node(status__conditions="Ready"), ["status.conditions: expected a list"]),
@@ -201,6 +202,7 @@ CATALOG_YAML = catalog_to_yaml(default_catalog())
         ("variants:\n" + deep(300, flow=False), ["nested too deeply"]),
         (CATALOG_YAML + "---\n" + CATALOG_YAML, ["holds 2 YAML documents; expected one"]),
         ("variants: 5", ["variants"]),
+        ('"\\n": 1', ["catalog: '\\n': unknown field"]),
     ],
 )
 def test_malformed_catalogs_exit_2(
@@ -248,6 +250,7 @@ def test_a_bad_cpuinfo_names_the_file(capsys: pytest.CaptureFixture[str], tmp_pa
         ("nodes: 5", ["nodes"]),
         ("nodes: [{instanceType: m4.xlarge, labels: [a]}]", ["nodes[0].labels"]),
         ("nodes: [{instanceType: 5}]", ["nodes[0].instanceType"]),
+        ('"\\n": 1', ["'\\n': unknown field"]),
         (deep(400), ["nested too deeply"]),
         ("nodes: [\n", ["not valid YAML"]),
         ("nodes: [{instanceType: m4.xlarge}]\n---\nnodes: []\n", ["holds 2 YAML documents"]),
@@ -283,7 +286,7 @@ TARGETS = {"pod": POD, "nodes": NODES_DATA, "catalog": CATALOG_DATA, "fleet": FL
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.sampled_from(sorted(TARGETS)), st.data(), json_values)
 def test_random_wrong_values_never_raise_a_traceback(
