@@ -7,7 +7,7 @@ Per size: simulated nodes (m4, c5, m6i, c6g, labelled bench.flox.dev/pool) are a
 until the pool has that many; the operator starts fresh; then
 
 - converge: from applying N TicketWorkers to every planned Deployment existing;
-- react:    once every replica is Ready, from 10 Ready Graviton3 (c7g) nodes joining the
+- react:    once every replica is Ready, from 10 Ready Graviton4 (c8g) nodes joining the
             pool (a label change) to every TicketWorker rebalanced (each gains an armv9
             Deployment, replicas re-split);
 - RSS:      the operator's resident memory after both (VmRSS; peak VmHWM).
@@ -211,7 +211,7 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
     print(f"== {size} nodes")
     # The nodes of the fleet change first: kwok marks new nodes Ready slowly once it
     # heartbeats thousands, and the change must be one of labels, not of kwok's pace.
-    graviton3 = await add_pool_nodes(api, "c7g.xlarge", 10, f"bench-react-{size}", "standby")
+    graviton4 = await add_pool_nodes(api, "c8g.xlarge", 10, f"bench-react-{size}", "standby")
     await wait_ready(api, 10, pool="standby")
     await grow_pool(api, size)
     await wait_settled(api)
@@ -242,18 +242,18 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
         # The fleet change: 10 Ready Graviton3 nodes join the pool (a label change). The
         # plan to wait for is computed before the clock starts: planning 5,000 nodes here
         # takes seconds that are not the operator's.
-        want = await expected(api, tws, graviton3)
+        want = await expected(api, tws, graviton4)
         joined = {"metadata": {"labels": {POOL: "true"}}}
         started = time.monotonic()
         await gather_limited(
-            [functools.partial(api.merge_patch, f"/api/v1/nodes/{n}", joined) for n in graviton3]
+            [functools.partial(api.merge_patch, f"/api/v1/nodes/{n}", joined) for n in graviton4]
         )
         react = await until_matches(api, want, started)
         print(f"  react: rebalanced after 10 Graviton3 nodes joined the pool in {react:.2f}s")
         rss, peak = memory_mb(operator.pid)
         print(f"  RSS: {rss:.0f} MB (peak {peak:.0f} MB)")
         await gather_limited(
-            [functools.partial(api.delete, f"/api/v1/nodes/{n}") for n in graviton3]
+            [functools.partial(api.delete, f"/api/v1/nodes/{n}") for n in graviton4]
         )
         await api.delete(f"/api/v1/namespaces/{NAMESPACE}")
         await wait_gone(api, f"/api/v1/namespaces/{NAMESPACE}")

@@ -281,7 +281,7 @@ def test_the_fleet_changes_and_the_deployments_rebalance(
              lambda: replicas_by_variant(kubectl, namespace, "rebalance") == expected)  # fmt: skip
 
     settles_on({"avx2", "avx512vnni"})
-    nodes.add("c7g.xlarge", 2, labels={POOL: namespace})  # Graviton3 joins
+    nodes.add("c8g.xlarge", 2, labels={POOL: namespace})  # Graviton4 (SVE2) joins
     settles_on({"avx2", "avx512vnni", "armv9"})
     nodes.delete(vnni)  # every VNNI node leaves
     settles_on({"avx2", "armv9"})

@@ -256,7 +256,7 @@ def _assert_on_right_node(core: Any, pod: Any, variant: str, instance_types: set
 
 
 VNNI_TYPES = {"m5n.xlarge", "m6i.xlarge", "m7i.xlarge"}
-ARMV9_TYPES = {"c7g.xlarge", "c8g.xlarge"}
+ARMV9_TYPES = {"c8g.xlarge"}  # SVE2: Graviton4, not Graviton3
 
 
 def test_a_labelled_pod_gets_the_best_variant_and_lands_on_a_node_with_it(
@@ -487,7 +487,7 @@ def test_the_inventory_follows_nodes_joining_and_leaving(
     spec = {"nodeSelector": pool}
     before = core.create_namespaced_pod(namespace, _pod("before", spec=spec), dry_run="All")
     assert before.metadata.labels[names.VARIANT_LABEL] == "avx2"  # nothing eligible: widest fit
-    added = nodes.add("c7g.xlarge", labels=pool)
+    added = nodes.add("c8g.xlarge", labels=pool)
 
     def offered() -> bool:
         pod = core.create_namespaced_pod(namespace, _pod("joined", spec=spec), dry_run="All")
