@@ -60,9 +60,15 @@ def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]
             _start_components(directory, kubeconfig, api, log)
             step("applying the TicketWorker (int8 embeddings) and the summarizer Deployment")
             _apply(api, scenario.ticketworker())
+            # Its pods are pinned by their Deployments, not gated: the placement controller
+            # counts them once they are bound, so the summarizer comes once they run.
+            _wait_running(api, options.timeout, log, scenario.ticketworker()["spec"]["replicas"])
             _apply(api, scenario.summarizer())
             step("waiting for every pod to be Running")
-            pods = _wait_running(api, options.timeout, log)
+            expected = sum(
+                w["spec"]["replicas"] for w in (scenario.ticketworker(), scenario.summarizer())
+            )
+            pods = _wait_running(api, options.timeout, log, expected)
             step("what happened")
             rows = throughput_rows(_placements(api, pods), catalog)
             print_report(rows, log)
@@ -224,12 +230,9 @@ def _apply(api: client.ApiClient, obj: dict[str, Any], replace: bool = False) ->
             admission.replace_mutating_webhook_configuration(obj["metadata"]["name"], obj)
 
 
-def _wait_running(api: client.ApiClient, timeout: float, log: Log) -> list[Any]:
+def _wait_running(api: client.ApiClient, timeout: float, log: Log, expected: int) -> list[Any]:
     core: Any = client.CoreV1Api(api)
     custom: Any = client.CustomObjectsApi(api)
-    expected = (
-        scenario.ticketworker()["spec"]["replicas"] + scenario.summarizer()["spec"]["replicas"]
-    )
     last = ""
 
     def all_running() -> list[Any] | None:
