@@ -60,6 +60,9 @@ def check_limits(value: object) -> None:
         seen += 1
         if seen > MAX_VALUES:
             raise YamlTextError(f"holds more than {MAX_VALUES} values (YAML aliases?)")
+        if isinstance(item, str):
+            _check_encodable(item)
+            continue
         if isinstance(item, Mapping):
             children: list[object] = [*item.keys(), *item.values()]
         elif isinstance(item, list | tuple):
@@ -69,6 +72,16 @@ def check_limits(value: object) -> None:
         if depth >= MAX_DEPTH and children:
             raise YamlTextError(f"is nested too deeply (the limit is {MAX_DEPTH} levels)")
         stack.extend((child, depth + 1) for child in children)
+
+
+def _check_encodable(text: str) -> None:
+    """A `\\ud800` escape in JSON or YAML yields a lone surrogate: not text any model takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise YamlTextError(
+            f"holds a string that is not valid Unicode (a lone surrogate escape): {text[:40]!r}"
+        ) from None
 
 
 def field_name(part: object) -> str:

@@ -21,8 +21,8 @@ from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, catalog_from_data, catalo
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "flox"
 EXPECTED = DATA / "expected"
-# Flox's own JSON Schema, beside the repository (../shared/flox/SOURCE.md says where from).
-SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "flox" / "manifest-v1.schema.json"
+# Flox's own JSON Schema, kept unmodified as test data (tests/data/flox/SCHEMA-SOURCE.md).
+SCHEMA = Path(__file__).resolve().parent.parent / "data" / "flox" / "manifest-v1.schema.json"
 MANIFESTS = ("guide-single-variant", "guide-multi-variant", "build-pytorch")
 NODES = Path(__file__).resolve().parents[1] / "data" / "pods" / "nodes-default-fleet.yaml"
 
@@ -44,7 +44,7 @@ def render(
 
 
 def flox_schema() -> dict[str, Any]:
-    assert SCHEMA.is_file(), f"Flox's manifest schema is expected at {SCHEMA} (../shared/flox)"
+    assert SCHEMA.is_file(), f"Flox's manifest schema is expected at {SCHEMA} (tests/data/flox)"
     schema: dict[str, Any] = json.loads(SCHEMA.read_text())
     return schema
 

@@ -344,3 +344,17 @@ def test_explain_pod_says_which_nodes_are_not_ready_apart_from_constraints(
     ready = write(tmp_path, "ready.json", json.dumps(NODE))
     code, out, _ = run(capsys, "explain", "pod", "--pod", pod, "--nodes", ready, "--output", "json")
     assert not any(w.startswith("nodes:") for w in json.loads(out)["warnings"])
+
+
+def test_a_lone_surrogate_escape_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by the hypothesis test above: pydantic cannot encode such a string."""
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text('{"variants": [{"name": "\\ud800", "arch": "amd64"}]}')
+    nodes = tmp_path / "nodes.json"
+    nodes.write_text('{"kind": "NodeList", "items": []}')
+    code = main(["explain", "nodes", "--nodes", str(nodes), "--catalog", str(catalog)])
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT
+    assert "not valid Unicode" in err and "Traceback" not in err
