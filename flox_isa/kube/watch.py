@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
@@ -21,6 +21,24 @@ GONE: Final = 410
 PAGE_SIZE: Final = 500
 WATCH_SECONDS: Final = 300.0
 RETRY_SECONDS: Final = 2.0
+
+
+async def list_all(
+    api: Rest, path: str, params: Mapping[str, str] | None = None, page_size: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], str]:
+    """Every object at `path`, a page at a time; and the list's resourceVersion."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        query = {**(params or {}), "limit": str(page_size)}
+        if token:
+            query["continue"] = token
+        page = await api.get(path, query)
+        items += page.get("items") or []
+        metadata = page.get("metadata") or {}
+        token = str(metadata.get("continue") or "")
+        if not token:
+            return items, str(metadata.get("resourceVersion") or "")
 
 
 class GoneError(Exception):
@@ -71,22 +89,11 @@ class ListWatch:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            params = {**self._params, "limit": str(self._page_size)}
-            if token:
-                params["continue"] = token
-            page = await self.api.get(self.path, params)
-            items += page.get("items") or []
-            metadata = page.get("metadata") or {}
-            token = str(metadata.get("continue") or "")
-            if not token:
-                break
+        items, version = await list_all(self.api, self.path, self._params, self._page_size)
         self._on_list(items)
         self.synced.set()
         log.info("listed", extra={"path": self.path, "items": len(items)})
-        return str(metadata.get("resourceVersion") or "")
+        return version
 
     async def _watch(self, version: str) -> str:
         params = {**self._params, "resourceVersion": version, "allowWatchBookmarks": "true"}

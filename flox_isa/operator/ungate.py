@@ -15,13 +15,11 @@ from typing import Any
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.nodes import NodeDocumentError, node_state
-from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.placement import placement_gates
+from flox_isa.kube.inventory import NodeInventory
 from flox_isa.kube.rest import Rest, load_connection
+from flox_isa.kube.watch import list_all
 from flox_isa.operator.placement import PlacementController, PlacementSettings, uid_of
-
-PAGE: dict[str, str] = {"limit": "500"}
 
 
 @dataclass
@@ -30,29 +28,13 @@ class Released:
     left: list[dict[str, str]] = field(default_factory=list)  # could not be placed
 
 
-async def list_all(api: Rest, path: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        page = await api.get(path, {**PAGE, **({"continue": token} if token else {})})
-        items += page.get("items") or []
-        token = str((page.get("metadata") or {}).get("continue") or "")
-        if not token:
-            return items
-
-
 async def release(kubeconfig: str | None, catalog: Catalog, *, dry_run: bool) -> Released:
     async with Rest(load_connection(kubeconfig)) as api:
         settings = PlacementSettings(catalog, "", "flox-isa-ungate", release_all=True)
         placement = PlacementController(settings, api)
-        states = []
-        for node in await list_all(api, "/api/v1/nodes"):
-            try:
-                states.append(node_state(node))
-            except NodeDocumentError:
-                continue
-        placement.fleet_changed(index_nodes(states))
-        pods = await list_all(api, "/api/v1/pods")
+        inventory = NodeInventory(placement.fleet_changed)  # skips bad nodes as the watch does
+        inventory.replace((await list_all(api, "/api/v1/nodes"))[0])
+        pods, _ = await list_all(api, "/api/v1/pods")
         placement.replace_pods(pods)
         chosen = placement.plan_batch()
         result = Released()
