@@ -353,10 +353,11 @@ class PlacementController:
             found = self.choose(pod, room, wall)
             if found is None:
                 continue
-            if found.contested & reserved:
+            if found.contested & reserved and not self.settings.release_all:
                 # A spilled (or roomless) pod's selector also matches better nodes whose
                 # room pods placed before it still need: the scheduler could give it that
-                # room first. It waits for those binds (each wakes the loop).
+                # room first. It waits for those binds (each wakes the loop); a one-shot
+                # `ungate --all` sees no binds and places everything at once.
                 continue
             uid = uid_of(pod)
             if found.placement.node is not None:

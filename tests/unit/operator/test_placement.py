@@ -226,6 +226,14 @@ def test_a_spill_waits_until_the_better_pods_placed_before_it_are_bound() -> Non
     assert [c.placement.reason for c in placement.plan_batch()] == ["spill"] * 2
 
 
+def test_ungate_all_places_spills_in_the_same_batch() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), release_all=True)
+    for pod in [gated_pod() for _ in range(9)]:
+        placement.pod_changed("ADDED", pod)
+    reasons = [c.placement.reason for c in placement.plan_batch()]
+    assert reasons == ["room"] * 7 + ["spill"] * 2  # no binds will come: nothing is held
+
+
 def test_spilled_pods_cost_less_to_delete_than_the_best_variants() -> None:
     placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)))
     for pod in [gated_pod() for _ in range(8)]:
