@@ -130,11 +130,6 @@ def as_admission(ranked: Sequence[Variant]) -> Placement:
     return Placement(ranked[0], None, "timeout", (), 0)
 
 
-def spill_summary(placements: Mapping[str, int]) -> str:
-    """`avx512vnni->avx2=20`: spills counted per (from, to), for Events and logs."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(placements.items()))
-
-
 def ungated(
     pod: Mapping[str, Any],
     placement: Placement,
