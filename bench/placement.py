@@ -21,18 +21,21 @@ operator's RSS (VmRSS, VmHWM). The modes run in one cluster, one after the other
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from flox_isa.devcluster import cluster as devcluster
 from flox_isa.devcluster.cluster import free_ports
@@ -45,6 +48,7 @@ NAMESPACE = "bench-placement"
 LEASE_NAMESPACE = "default"
 PER_NODE = 7
 MODES = ("admission", "late")
+WATCH: Any = watch.Watch  # untyped
 
 
 @dataclass
@@ -58,6 +62,49 @@ class Run:
     writes_per_pod: float
     rss_mb: float
     peak_mb: float
+    stages: dict[str, tuple[float, float]]  # stage -> (median, p99) seconds
+
+
+STAGES = ("created->ungated", "ungated->bound", "bound->running")
+
+
+class Timeline:
+    """When the bench saw each pod created, ungated, bound and Running (its own watch:
+    creationTimestamp has one-second resolution), to tell where late binding spends."""
+
+    def __init__(self, core: Any, app: str) -> None:
+        self.seen: dict[str, dict[str, float]] = {}
+        self._watch = WATCH()
+        self._thread = threading.Thread(target=self._run, args=(core, app), daemon=True)
+        self._thread.start()
+
+    def _run(self, core: Any, app: str) -> None:
+        stream = self._watch.stream(core.list_namespaced_pod, NAMESPACE,
+                                    label_selector=f"app={app}", timeout_seconds=3600)  # fmt: skip
+        with contextlib.suppress(Exception):  # stop() ends the stream mid-read
+            self._follow(stream)
+
+    def _follow(self, stream: Any) -> None:
+        for event in stream:
+            pod, now = event["object"], time.monotonic()
+            marks = self.seen.setdefault(pod.metadata.uid, {"created": now})
+            if not pod.spec.scheduling_gates:
+                marks.setdefault("ungated", now)
+            if pod.spec.node_name:
+                marks.setdefault("bound", now)
+            if pod.status.phase == "Running":
+                marks.setdefault("running", now)
+
+    def stop(self) -> dict[str, tuple[float, float]]:
+        self._watch.stop()
+        stages: dict[str, tuple[float, float]] = {}
+        for stage in STAGES:
+            start, end = stage.split("->")
+            spans = sorted(m[end] - m[start] for m in self.seen.values() if end in m)
+            if spans:
+                p99 = spans[min(len(spans) - 1, int(len(spans) * 0.99))]
+                stages[stage] = (statistics.median(spans), p99)
+        return stages
 
 
 def fleet_file(directory: Path, vnni: int, avx2: int) -> Path:
@@ -178,6 +225,8 @@ def measure(
     core: Any = client.CoreV1Api(api)
     name = f"{scenario}-{mode}"
     before = parts.health().get("placement", {}).get("writes", 0)
+    timeline = Timeline(core, name)
+    time.sleep(1)  # the watch is open before the first pod
     started = time.monotonic()
     apps.create_namespaced_deployment(
         NAMESPACE, deployment(name, replicas, opted_in=True, selector={})
@@ -198,10 +247,11 @@ def measure(
     health = parts.health()
     placed = health.get("placement", {}).get("writes", 0) - before
     rss, peak = parts.rss()
+    stages = timeline.stop()
     apps.delete_namespaced_deployment(name, NAMESPACE)
     wait("the bench pods gone", lambda: sum(pod_phases(core, name)) == 0, 300)
     return Run(mode, scenario, replicas, seconds, running, pending,
-               placed / replicas if mode == "late" else 0.0, rss, peak)  # fmt: skip
+               placed / replicas if mode == "late" else 0.0, rss, peak, stages)  # fmt: skip
 
 
 def main() -> None:
@@ -261,6 +311,10 @@ def report(runs: list[Run], args: argparse.Namespace, room: int) -> None:
             f" {r.pending:8} {r.writes_per_pod:10.2f} {r.rss_mb:7.0f} {r.peak_mb:7.0f}",
         )
         print("".join(cells))
+    print("\nstages, median / p99 seconds (the bench's own watch):")
+    for r in runs:
+        spans = "  ".join(f"{k} {m:.2f}/{p:.2f}" for k, (m, p) in r.stages.items())
+        print(f"  {r.mode:10} {r.scenario:2} {spans}")
     by = {(r.mode, r.scenario): r for r in runs}
     ratio = by["late", "a"].seconds / by["admission", "a"].seconds
     print(f"(a) time to all Running, late / admission: {ratio:.2f}x (goal <= 1.3)")

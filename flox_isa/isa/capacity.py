@@ -121,6 +121,14 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def copy(self) -> Ledger:
+        """An independent ledger with the same counts (for what-if planning)."""
+        other = Ledger()
+        other._entries = dict(self._entries)
+        other._used = {node: dict(used) for node, used in self._used.items()}
+        other._nominated = {node: dict(pods) for node, pods in self._nominated.items()}
+        return other
+
     def entry(self, uid: str) -> Entry | None:
         return self._entries.get(uid)
 

@@ -40,6 +40,9 @@ PLACEMENT_ANNOTATION: Final = "isa.flox.dev/placement"
 PLACEMENT_ADMISSION: Final = "admission"
 WHEN_FULL_ANNOTATION: Final = "isa.flox.dev/when-full"
 SPILLED_FROM_ANNOTATION: Final = "isa.flox.dev/spilled-from"
+# The nodeSelector keys the placement controller added (comma-separated; may be empty):
+# marks a pod it placed, and lets recovery see the selector the pod's template gave it.
+ADDED_SELECTOR_ANNOTATION: Final = "isa.flox.dev/added-node-selector"
 PLACEMENT_LEASE: Final = "flox-isa-placement"
 PLACEMENT_PROTOCOL_ANNOTATION: Final = "isa.flox.dev/placement-protocol"
 PLACEMENT_PROTOCOL: Final = "1"

@@ -152,8 +152,9 @@ def ungated(
     else:
         spec.pop("schedulingGates", None)
     selector = dict(spec.get("nodeSelector") or {})
-    for key, value in required_labels(variant).items():
-        selector.setdefault(key, value)
+    needed = required_labels(variant)
+    added = sorted(key for key in needed if key not in selector)
+    selector.update({key: needed[key] for key in added})
     spec["nodeSelector"] = selector
     metadata["labels"] = {**(metadata.get("labels") or {}), names.VARIANT_LABEL: variant.name}
     annotations = {
@@ -162,6 +163,7 @@ def ungated(
         names.BASE_ENVIRONMENT_ANNOTATION: environment,
         names.REASON_ANNOTATION: placement.message(workload),
         names.POD_DELETION_COST_ANNOTATION: str(placement.deletion_cost),
+        names.ADDED_SELECTOR_ANNOTATION: ",".join(added),
     }
     if placement.spilled_from:
         annotations[names.SPILLED_FROM_ANNOTATION] = ",".join(placement.spilled_from)

@@ -85,6 +85,12 @@ def register(commands: Any) -> None:
         help="the webhook stops gating when the placement Lease is not renewed for this"
         " long; keep it equal to the webhook's (default 15)",
     )  # fmt: skip
+    placement.add_argument(
+        "--recover-unschedulable-after", type=POSITIVE_SECONDS, metavar="SECONDS",
+        help="recovery (off by default): a pod the placement controller placed that stays"
+        " Unschedulable this long while another allowed variant has room is deleted for its"
+        " ReplicaSet or StatefulSet to recreate; the new pod skips the variant that failed",
+    )  # fmt: skip
     operator.set_defaults(handler=_operator)
 
     ungate = commands.add_parser(
@@ -139,6 +145,7 @@ def _operator(args: argparse.Namespace) -> int:
             growable=args.growable_variants,
             max_gate_age=args.max_gate_age,
             placement_lease_duration=args.placement_lease_duration,
+            recover_after=args.recover_unschedulable_after,
         )
     )
 

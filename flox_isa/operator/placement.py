@@ -51,6 +51,7 @@ from flox_isa.isa.placement import (
     ranked_candidates,
     ungated,
 )
+from flox_isa.isa.recovery import base_spec, recoverable, recreating_owner, unschedulable_condition
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.kube.watch import ListWatch
@@ -78,6 +79,11 @@ class PlacementSettings:
     # `flox-isa ungate --all`: our gate goes even while others remain, and a pod no
     # eligible node offers a variant for is pinned to the widest fit, as admission would.
     release_all: bool = False
+    # Recovery (opt-in, `isa.recovery`): pods we placed that stay Unschedulable longer
+    # than this while another allowed variant has room are deleted (None: off). Their
+    # owner's new pods skip the variant that failed for as long.
+    recover_after: float | None = None
+    recovery_interval: float = 5.0
 
 
 @dataclass
@@ -106,6 +112,13 @@ class PlacementMetrics:
             "Age of the oldest pod gated by flox-isa (0: none).",
             registry=self.registry,
         )
+        self.recoveries = Counter(
+            "flox_isa_placement_recoveries",
+            "Placed pods deleted for their controller to recreate: Unschedulable on a"
+            " variant while another had room.",
+            ["from_variant", "to_variant"],
+            registry=self.registry,
+        )
         self.gate_seconds = Histogram(
             "flox_isa_placement_gate_seconds",
             "Pod creation to ungate.",
@@ -120,6 +133,7 @@ class Stats:
     writes: int = 0
     conflicts: int = 0
     failures: int = 0
+    recovered: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -136,16 +150,34 @@ class Chosen:
     contested: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class PodInputs:
+    """What a pod's annotations ask of its placement."""
+
+    workload: Workload
+    allowed: Sequence[Variant]
+    when_full: WhenFull
+    environment: str  # as the user wrote it (before a variant was chosen)
+    generations: Mapping[str, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """One stuck pod to recreate: its variant, the one with room, the nodes it failed on."""
+
+    pod: Mapping[str, Any]
+    variant: str
+    target: str
+    failed_nodes: frozenset[str]
+
+
 def uid_of(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("uid") or "")
 
 
-def unschedulable(pod: Mapping[str, Any]) -> bool:
-    """The scheduler tried and found no node (PodScheduled=False, Unschedulable)."""
-    return any(
-        c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
-        for c in (pod.get("status") or {}).get("conditions") or ()
-    )
+def variant_of(pod: Mapping[str, Any]) -> str:
+    """The `isa.flox.dev/variant` label ("" when unset)."""
+    return str(((pod.get("metadata") or {}).get("labels") or {}).get(names.VARIANT_LABEL) or "")
 
 
 def created_at(pod: Mapping[str, Any]) -> dt.datetime:
@@ -188,6 +220,10 @@ class PlacementController:
         self._pinned: dict[str, Mapping[str, Any]] = {}  # unbound, pinned, room not reserved
         self._skip: dict[str, str] = {}  # uid -> resourceVersion we cannot place (bad input)
         self._retry_at: dict[str, float] = {}
+        self._stuck: dict[str, Mapping[str, Any]] = {}  # uid -> placed by us, Unschedulable
+        # owner uid -> (until, nodes): where recovery saw the owner's pods fail to schedule
+        self._avoid: dict[str, tuple[float, frozenset[str]]] = {}
+        self._next_recovery = 0.0
         self._offers: OfferIndex | None = None
         self._allocatable: dict[str, Resources] = {}
         self._wake = asyncio.Event()
@@ -219,6 +255,7 @@ class PlacementController:
         self.ledger = Ledger()
         self.gated.clear()
         self._pinned.clear()
+        self._stuck.clear()
         for pod in pods:
             self._apply(pod)
         self._wake.set()
@@ -235,6 +272,7 @@ class PlacementController:
         self._pinned.pop(uid, None)
         self._skip.pop(uid, None)
         self._retry_at.pop(uid, None)
+        self._stuck.pop(uid, None)
 
     def _apply(self, pod: Mapping[str, Any]) -> None:
         """Count one pod where it counts (see `isa.capacity`)."""
@@ -249,6 +287,7 @@ class PlacementController:
         except ValueError as exc:  # the API server validated it: never expected
             log.warning("pod skipped", extra={"uid": uid, "error": str(exc)})
             return
+        self._stuck.pop(uid, None)
         if spec.get("nodeName"):
             self.gated.pop(uid, None)
             self._pinned.pop(uid, None)
@@ -266,9 +305,11 @@ class PlacementController:
         if nominated:
             priority = int(spec.get("priority") or 0)
             self.ledger.count(uid, str(nominated), requests, "nominated", priority)
-        elif unschedulable(pod):
+        elif unschedulable_condition(pod) is not None:
             self.ledger.release(uid)  # the scheduler found no room: it holds none
             self._pinned.pop(uid, None)
+            if self.settings.recover_after is not None:
+                self._stuck[uid] = pod
         elif self.ledger.entry(uid) is None and self._is_pinned(pod):
             self._pinned[uid] = pod
 
@@ -294,6 +335,7 @@ class PlacementController:
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_SECONDS)
                 self._wake.clear()
                 await self.place_pending()
+                await self.recover_due()
         finally:
             for task in tasks:
                 task.cancel()
@@ -367,8 +409,8 @@ class PlacementController:
             chosen.append(found)
         return chosen
 
-    def choose(self, pod: Mapping[str, Any], room: RoomFinder, wall: dt.datetime) -> Chosen | None:
-        """The pod's placement, or None (left gated: said in a log line)."""
+    def inputs(self, pod: Mapping[str, Any]) -> PodInputs | None:
+        """What the pod's annotations ask for (None: bad input, left alone, logged)."""
         metadata = pod.get("metadata") or {}
         annotations = metadata.get("annotations") or {}
         uid = uid_of(pod)
@@ -378,7 +420,11 @@ class PlacementController:
                                      self.settings.catalog)  # fmt: skip
             when_full = parse_when_full(annotations.get(names.WHEN_FULL_ANNOTATION),
                                         self.settings.when_full)  # fmt: skip
-            environment = str(annotations.get(names.ENVIRONMENT_ANNOTATION) or "")
+            environment = str(
+                annotations.get(names.BASE_ENVIRONMENT_ANNOTATION)
+                or annotations.get(names.ENVIRONMENT_ANNOTATION)
+                or ""
+            )
             if not is_environment(environment):
                 raise InvalidInputError(f"{names.ENVIRONMENT_ANNOTATION} {environment!r}")
             generations = read_generations(annotations.get(names.GENERATIONS_ANNOTATION),
@@ -386,8 +432,17 @@ class PlacementController:
             allowed = pinned_candidates(environment, allowed, generations)
         except (InvalidInputError, ConflictError) as exc:  # edited after admission: wait
             self._skip[uid] = str(metadata.get("resourceVersion") or "")
-            log.warning("gated pod cannot be placed", extra={"uid": uid, "error": str(exc)})
+            log.warning("pod cannot be placed", extra={"uid": uid, "error": str(exc)})
             return None
+        return PodInputs(workload, allowed, when_full, environment, generations)
+
+    def choose(self, pod: Mapping[str, Any], room: RoomFinder, wall: dt.datetime) -> Chosen | None:
+        """The pod's placement, or None (left gated: said in a log line)."""
+        uid = uid_of(pod)
+        asked = self.inputs(pod)
+        if asked is None:
+            return None
+        workload, allowed = asked.workload, asked.allowed
         offer = self.offers().offer(pod.get("spec") or {})
         ranked = ranked_candidates(allowed, offer, workload)
         if not ranked and self.settings.release_all:
@@ -401,16 +456,20 @@ class PlacementController:
         if (wall - created_at(pod)).total_seconds() > self.settings.max_gate_age:
             placement = as_admission(ranked)
         else:
-            placement = place(
-                ranked,
-                room.probe(pod, offer),
-                when_full,
-                self.settings.growable,
-            )
-        body = ungated(pod, placement, environment, workload, generations)
+            probe = room.probe(pod, offer, self._failed_nodes(pod))
+            placement = place(ranked, probe, asked.when_full, self.settings.growable)
+        body = ungated(pod, placement, asked.environment, workload, asked.generations)
         return Chosen(
             pod, placement, body, workload, self._contested(placement, ranked, offer, room)
         )
+
+    def _failed_nodes(self, pod: Mapping[str, Any]) -> frozenset[str]:
+        """Nodes where recovery saw this pod's owner's pods fail to schedule (recently)."""
+        owner = recreating_owner(pod)
+        if owner is None or not self._avoid:
+            return frozenset()
+        until, nodes = self._avoid.get(str(owner.get("uid")), (0.0, frozenset()))
+        return nodes if until > time.monotonic() else frozenset()
 
     @staticmethod
     def _contested(
@@ -431,9 +490,7 @@ class PlacementController:
         room = RoomFinder(self.ledger, self._allocatable)
         for uid, pod in list(self._pinned.items()):
             del self._pinned[uid]
-            variant = self.settings.catalog.get(
-                str(((pod.get("metadata") or {}).get("labels") or {}).get(names.VARIANT_LABEL))
-            )
+            variant = self.settings.catalog.get(variant_of(pod))
             if variant is None:
                 continue
             node = room.probe(pod, self.offers().offer(pod.get("spec") or {}))(variant)
@@ -488,6 +545,73 @@ class PlacementController:
         log.debug("placed", extra={"uid": uid_of(chosen.pod), "variant": placement.variant.name,
                                    "reason": placement.reason})  # fmt: skip
 
+    # -- recovery (opt-in) ----------------------------------------------------------------
+
+    async def recover_due(self) -> int:
+        """At most every `recovery_interval`: delete the pods `plan_recovery` picks."""
+        after = self.settings.recover_after
+        now = time.monotonic()
+        if after is None or now < self._next_recovery:
+            return 0
+        self._next_recovery = now + self.settings.recovery_interval
+        self._avoid = {owner: seen for owner, seen in self._avoid.items() if seen[0] > now}
+        plan = self.plan_recovery(after)
+        results = await asyncio.gather(*(self.recreate(move, after) for move in plan))
+        return sum(results)
+
+    def plan_recovery(self, after: float) -> list[Recovery]:
+        """The stuck pods that another variant has room for, on nodes other than those
+        they failed on; the room is reserved in a scratch ledger, so N free slots move at
+        most N pods (no I/O)."""
+        now = dt.datetime.now(dt.UTC)
+        room = RoomFinder(self.ledger.copy(), self._allocatable)
+        plan: list[Recovery] = []
+        for pod in sorted(self._stuck.values(), key=placement_order):
+            asked = (
+                self.inputs(pod) if recoverable(pod, now, after, self.settings.when_full) else None
+            )
+            current = self.settings.catalog.get(variant_of(pod))
+            if asked is None or current is None:
+                continue
+            offer = self.offers().offer(base_spec(pod))
+            failed = room.node_names(offer, current) | self._failed_nodes(pod)
+            probe = room.probe(pod, offer, failed)
+            for variant in ranked_candidates(asked.allowed, offer, asked.workload):
+                node = probe(variant)
+                if node is not None:
+                    room.ledger.reserve(uid_of(pod), node, room.demand_of(pod))
+                    plan.append(Recovery(pod, current.name, variant.name, failed))
+                    break
+        return plan
+
+    async def recreate(self, move: Recovery, after: float) -> bool:
+        """Delete one stuck pod (uid and resourceVersion preconditions) for its owner to
+        recreate; for `after` seconds its owner's new pods avoid the nodes it failed on."""
+        pod = move.pod
+        metadata = pod.get("metadata") or {}
+        owner = str((recreating_owner(pod) or {}).get("uid"))
+        previous = self._avoid.get(owner)
+        self._avoid[owner] = (time.monotonic() + after, move.failed_nodes)  # before its new pod
+        path = f"/api/v1/namespaces/{metadata.get('namespace')}/pods/{metadata.get('name')}"
+        preconditions = {"uid": uid_of(pod), "resourceVersion": metadata.get("resourceVersion")}
+        try:
+            await self.api.delete(path, {"preconditions": preconditions})
+        except (ApiError, *REQUEST_ERRORS) as exc:  # changed, gone or unreachable: next pass
+            if previous is None:
+                self._avoid.pop(owner, None)
+            else:
+                self._avoid[owner] = previous
+            log.info("recovery skipped a pod", extra={"uid": uid_of(pod), "error": str(exc)})
+            return False
+        self._stuck.pop(uid_of(pod), None)
+        self.stats.recovered += 1
+        self.metrics.recoveries.labels(move.variant, move.target).inc()
+        key = (tuple(sorted(owner_of(pod).items())), "recovered", f"{move.variant}->{move.target}")
+        self._spills[key] = self._spills.get(key, 0) + 1
+        log.info("recreating an unschedulable pod", extra={"uid": uid_of(pod),
+                 "from": move.variant, "to": move.target})  # fmt: skip
+        return True
+
     # -- heartbeat and Events -------------------------------------------------------------
 
     def healthy(self) -> bool:
@@ -530,6 +654,7 @@ SPILL_REASONS: Final = {
     "wait": "WaitingForRoom",
     "full": "NoRoomAnywhere",
     "timeout": "GateTimeout",
+    "recovered": "RecreatedUnschedulable",
 }
 
 
@@ -542,6 +667,12 @@ def spill_message(reason: str, route: str, count: int) -> str:
         return f"{pods} pinned to {variant} without room (when-full: wait): Unschedulable"
     if reason == "full":
         return f"{pods} pinned to {variant}: no allowed variant has room anywhere"
+    if reason == "recovered":
+        return (
+            f"{pods} deleted for their controller to recreate: Unschedulable on {spilled}"
+            f" (host ports, anti-affinity, topology spread or room taken first), {variant}"
+            f" has room; new pods skip {spilled} for a while"
+        )
     return f"{pods} gated longer than the maximum gate age: placed on {variant} as admission would"
 
 
@@ -569,14 +700,36 @@ class RoomFinder:
             self._names[key] = frozenset(m.name for m in offer.nodes(variant))
         return self._names[key]
 
-    def probe(self, pod: Mapping[str, Any], offer: Offer) -> RoomProbe:
+    def probe(
+        self, pod: Mapping[str, Any], offer: Offer, excluded: frozenset[str] = frozenset()
+    ) -> RoomProbe:
+        """Which node of a variant has room for one more `pod`, outside `excluded`."""
         demand = self.demand_of(pod)
         priority = int((pod.get("spec") or {}).get("priority") or 0)
 
         def room(variant: Variant) -> str | None:
+            if excluded:
+                return self.first_fit_outside(offer, variant, demand, priority, excluded)
             return self.first_fit(offer, variant, demand, priority)
 
         return room
+
+    def first_fit_outside(
+        self,
+        offer: Offer,
+        variant: Variant,
+        demand: Resources,
+        priority: int,
+        excluded: frozenset[str],
+    ) -> str | None:
+        """`first_fit` skipping some nodes (recovery's rare path: no cursor)."""
+        for member in offer.nodes(variant):
+            name = member.name
+            if name not in excluded and self.ledger.fits(
+                name, self.allocatable.get(name, {}), demand, priority
+            ):
+                return name
+        return None
 
     def first_fit(
         self, offer: Offer, variant: Variant, demand: Resources, priority: int

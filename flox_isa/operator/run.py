@@ -71,6 +71,7 @@ class Options:
     growable: frozenset[str] | None = None
     max_gate_age: float = 120.0
     placement_lease_duration: float = 15.0
+    recover_after: float | None = None  # None: recovery off
 
 
 def default_lease_namespace() -> str:
@@ -139,6 +140,7 @@ def _placement(options: Options, api: Rest, namespace: str) -> PlacementControll
         growable=options.growable,
         max_gate_age=options.max_gate_age,
         lease_duration=options.placement_lease_duration,
+        recover_after=options.recover_after,
     )
     return PlacementController(settings, api)
 

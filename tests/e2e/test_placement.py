@@ -399,3 +399,27 @@ def test_a_large_scale_up_never_over_commits_the_best_variant(clean: Placement) 
     finally:
         clean.kubectl.run("delete", "deployment", "burst", "-n", clean.namespace, check=False)
         clean.cluster.delete_nodes(extra_vnni + extra_avx2)
+
+
+def test_recovery_recreates_pods_the_scheduler_cannot_bind_where_another_variant_has_room(
+    clean: Placement,
+) -> None:
+    # Required anti-affinity (one pod per node) is not modelled: the controller sees room
+    # for all 4 on the two VNNI nodes, the scheduler binds 2 and leaves 2 Unschedulable.
+    clean.start_operator("--recover-unschedulable-after", "3")
+    try:
+        spread = deployment("spread", 4)
+        spread["spec"]["template"]["spec"]["affinity"] = {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app": "spread"}},
+                "topologyKey": "kubernetes.io/hostname"}]}}  # fmt: skip
+        clean.kubectl.apply(spread)
+        pods = clean.settle("app=spread", "4 Running", lambda p: len(running(p)) == 4, 120)
+        assert by_variant(pods) == {VNNI: 2, AVX2: 2}
+        assert_on_nodes_with_their_instructions(clean, pods)
+        events = clean.kubectl.json("get", "events", "-n", clean.namespace,
+                                    "--field-selector", "reason=RecreatedUnschedulable")  # fmt: skip
+        messages = [e["message"] for e in events["items"]]
+        assert any(f"Unschedulable on {VNNI}" in m and f"{AVX2} has room" in m for m in messages)
+    finally:
+        clean.start_operator()

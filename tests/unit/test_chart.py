@@ -542,6 +542,26 @@ def test_late_binding_is_wired_and_can_be_turned_off() -> None:
     assert not [o for o in off if o["kind"] == "Job" or o["metadata"]["name"].endswith("-lease")]
 
 
+def test_recovery_is_opt_in_and_only_then_may_the_operator_delete_pods() -> None:
+    def pod_verbs(objects: list[Obj]) -> set[str]:
+        rules = rules_of(objects, "ClusterRole", "-operator")
+        return {v for r in rules if "pods" in r["resources"] for v in r["verbs"]}
+
+    def operator_args(objects: list[Obj]) -> list[str]:
+        args: list[str] = deployments(objects)["operator"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["args"]
+        return args
+
+    default = render()
+    assert "delete" not in pod_verbs(default)
+    assert not [a for a in operator_args(default) if a.startswith("--recover")]
+    on = render("--set", "placement.recovery.enabled=true",
+                "--set", "placement.recovery.unschedulableSeconds=120")  # fmt: skip
+    assert "delete" in pod_verbs(on)
+    assert "--recover-unschedulable-after=120" in operator_args(on)
+
+
 def test_every_object_carries_the_recommended_labels() -> None:
     for obj in render(*CERT_MANAGER):
         labels = obj["metadata"]["labels"]

@@ -112,7 +112,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq | toJson }}
 {{- end }}
 
-{{/* The operator's placement-controller flags (also the ungate hook's catalog). */}}
+{{/* The operator's placement-controller flags. */}}
 {{- define "flox-isa.operator.placementArgs" -}}
 {{- if .Values.placement.lateBinding }}
 - --placement
@@ -122,6 +122,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 - --max-gate-age={{ .Values.placement.maxGateAge }}
 - --placement-lease-duration={{ .Values.placement.leaseDuration }}
+{{- if .Values.placement.recovery.enabled }}
+- --recover-unschedulable-after={{ .Values.placement.recovery.unschedulableSeconds }}
+{{- end }}
 {{- else }}
 - --no-placement
 {{- end }}
