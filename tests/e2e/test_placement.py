@@ -417,8 +417,8 @@ def test_recovery_recreates_pods_the_scheduler_cannot_bind_where_another_variant
         pods = clean.settle("app=spread", "4 Running", lambda p: len(running(p)) == 4, 120)
         assert by_variant(pods) == {VNNI: 2, AVX2: 2}
         assert_on_nodes_with_their_instructions(clean, pods)
-        events = clean.kubectl.json("get", "events", "-n", clean.namespace,
-                                    "--field-selector", "reason=RecreatedUnschedulable")  # fmt: skip
+        reason = "--field-selector=reason=RecreatedUnschedulable"
+        events = clean.kubectl.json("get", "events", "-n", clean.namespace, reason)
         messages = [e["message"] for e in events["items"]]
         assert any(f"Unschedulable on {VNNI}" in m and f"{AVX2} has room" in m for m in messages)
     finally:
