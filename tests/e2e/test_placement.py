@@ -384,20 +384,23 @@ def test_ungate_all_releases_every_gated_pod(clean: Placement) -> None:
 
 
 def test_a_large_scale_up_never_over_commits_the_best_variant(clean: Placement) -> None:
-    replicas = 60
-    extra_vnni = clean.cluster.add_nodes("m6i.2xlarge", 4, labels={POOL_LABEL: RUN},
-        taints=[{"key": POOL_LABEL, "value": RUN, "effect": "NoSchedule"}])  # fmt: skip
-    extra_avx2 = clean.cluster.add_nodes("m4.2xlarge", 6, labels={POOL_LABEL: RUN},
-        taints=[{"key": POOL_LABEL, "value": RUN, "effect": "NoSchedule"}])  # fmt: skip
+    replicas = 500
+    taint = [{"key": POOL_LABEL, "value": RUN, "effect": "NoSchedule"}]
+    extra_vnni = clean.cluster.add_nodes("m6i.2xlarge", 8, labels={POOL_LABEL: RUN}, taints=taint)
+    extra_avx2 = clean.cluster.add_nodes("m4.2xlarge", 10, labels={POOL_LABEL: RUN}, taints=taint)
     try:
-        vnni_slots = 2 * PER_NODE + 4 * 7  # 7 one-CPU pods on an 8-vCPU node
-        clean.kubectl.apply(deployment("burst", replicas))
+        # Quarter-CPU pods: 15 on a 4-vCPU node (3920m), 31 on an 8-vCPU one (7910m).
+        vnni_slots = 2 * 15 + 8 * 31
+        burst = deployment("burst", replicas)
+        burst["spec"]["template"]["spec"] = pool_spec("250m")
+        clean.kubectl.apply(burst)
         pods = clean.settle(
-            "app=burst", f"{replicas} Running", lambda p: len(running(p)) == replicas, 300
+            "app=burst", f"{replicas} Running", lambda p: len(running(p)) == replicas, 400
         )
         assert by_variant(pods) == {VNNI: vnni_slots, AVX2: replicas - vnni_slots}
     finally:
         clean.kubectl.run("delete", "deployment", "burst", "-n", clean.namespace, check=False)
+        wait_until("the burst's pods gone", lambda: not clean.pods("app=burst"), timeout=180)
         clean.cluster.delete_nodes(extra_vnni + extra_avx2)
 
 
