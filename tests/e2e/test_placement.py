@@ -34,7 +34,7 @@ from tests.e2e.test_operator import Kubectl
 
 pytestmark = pytest.mark.e2e
 
-RUN = uuid.uuid4().hex[:6]
+RUN = f"r{uuid.uuid4().hex[:5]}"  # never all digits or "1e5...": YAML would read a number
 POOL_LABEL = "e2e.flox.dev/placement-pool"
 SCOPE_LABEL = "e2e.flox.dev/placement-run"
 LEASE_SECONDS = 4.0

@@ -41,7 +41,7 @@ from tests.e2e.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-RUN = uuid.uuid4().hex[:6]
+RUN = f"r{uuid.uuid4().hex[:5]}"  # never all digits or "1e5...": YAML would read a number
 SCOPE_LABEL = "e2e.flox.dev/webhook-run"
 ENV = "yourorg/ticket-processor"
 CATALOG = default_catalog()
