@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -138,19 +139,6 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
-class Chosen:
-    """One pod's placement, ready to write."""
-
-    pod: Mapping[str, Any]
-    placement: Placement
-    body: dict[str, Any]
-    workload: Workload
-    # Nodes this pod could take room on that pods placed earlier may still need: while
-    # one of them holds a reservation not yet bound, the pod waits (see `plan_batch`).
-    contested: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
 class PodInputs:
     """What a pod's annotations ask of its placement."""
 
@@ -159,6 +147,19 @@ class PodInputs:
     when_full: WhenFull
     environment: str  # as the user wrote it (before a variant was chosen)
     generations: Mapping[str, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """One pod's placement, ready to write."""
+
+    pod: Mapping[str, Any]
+    placement: Placement
+    body: dict[str, Any]  # the update (built once the pod is sure to go)
+    asked: PodInputs
+    # Nodes this pod could take room on that pods placed earlier may still need: while
+    # one of them holds a reservation not yet bound, the pod waits (see `plan_batch`).
+    contested: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,7 @@ class PlacementController:
         # owner uid -> (until, nodes): where recovery saw the owner's pods fail to schedule
         self._avoid: dict[str, tuple[float, frozenset[str]]] = {}
         self._next_recovery = 0.0
+        self._holding = False  # the last batch held pods back until reserved room binds
         self._offers: OfferIndex | None = None
         self._allocatable: dict[str, Resources] = {}
         self._wake = asyncio.Event()
@@ -293,7 +295,7 @@ class PlacementController:
             self._pinned.pop(uid, None)
             before = self.ledger.entry(uid)
             self.ledger.bind(uid, str(spec["nodeName"]), requests)
-            if before is not None and before.kind == "reserved":
+            if self._holding and before is not None and before.kind == "reserved":
                 self._wake.set()  # pods held back for this bind may go now
             return
         if names.PLACEMENT_GATE in placement_gates(pod):
@@ -384,30 +386,54 @@ class PlacementController:
         return written
 
     def plan_batch(self) -> list[Chosen]:
-        """Choose for every placeable pod, reserving room as it goes (no I/O)."""
+        """Choose for every placeable pod, reserving room as it goes (no I/O).
+
+        Within a batch room only shrinks and reservations only grow: once a pod of a
+        template is left gated, so are its siblings (one choice per template, not per
+        pod, while a burst waits for binds)."""
         self._reserve_pinned()
         pending = self.placeable()
         room = RoomFinder(self.ledger, self._allocatable)
         chosen: list[Chosen] = []
         wall = dt.datetime.now(dt.UTC)
         reserved = {entry.node for _, entry in self.ledger.reservations()}
+        held: set[tuple[str, ...]] = set()
+        self._holding = False
         for pod in pending:
-            found = self.choose(pod, room, wall)
-            if found is None:
+            key = self._template_key(pod, wall)
+            if key is not None and key in held:
                 continue
-            if found.contested & reserved and not self.settings.release_all:
+            found = self.choose(pod, room, wall)
+            if found is not None and found.contested & reserved and not self.settings.release_all:
                 # A spilled (or roomless) pod's selector also matches better nodes whose
                 # room pods placed before it still need: the scheduler could give it that
                 # room first. It waits for those binds (each wakes the loop); a one-shot
                 # `ungate --all` sees no binds and places everything at once.
+                self._holding = True
+                found = None
+            if found is None:
+                if key is not None:
+                    held.add(key)
                 continue
             uid = uid_of(pod)
             if found.placement.node is not None:
                 self.ledger.reserve(uid, found.placement.node, room.demand_of(pod))
                 reserved.add(found.placement.node)
             self.gated.pop(uid, None)
-            chosen.append(found)
+            chosen.append(self._with_body(found))
         return chosen
+
+    def _template_key(self, pod: Mapping[str, Any], wall: dt.datetime) -> tuple[str, ...] | None:
+        """Pods with one key get one choice: same owner, same template revision, both past
+        the maximum gate age or neither (None: a pod of its own)."""
+        metadata = pod.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        revision = labels.get("pod-template-hash") or labels.get("controller-revision-hash")
+        owner = recreating_owner(pod)
+        if not revision or owner is None:
+            return None
+        old = (wall - created_at(pod)).total_seconds() > self.settings.max_gate_age
+        return (str(owner.get("uid")), str(revision), str(old), str(metadata.get("namespace")))
 
     def inputs(self, pod: Mapping[str, Any]) -> PodInputs | None:
         """What the pod's annotations ask for (None: bad input, left alone, logged)."""
@@ -437,7 +463,7 @@ class PlacementController:
         return PodInputs(workload, allowed, when_full, environment, generations)
 
     def choose(self, pod: Mapping[str, Any], room: RoomFinder, wall: dt.datetime) -> Chosen | None:
-        """The pod's placement, or None (left gated: said in a log line)."""
+        """The pod's placement, its update not built yet (None: left gated, logged)."""
         uid = uid_of(pod)
         asked = self.inputs(pod)
         if asked is None:
@@ -458,10 +484,15 @@ class PlacementController:
         else:
             probe = room.probe(pod, offer, self._failed_nodes(pod))
             placement = place(ranked, probe, asked.when_full, self.settings.growable)
-        body = ungated(pod, placement, asked.environment, workload, asked.generations)
-        return Chosen(
-            pod, placement, body, workload, self._contested(placement, ranked, offer, room)
-        )
+        contested = self._contested(placement, ranked, offer, room)
+        return Chosen(pod, placement, {}, asked, contested)
+
+    @staticmethod
+    def _with_body(found: Chosen) -> Chosen:
+        asked = found.asked
+        body = ungated(found.pod, found.placement, asked.environment, asked.workload,
+                       asked.generations)  # fmt: skip
+        return dataclasses.replace(found, body=body)
 
     def _failed_nodes(self, pod: Mapping[str, Any]) -> frozenset[str]:
         """Nodes where recovery saw this pod's owner's pods fail to schedule (recently)."""
@@ -480,7 +511,7 @@ class PlacementController:
         if placement.reason == "timeout":
             return frozenset()
         contested = ranked[: placement.rank] if placement.node else [placement.variant]
-        return frozenset().union(*(room.node_names(offer, v) for v in contested))
+        return room.node_names(offer, *contested)
 
     def _reserve_pinned(self) -> None:
         """Reserve room for pinned, unbound pods seen without a reservation (a new leader's
@@ -686,7 +717,7 @@ class RoomFinder:
         self._nodes: dict[tuple[int, str], list[NodeMember]] = {}
         self._cursor: dict[tuple[int, str, tuple[tuple[str, int], ...], int], int] = {}
         self._demand: dict[str, Resources] = {}
-        self._names: dict[tuple[int, str], frozenset[str]] = {}
+        self._names: dict[tuple[int, tuple[str, ...]], frozenset[str]] = {}
 
     def demand_of(self, pod: Mapping[str, Any]) -> Resources:
         uid = uid_of(pod)
@@ -694,10 +725,11 @@ class RoomFinder:
             self._demand[uid] = effective_request(pod.get("spec") or {})
         return self._demand[uid]
 
-    def node_names(self, offer: Offer, variant: Variant) -> frozenset[str]:
-        key = (id(offer), variant.name)
+    def node_names(self, offer: Offer, *variants: Variant) -> frozenset[str]:
+        """The eligible nodes that offer any of `variants` (memoised for the batch)."""
+        key = (id(offer), tuple(v.name for v in variants))
         if key not in self._names:
-            self._names[key] = frozenset(m.name for m in offer.nodes(variant))
+            self._names[key] = frozenset(m.name for v in variants for m in offer.nodes(v))
         return self._names[key]
 
     def probe(
@@ -734,7 +766,9 @@ class RoomFinder:
     def first_fit(
         self, offer: Offer, variant: Variant, demand: Resources, priority: int
     ) -> str | None:
-        nodes = self._nodes.setdefault((id(offer), variant.name), list(offer.nodes(variant)))
+        nodes = self._nodes.get((id(offer), variant.name))
+        if nodes is None:  # once per batch: the node list is as long as the pool
+            nodes = self._nodes[id(offer), variant.name] = list(offer.nodes(variant))
         key = (id(offer), variant.name, tuple(sorted(demand.items())), priority)
         start = self._cursor.get(key, 0)
         for index in range(start, len(nodes)):

@@ -226,6 +226,41 @@ def test_a_spill_waits_until_the_better_pods_placed_before_it_are_bound() -> Non
     assert [c.placement.reason for c in placement.plan_batch()] == ["spill"] * 2
 
 
+def replica(template: str = "abc") -> dict[str, Any]:
+    """A gated pod of one ReplicaSet's template."""
+    pod = gated_pod()
+    pod["metadata"]["labels"]["pod-template-hash"] = template
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "w", "uid": "rs-1",
+         "controller": True}]  # fmt: skip
+    return pod
+
+
+def test_held_replicas_of_one_template_cost_one_choice_per_batch() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 4)))
+    for pod in [replica() for _ in range(7)] + [replica("def") for _ in range(3)]:
+        placement.pod_changed("ADDED", pod)
+    first = placement.plan_batch()
+    assert [c.placement.reason for c in first] == ["room"] * 7  # the spills wait
+    calls: list[str] = []
+    choose = placement.choose
+
+    def counted(pod: Any, *args: Any) -> Any:
+        calls.append(pod["metadata"]["labels"]["pod-template-hash"])
+        return choose(pod, *args)
+
+    placement.choose = counted  # type: ignore[method-assign]
+    for _ in range(20):
+        placement.pod_changed("ADDED", replica())  # more of the first template arrive
+    assert placement.plan_batch() == []
+    assert sorted(calls) == ["abc", "def"]  # not 23 choices
+    for chosen in first:
+        node = chosen.placement.node
+        placement.pod_changed("MODIFIED", {**chosen.body, "spec": {**chosen.body["spec"],
+                                                                   "nodeName": node}})  # fmt: skip
+    assert [c.placement.reason for c in placement.plan_batch()] == ["spill"] * 23
+
+
 def test_ungate_all_places_spills_in_the_same_batch() -> None:
     placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), release_all=True)
     for pod in [gated_pod() for _ in range(9)]:
