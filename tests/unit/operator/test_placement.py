@@ -249,7 +249,7 @@ def test_held_replicas_of_one_template_cost_one_choice_per_batch() -> None:
         calls.append(pod["metadata"]["labels"]["pod-template-hash"])
         return choose(pod, *args)
 
-    placement.choose = counted  # type: ignore[method-assign]
+    placement.choose = counted  # type: ignore[method-assign,assignment]
     for _ in range(20):
         placement.pod_changed("ADDED", replica())  # more of the first template arrive
     assert placement.plan_batch() == []
