@@ -325,6 +325,24 @@ def test_a_scale_down_removes_the_spilled_pods_first(clean: Placement) -> None:
     assert by_variant(pods) == {VNNI: 6}
 
 
+def test_a_rollout_ends_all_running_and_a_scale_down_then_removes_spilled_pods_first(
+    clean: Placement,
+) -> None:
+    clean.kubectl.apply(deployment("roll", 8))  # maxSurge 25%: 2 surge pods at a time
+    clean.settle("app=roll", "8 Running", lambda p: len(running(p)) == 8)
+    clean.kubectl.run("patch", "deployment", "roll", "-n", clean.namespace, "--type=merge", "-p",
+                      '{"spec": {"template": {"metadata": {"labels": {"rev": "2"}}}}}')  # fmt: skip
+    # Old pods hold their room until they are gone: the new ones never over-commit.
+    pods = clean.settle("app=roll,rev=2", "8 new pods Running", lambda p: len(running(p)) == 8
+                        and len(clean.pods("app=roll")) == 8, timeout=180)  # fmt: skip
+    assert_on_nodes_with_their_instructions(clean, pods)
+    best = by_variant(pods).get(VNNI, 0)
+    assert best >= 1, by_variant(pods)
+    clean.kubectl.run("scale", "deployment/roll", "-n", clean.namespace, "--replicas=6")
+    left = clean.settle("app=roll", "6 pods left", lambda p: len(p) == 6, timeout=60)
+    assert by_variant(left).get(VNNI, 0) == min(best, 6), (by_variant(pods), by_variant(left))
+
+
 def test_another_controllers_gate_holds_the_pod_until_it_is_removed(clean: Placement) -> None:
     pod = {**probe_pod(), "metadata": {"name": "held", "namespace": clean.namespace,
            "annotations": INT8}}  # fmt: skip
