@@ -208,14 +208,14 @@ def owner_of(pod: Mapping[str, Any]) -> dict[str, str]:
             "namespace": namespace, "uid": uid_of(pod)}  # fmt: skip
 
 
-class PlacementController:
-    def __init__(self, settings: PlacementSettings, api: Rest) -> None:
+class Planner:
+    """The placement decisions, no I/O: what counts where (the ledger), the pods gated by
+    us, and for each the variant with room. Fed pod and fleet changes; `PlacementController`
+    adds the watch, the writes and the heartbeat; `preview` answers for one pod."""
+
+    def __init__(self, settings: PlacementSettings) -> None:
         self.settings = settings
-        self.api = api
-        self.metrics = PlacementMetrics()
-        self.stats = Stats()
         self.fleet = FleetIndex()
-        self.fleet_listed = asyncio.Event()
         self.ledger = Ledger()
         self.gated: dict[str, Mapping[str, Any]] = {}  # uid -> latest body, gated by us
         self._pinned: dict[str, Mapping[str, Any]] = {}  # unbound, pinned, room not reserved
@@ -224,24 +224,12 @@ class PlacementController:
         self._stuck: dict[str, Mapping[str, Any]] = {}  # uid -> placed by us, Unschedulable
         # owner uid -> (until, nodes): where recovery saw the owner's pods fail to schedule
         self._avoid: dict[str, tuple[float, frozenset[str]]] = {}
-        self._next_recovery = 0.0
         self._holding = False  # the last batch held pods back until reserved room binds
         self._offers: OfferIndex | None = None
         self._allocatable: dict[str, Resources] = {}
-        self._wake = asyncio.Event()
-        self._progress = time.monotonic()
-        self._spills: dict[tuple[tuple[tuple[str, str], ...], str, str], int] = {}
-        self.pods = ListWatch(api, "/api/v1/pods", self.replace_pods, self.pod_changed)
-        self.elector = LeaderElector(
-            api,
-            LeaseConfig(
-                namespace=settings.lease_namespace,
-                name=names.PLACEMENT_LEASE,
-                identity=settings.identity,
-                duration=settings.lease_duration,
-                annotations={names.PLACEMENT_PROTOCOL_ANNOTATION: names.PLACEMENT_PROTOCOL},
-            ),
-        )
+
+    def _changed(self) -> None:
+        """Something may now be placeable (the controller wakes its loop)."""
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -249,8 +237,7 @@ class PlacementController:
         self.fleet = fleet
         self._offers = None
         self._allocatable = {m.name: dict(m.allocatable) for g in fleet.groups for m in g.members}
-        self.fleet_listed.set()
-        self._wake.set()
+        self._changed()
 
     def replace_pods(self, pods: list[dict[str, Any]]) -> None:
         """A full list: rebuild everything from it (nothing in memory survives a relist)."""
@@ -260,7 +247,7 @@ class PlacementController:
         self._stuck.clear()
         for pod in pods:
             self._apply(pod)
-        self._wake.set()
+        self._changed()
 
     def pod_changed(self, kind: str, pod: dict[str, Any]) -> None:
         if kind == "DELETED":
@@ -296,11 +283,11 @@ class PlacementController:
             before = self.ledger.entry(uid)
             self.ledger.bind(uid, str(spec["nodeName"]), requests)
             if self._holding and before is not None and before.kind == "reserved":
-                self._wake.set()  # pods held back for this bind may go now
+                self._changed()  # pods held back for this bind may go now
             return
         if names.PLACEMENT_GATE in placement_gates(pod):
             self.gated[uid] = pod
-            self._wake.set()
+            self._changed()
             return
         self.gated.pop(uid, None)
         nominated = status.get("nominatedNodeName")
@@ -320,30 +307,7 @@ class PlacementController:
         labels = (pod.get("metadata") or {}).get("labels") or {}
         return names.VARIANT_LABEL in labels and not placement_gates(pod)
 
-    # -- the loop -------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Watch, place and heartbeat until cancelled; the Lease is released on the way out."""
-        tasks = [
-            asyncio.create_task(self.pods.run()),
-            asyncio.create_task(self._heartbeat()),
-            asyncio.create_task(self._flush_events()),
-        ]
-        try:
-            await self.pods.synced.wait()
-            await self.fleet_listed.wait()
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_SECONDS)
-                self._wake.clear()
-                await self.place_pending()
-                await self.recover_due()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.elector.release()
+    # -- decisions ------------------------------------------------------------------------
 
     def offers(self) -> OfferIndex:
         if self._offers is None or self._offers.fleet is not self.fleet:
@@ -361,29 +325,6 @@ class PlacementController:
             and self._retry_at.get(uid, 0.0) <= now
         ]
         return sorted(ready, key=placement_order)
-
-    async def place_pending(self) -> int:
-        """Place every placeable pod; how many writes succeeded."""
-        chosen = self.plan_batch()
-        self.metrics.gated.set(len(self.gated))
-        now = dt.datetime.now(dt.UTC)
-        ages = [(now - created_at(p)).total_seconds() for p in self.gated.values()]
-        self.metrics.oldest_gated.set(max(ages, default=0.0))
-        if not chosen:
-            if not self.placeable():
-                self._progress = time.monotonic()  # nothing waits: idle is progress
-            return 0
-        limit = asyncio.Semaphore(self.settings.write_concurrency)
-        results = await asyncio.gather(*(self.write(c, limit) for c in chosen))
-        written = sum(results)
-        if written:
-            self._progress = time.monotonic()
-        reasons: dict[str, int] = {}
-        for c in chosen:
-            reasons[c.placement.reason] = reasons.get(c.placement.reason, 0) + 1
-        log.info("placed", extra={"pods": written, "chosen": len(chosen), **reasons,
-                                  "stillGated": len(self.gated)})  # fmt: skip
-        return written
 
     def plan_batch(self) -> list[Chosen]:
         """Choose for every placeable pod, reserving room as it goes (no I/O).
@@ -528,6 +469,130 @@ class PlacementController:
             if node is not None:
                 self.ledger.reserve(uid, node, room.demand_of(pod))
 
+    def preview(self, pod: Mapping[str, Any]) -> Chosen | None:
+        """What the controller would do with `pod` now, with the room it sees (no
+        reservation kept): for `explain pod`."""
+        room = RoomFinder(self.ledger, self._allocatable)
+        found = self.choose(pod, room, dt.datetime.now(dt.UTC))
+        return None if found is None else self._with_body(found)
+
+    def room_seen(self, pod: Mapping[str, Any], variant: Variant) -> int:
+        """How many more pods like `pod` fit on the eligible nodes of `variant`."""
+        demand = effective_request(pod.get("spec") or {})
+        priority = int((pod.get("spec") or {}).get("priority") or 0)
+        offer = self.offers().offer(pod.get("spec") or {})
+        return sum(
+            self.ledger.fits(m.name, self._allocatable.get(m.name, {}), demand, priority)
+            for m in offer.nodes(variant)
+        )
+
+    def plan_recovery(self, after: float) -> list[Recovery]:
+        """The stuck pods that another variant has room for, on nodes other than those
+        they failed on; the room is reserved in a scratch ledger, so N free slots move at
+        most N pods (no I/O)."""
+        now = dt.datetime.now(dt.UTC)
+        room = RoomFinder(self.ledger.copy(), self._allocatable)
+        plan: list[Recovery] = []
+        for pod in sorted(self._stuck.values(), key=placement_order):
+            asked = (
+                self.inputs(pod) if recoverable(pod, now, after, self.settings.when_full) else None
+            )
+            current = self.settings.catalog.get(variant_of(pod))
+            if asked is None or current is None:
+                continue
+            offer = self.offers().offer(base_spec(pod))
+            failed = room.node_names(offer, current) | self._failed_nodes(pod)
+            probe = room.probe(pod, offer, failed)
+            for variant in ranked_candidates(asked.allowed, offer, asked.workload):
+                node = probe(variant)
+                if node is not None:
+                    room.ledger.reserve(uid_of(pod), node, room.demand_of(pod))
+                    plan.append(Recovery(pod, current.name, variant.name, failed))
+                    break
+        return plan
+
+
+class PlacementController(Planner):
+    """The planner on the API: one pod watch, one PUT per placement, the heartbeat Lease,
+    spill Events, metrics and recovery's deletes."""
+
+    def __init__(self, settings: PlacementSettings, api: Rest) -> None:
+        super().__init__(settings)
+        self.api = api
+        self.metrics = PlacementMetrics()
+        self.stats = Stats()
+        self.fleet_listed = asyncio.Event()
+        self._next_recovery = 0.0
+        self._wake = asyncio.Event()
+        self._progress = time.monotonic()
+        self._spills: dict[tuple[tuple[tuple[str, str], ...], str, str], int] = {}
+        self.pods = ListWatch(api, "/api/v1/pods", self.replace_pods, self.pod_changed)
+        self.elector = LeaderElector(
+            api,
+            LeaseConfig(
+                namespace=settings.lease_namespace,
+                name=names.PLACEMENT_LEASE,
+                identity=settings.identity,
+                duration=settings.lease_duration,
+                annotations={names.PLACEMENT_PROTOCOL_ANNOTATION: names.PLACEMENT_PROTOCOL},
+            ),
+        )
+
+    def _changed(self) -> None:
+        self._wake.set()
+
+    def fleet_changed(self, fleet: FleetIndex) -> None:
+        super().fleet_changed(fleet)
+        self.fleet_listed.set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Watch, place and heartbeat until cancelled; the Lease is released on the way out."""
+        tasks = [
+            asyncio.create_task(self.pods.run()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._flush_events()),
+        ]
+        try:
+            await self.pods.synced.wait()
+            await self.fleet_listed.wait()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_SECONDS)
+                self._wake.clear()
+                await self.place_pending()
+                await self.recover_due()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.elector.release()
+
+    async def place_pending(self) -> int:
+        """Place every placeable pod; how many writes succeeded."""
+        chosen = self.plan_batch()
+        self.metrics.gated.set(len(self.gated))
+        now = dt.datetime.now(dt.UTC)
+        ages = [(now - created_at(p)).total_seconds() for p in self.gated.values()]
+        self.metrics.oldest_gated.set(max(ages, default=0.0))
+        if not chosen:
+            if not self.placeable():
+                self._progress = time.monotonic()  # nothing waits: idle is progress
+            return 0
+        limit = asyncio.Semaphore(self.settings.write_concurrency)
+        results = await asyncio.gather(*(self.write(c, limit) for c in chosen))
+        written = sum(results)
+        if written:
+            self._progress = time.monotonic()
+        reasons: dict[str, int] = {}
+        for c in chosen:
+            reasons[c.placement.reason] = reasons.get(c.placement.reason, 0) + 1
+        log.info("placed", extra={"pods": written, "chosen": len(chosen), **reasons,
+                                  "stillGated": len(self.gated)})  # fmt: skip
+        return written
+
     async def write(self, chosen: Chosen, limit: asyncio.Semaphore) -> bool:
         pod = chosen.pod
         metadata = pod.get("metadata") or {}
@@ -589,31 +654,6 @@ class PlacementController:
         plan = self.plan_recovery(after)
         results = await asyncio.gather(*(self.recreate(move, after) for move in plan))
         return sum(results)
-
-    def plan_recovery(self, after: float) -> list[Recovery]:
-        """The stuck pods that another variant has room for, on nodes other than those
-        they failed on; the room is reserved in a scratch ledger, so N free slots move at
-        most N pods (no I/O)."""
-        now = dt.datetime.now(dt.UTC)
-        room = RoomFinder(self.ledger.copy(), self._allocatable)
-        plan: list[Recovery] = []
-        for pod in sorted(self._stuck.values(), key=placement_order):
-            asked = (
-                self.inputs(pod) if recoverable(pod, now, after, self.settings.when_full) else None
-            )
-            current = self.settings.catalog.get(variant_of(pod))
-            if asked is None or current is None:
-                continue
-            offer = self.offers().offer(base_spec(pod))
-            failed = room.node_names(offer, current) | self._failed_nodes(pod)
-            probe = room.probe(pod, offer, failed)
-            for variant in ranked_candidates(asked.allowed, offer, asked.workload):
-                node = probe(variant)
-                if node is not None:
-                    room.ledger.reserve(uid_of(pod), node, room.demand_of(pod))
-                    plan.append(Recovery(pod, current.name, variant.name, failed))
-                    break
-        return plan
 
     async def recreate(self, move: Recovery, after: float) -> bool:
         """Delete one stuck pod (uid and resourceVersion preconditions) for its owner to

@@ -17,7 +17,13 @@ from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.placement import Placement, ungated
 from flox_isa.kube.rest import Connection, Rest
-from flox_isa.operator.placement import Chosen, PlacementController, PlacementSettings
+from flox_isa.operator.placement import (
+    Chosen,
+    PlacementController,
+    PlacementSettings,
+    Planner,
+    uid_of,
+)
 
 CATALOG = default_catalog()
 ENV = "acme/embedder"
@@ -322,3 +328,22 @@ def test_never_more_is_placed_than_fits_on_each_node(cpus: list[str], busy: list
         allocatable = placement._allocatable[name]
         used = placement.ledger.used(name)
         assert all(used.get(k, 0) <= v for k, v in allocatable.items()), name
+
+
+def test_preview_says_what_the_controller_would_do_with_the_room_it_sees() -> None:
+    planner = Planner(PlacementSettings(CATALOG, lease_namespace="x", identity="explain"))
+    fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
+    planner.fleet_changed(index_nodes(node_state(n) for n in fleet))
+    vnni_node = fleet[0]["metadata"]["name"]
+    planner.replace_pods([bound(vnni_node, "6")])  # another team's pod: room for 1 left
+    pod = gated_pod()
+    vnni = CATALOG.get("avx512vnni")
+    assert vnni is not None
+    assert planner.room_seen(pod, vnni) == 1
+    chosen = planner.preview(pod)
+    assert chosen is not None and chosen.placement.reason == "room"
+    assert chosen.placement.node == vnni_node
+    big = planner.preview(gated_pod("2"))
+    assert big is not None and big.placement.reason == "spill"
+    assert big.placement.variant.name == "avx2"
+    assert planner.ledger.entry(uid_of(pod)) is None  # a preview reserves nothing
