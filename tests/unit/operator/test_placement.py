@@ -330,6 +330,21 @@ def test_never_more_is_placed_than_fits_on_each_node(cpus: list[str], busy: list
         assert all(used.get(k, 0) <= v for k, v in allocatable.items()), name
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["500m", "1", "3"]), min_size=1, max_size=40))
+def test_one_choice_per_template_places_exactly_what_one_per_pod_would(cpus: list[str]) -> None:
+    def placed(templated: bool) -> list[tuple[str, str]]:
+        placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 2)))
+        for index, cpu in enumerate(cpus):
+            pod = replica(template=cpu) if templated else gated_pod(cpu)
+            pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = cpu
+            pod["metadata"]["name"] = pod["metadata"]["uid"] = f"p{index:03}"  # same order
+            placement.pod_changed("ADDED", pod)
+        return [(c.placement.variant.name, c.placement.reason) for c in rounds(placement)]
+
+    assert placed(templated=True) == placed(templated=False)
+
+
 def test_preview_says_what_the_controller_would_do_with_the_room_it_sees() -> None:
     planner = Planner(PlacementSettings(CATALOG, lease_namespace="x", identity="explain"))
     fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
