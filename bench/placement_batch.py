@@ -22,6 +22,7 @@ import datetime as dt
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flox_isa.devcluster import fleet as fleets
@@ -80,6 +81,12 @@ def controller(nodes: list[dict[str, Any]]) -> PlacementController:
     return placement
 
 
+def rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
 def timed(prepare: Callable[[], Callable[[], object]], rounds: int) -> float:
     """The median of `rounds` runs of what `prepare` returns (prepared afresh, untimed)."""
     times = []
@@ -108,9 +115,12 @@ def main() -> None:
         placement.replace_pods(others)
         return placement
 
+    before = rss_mb()
     started = time.perf_counter()
-    loaded()
+    kept = loaded()
     ingest = (time.perf_counter() - started) / max(1, args.other_pods)
+    state_mb = rss_mb() - before
+    del kept
 
     def burst() -> Callable[[], object]:
         placement = loaded()
@@ -140,7 +150,9 @@ def main() -> None:
           f"  ({placed / args.replicas * 1e6:.0f} us per pod)")  # fmt: skip
     print(f"held:   one template {templated * 1e3:8.2f} ms vs one choice per pod"
           f" {unique * 1e3:8.1f} ms: {unique / templated:.0f}x less work per wake")  # fmt: skip
-    print(f"ingest: {ingest * 1e6:.0f} us per pod event")
+    print(f"ingest: {ingest * 1e6:.0f} us per pod event; the state of {args.nodes} nodes and"
+          f" {args.other_pods} pods: +{state_mb:.0f} MB RSS (bound pods are kept as their"
+          " requests only, not as bodies)")  # fmt: skip
 
 
 if __name__ == "__main__":
