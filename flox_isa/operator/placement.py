@@ -526,6 +526,8 @@ class PlacementController(Planner):
         self._wake = asyncio.Event()
         self._progress = time.monotonic()
         self._spills: dict[tuple[tuple[tuple[str, str], ...], str, str], int] = {}
+        self._write_slots = asyncio.Semaphore(settings.write_concurrency)
+        self._writes: set[asyncio.Task[bool]] = set()
         self.pods = ListWatch(api, "/api/v1/pods", self.replace_pods, self.pod_changed)
         self.elector = LeaderElector(
             api,
@@ -564,34 +566,36 @@ class PlacementController(Planner):
                 await self.place_pending()
                 await self.recover_due()
         finally:
-            for task in tasks:
+            for task in [*tasks, *self._writes]:  # a write cut short leaves its pod gated
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._writes, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.elector.release()
 
     async def place_pending(self) -> int:
-        """Place every placeable pod; how many writes succeeded."""
+        """Plan every placeable pod and send its write; how many writes were sent.
+
+        Writes run in the background (at most `write_concurrency` at once): the room is
+        reserved when planned, so the next batch never waits for a slow API server."""
         chosen = self.plan_batch()
         self.metrics.gated.set(len(self.gated))
         now = dt.datetime.now(dt.UTC)
         ages = [(now - created_at(p)).total_seconds() for p in self.gated.values()]
         self.metrics.oldest_gated.set(max(ages, default=0.0))
         if not chosen:
-            if not self.placeable():
+            if not self.placeable() and not self._writes:
                 self._progress = time.monotonic()  # nothing waits: idle is progress
             return 0
-        limit = asyncio.Semaphore(self.settings.write_concurrency)
-        results = await asyncio.gather(*(self.write(c, limit) for c in chosen))
-        written = sum(results)
-        if written:
-            self._progress = time.monotonic()
+        for one in chosen:
+            task = asyncio.create_task(self.write(one, self._write_slots))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
         reasons: dict[str, int] = {}
         for c in chosen:
             reasons[c.placement.reason] = reasons.get(c.placement.reason, 0) + 1
-        log.info("placed", extra={"pods": written, "chosen": len(chosen), **reasons,
-                                  "stillGated": len(self.gated)})  # fmt: skip
-        return written
+        log.info("placing", extra={"pods": len(chosen), **reasons, "writing": len(self._writes),
+                                   "stillGated": len(self.gated)})  # fmt: skip
+        return len(chosen)
 
     async def write(self, chosen: Chosen, limit: asyncio.Semaphore) -> bool:
         pod = chosen.pod
@@ -628,6 +632,7 @@ class PlacementController(Planner):
 
     def _placed(self, chosen: Chosen) -> None:
         placement = chosen.placement
+        self._progress = time.monotonic()
         self.stats.placed += 1
         self.stats.by_reason[placement.reason] = self.stats.by_reason.get(placement.reason, 0) + 1
         spilled = ",".join(placement.spilled_from)
