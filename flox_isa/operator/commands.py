@@ -88,8 +88,9 @@ def register(commands: Any) -> None:
     placement.add_argument(
         "--recover-unschedulable-after", type=POSITIVE_SECONDS, metavar="SECONDS",
         help="recovery (off by default): a pod the placement controller placed that stays"
-        " Unschedulable this long while another allowed variant has room is deleted for its"
-        " ReplicaSet or StatefulSet to recreate; the new pod skips the variant that failed",
+        " Unschedulable this long while another allowed variant has room on other nodes is"
+        " deleted for its ReplicaSet or StatefulSet to recreate; the owner's new pods skip"
+        " the nodes it failed on for as long",
     )  # fmt: skip
     operator.set_defaults(handler=_operator)
 
@@ -129,6 +130,9 @@ def _operator(args: argparse.Namespace) -> int:
             f"--growable-variants: unknown variant(s) {', '.join(unknown)};"
             f" allowed: {', '.join(catalog.names)}"
         )
+    if args.recover_unschedulable_after is not None and not args.placement:
+        raise InputError("--recover-unschedulable-after needs the placement controller:"
+                         " drop --no-placement")  # fmt: skip
     return run(
         Options(
             catalog=catalog,

@@ -219,6 +219,8 @@ def test_operator_refuses_a_worker_count_below_one(
         (["webhook", "--tls-cert", "c", "--tls-key", "k", "--placement-lease-duration", "0"],
          "--placement-lease-duration: expected seconds > 0"),
         (["ungate"], "the following arguments are required: --all"),
+        (["operator", "--recover-unschedulable-after", "-5"],
+         "--recover-unschedulable-after: expected seconds > 0"),
     ],
 )  # fmt: skip
 def test_placement_flags_refuse_bad_values(
@@ -228,6 +230,13 @@ def test_placement_flags_refuse_bad_values(
         main(argv)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_recovery_needs_the_placement_controller(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "operator", "--no-placement", "--recover-unschedulable-after", "5")
+    assert code == EXIT_INPUT
+    assert "--recover-unschedulable-after needs the placement controller" in err
+    assert "Traceback" not in err
 
 
 def test_unknown_growable_variants_are_named_with_what_is_allowed(
