@@ -45,3 +45,24 @@ def comma_list(text: str) -> frozenset[str]:
     if not found:
         raise argparse.ArgumentTypeError("expected a comma list, e.g. avx2,avx512")
     return found
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    """kubectl's --kubeconfig, --context and -n/--namespace, with kubectl's meaning.
+
+    Added after each subcommand: kubectl refuses flags placed before a plugin's name.
+    """
+    group = parser.add_argument_group("cluster (as kubectl)")
+    group.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)",
+    )
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    if namespace:
+        group.add_argument(
+            "-n",
+            "--namespace",
+            metavar="NS",
+            help="namespace (default: the context's, else default)",
+        )

@@ -9,16 +9,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flox_isa import __version__
+from flox_isa.args import add_cluster_options
 from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
 from flox_isa.environments import commands as environments_commands
-from flox_isa.files import InputError, load_catalog, read_documents, read_text
+from flox_isa.files import InputError, load_catalog, read_text
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
 from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
 from flox_isa.isa.fleet import feature_groups, fleet_offers
 from flox_isa.isa.manifest import NothingToRenderError
 from flox_isa.isa.nodes import NodeDocumentError, node_info, nodes_in
 from flox_isa.isa.selection import choose
+from flox_isa.kube.errors import ClusterError
 from flox_isa.operator import commands as operator_commands
 from flox_isa.webhook import commands as webhook_commands
 
@@ -37,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     try:
         return handler(args)
-    except (InputError, CpuinfoError, NodeDocumentError, NothingToRenderError) as exc:
+    except (InputError, CpuinfoError, NodeDocumentError, NothingToRenderError, ClusterError) as exc:
         print(f"flox-isa: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
@@ -66,6 +68,7 @@ def _component_registrars() -> list[Callable[[Any], None]]:
     return [
         webhook_commands.register,
         webhook_commands.register_selftest,
+        webhook_commands.register_report,
         operator_commands.register,
         devcluster_commands.register,
         demo_commands.register,
@@ -82,7 +85,7 @@ def add_catalog_options(parser: argparse.ArgumentParser, *, workload: bool = Tru
             default=DEFAULT_WORKLOAD,
             help=f"workload to optimise for (default: {DEFAULT_WORKLOAD})",
         )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
 
 def _add_detect(commands: Any) -> None:
@@ -128,8 +131,9 @@ def _detect(args: argparse.Namespace) -> int:
 def _add_explain(commands: Any) -> None:
     explain = commands.add_parser(
         "explain",
-        help="explain decisions for nodes or a pod, offline from files",
-        description="Run flox-isa's decisions on files, without a cluster.",
+        help="explain decisions for nodes, a pod or a workload (from the cluster or files)",
+        description="Run flox-isa's decisions on a cluster's nodes and workloads (read with"
+        " kubectl's --kubeconfig, --context, -n), or on files.",
     )
     targets = explain.add_subparsers(title="targets", metavar="TARGET")
     nodes = targets.add_parser(
@@ -137,10 +141,12 @@ def _add_explain(commands: Any) -> None:
         help="best variant per node",
         description="One row per node: name, arch, instance type, key flags, best variant"
         " per workload. FILE is what `kubectl get nodes -o yaml` (or -o json) writes,"
-        " or a single Node.",
+        " or a single Node; '-' reads it from standard input; without --nodes, the"
+        " cluster's nodes are read.",
     )
-    nodes.add_argument("--nodes", metavar="FILE", required=True)
+    nodes.add_argument("--nodes", metavar="FILE", help="nodes file (default: the cluster's)")
     add_catalog_options(nodes)
+    add_cluster_options(nodes, namespace=False)
     nodes.set_defaults(handler=_explain_nodes)
     explain.set_defaults(handler=lambda _args: _print_help(explain))
     webhook_commands.register_explain_pod(targets)
@@ -154,9 +160,10 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 def _explain_nodes(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
     try:
-        nodes = [node_info(n) for n in nodes_in(read_documents(args.nodes, "nodes file"))]
+        nodes = [node_info(n) for n in nodes_in(webhook_commands.node_documents(args))]
     except NodeDocumentError as exc:
-        raise InputError(f"nodes file {str(args.nodes)!r}: {exc}") from None
+        source = f"nodes file {str(args.nodes)!r}" if args.nodes else "the cluster's nodes"
+        raise InputError(f"{source}: {exc}") from None
     key_flags = sorted({flag for v in catalog.variants for flag in v.flags})
     rows = []
     for node in nodes:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from flox_isa.isa.catalog import Catalog, CatalogError, default_catalog, parse_catalog
 from flox_isa.isa.yamltext import MAX_CHARS, YamlTextError, load_documents, strip_bom
@@ -13,11 +14,18 @@ class InputError(Exception):
     """Unreadable or malformed user input; the CLI prints it and exits 2."""
 
 
+STDIN: Final = "-"
+
+
 def read_text(path: str | Path, what: str) -> str:
-    """A UTF-8 text file (a byte-order mark dropped), refused above the size limit."""
+    """A UTF-8 text file, or standard input for "-" (a byte-order mark dropped), refused
+    above the size limit."""
     try:
-        with Path(path).open("rb") as file:
-            data = file.read(MAX_CHARS + 1)
+        if str(path) == STDIN:
+            data = sys.stdin.buffer.read(MAX_CHARS + 1)
+        else:
+            with Path(path).open("rb") as file:
+                data = file.read(MAX_CHARS + 1)
     except OSError as exc:
         raise InputError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
     if len(data) > MAX_CHARS:

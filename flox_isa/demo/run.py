@@ -18,12 +18,14 @@ from flox_isa.demo import scenario
 from flox_isa.devcluster import cluster, processes
 from flox_isa.devcluster.cluster import free_ports
 from flox_isa.isa import names
-from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
-from flox_isa.isa.report import Placement, ReportRow, speedup, throughput_rows
+from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.report import DEFAULT_BASELINES, ReportRow
 from flox_isa.kube.config import api_client
 from flox_isa.operator.crd import crd
 from flox_isa.webhook.certs import write_serving_certs
+from flox_isa.webhook.commands import cluster_report
 from flox_isa.webhook.registration import webhook_configuration
+from flox_isa.webhook.report import render_text
 
 Log = Callable[[str], None]
 WEBHOOK_CONFIGURATION = "flox-isa-demo"
@@ -70,8 +72,13 @@ def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]
             )
             pods = _wait_running(api, options.timeout, log, expected)
             step("what happened")
-            rows = throughput_rows(_placements(api, pods), catalog)
-            print_report(rows, log)
+            # The same code as `flox-isa report -n flox-demo` (kubectl flox-isa report).
+            report = cluster_report(
+                str(kubeconfig), None, scenario.NAMESPACE, catalog, DEFAULT_BASELINES
+            )
+            for line in render_text(report):
+                log(line)
+            rows = report.rows
             print_spills(spills(pods), log)
     except BaseException:
         if options.once:
@@ -82,6 +89,7 @@ def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]
     else:
         log(f"The cluster keeps running. Point kubectl at it:\n  export KUBECONFIG={kubeconfig}")
         log(f"  kubectl -n {scenario.NAMESPACE} get tw,deploy,pods -o wide")
+        log(f"  kubectl flox-isa report -n {scenario.NAMESPACE}   (this report, again)")
         log("Stop everything with: make demo-down")
     return rows
 
@@ -258,37 +266,6 @@ def _wait_running(api: client.ApiClient, timeout: float, log: Log, expected: int
         raise
 
 
-def _placements(api: client.ApiClient, pods: list[Any]) -> list[Placement]:
-    core: Any = client.CoreV1Api(api)
-    instance_types = {
-        n.metadata.name: (n.metadata.labels or {}).get(names.INSTANCE_TYPE_LABEL, "?")
-        for n in core.list_node().items
-    }
-    tw = scenario.ticketworker()
-    placements = []
-    for pod in pods:
-        labels = pod.metadata.labels or {}
-        annotations = pod.metadata.annotations or {}
-        workload = annotations.get(names.WORKLOAD_ANNOTATION)
-        if workload is None and labels.get(names.TICKETWORKER_LABEL) == scenario.TICKETWORKER:
-            workload = tw["spec"]["workload"]
-        placements.append(
-            Placement(
-                instance_types.get(pod.spec.node_name, "?"),
-                labels.get(names.VARIANT_LABEL, "none"),
-                _workload(workload),
-            )
-        )
-    return placements
-
-
-def _workload(value: str | None) -> Workload:
-    for workload in WORKLOADS:
-        if workload == value:
-            return workload
-    return DEFAULT_WORKLOAD
-
-
 @dataclass(frozen=True, slots=True)
 class Spill:
     """Pods of one workload the placement controller could not give their best variant."""
@@ -324,24 +301,6 @@ def print_spills(found: list[Spill], log: Log = print) -> None:
             f" {spill.spilled_from}"
         )
         log(f"  reason: {spill.reason}")
-
-
-def print_report(rows: list[ReportRow], log: Log = print) -> None:
-    header = ("INSTANCE-TYPE", "WORKLOAD", "VARIANT", "PODS", "TICKETS/S", "AVX2-EVERYWHERE")
-    table = [header] + [
-        (r.instance_type, r.workload, r.variant, str(r.pods), f"{r.throughput:g}",
-         f"{r.baseline_throughput:g}")
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        log("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    total = sum(r.throughput for r in rows)
-    baseline = sum(r.baseline_throughput for r in rows)
-    log(
-        f"Expected throughput {total:g} tickets/s vs {baseline:g} with the avx2 build"
-        f" everywhere (the guide's current practice): {speedup(rows):.2f}x"
-    )
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float) -> Any:

@@ -1,11 +1,21 @@
-"""Expected throughput of placed pods, next to a one-variant-everywhere baseline."""
+"""Expected throughput of placed pods, next to the baseline build of each architecture."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from flox_isa.isa.catalog import Catalog, Workload
+
+# The guide's current practice: one build per architecture, the oldest that runs on all
+# of it (x86: avx2 everywhere; Graviton: armv8.2). A pod is only ever compared with a
+# build its own CPU can run: an arm64 pod never with the x86 avx2 build.
+DEFAULT_BASELINES: Final = {"amd64": "avx2", "arm64": "armv8.2"}
+
+
+class BaselineError(ValueError):
+    """A --baseline that names no catalog variant, or two of one architecture."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,28 +34,62 @@ class ReportRow:
     workload: Workload
     pods: int
     throughput: float  # catalog score x pods
-    baseline_throughput: float  # the same pods on the baseline variant
+    baseline_throughput: float  # the same pods on their architecture's baseline build
+    baseline: str | None = None  # that build (None: no baseline for the arch, counted as is)
+
+    @property
+    def ratio(self) -> float:
+        return self.throughput / self.baseline_throughput if self.baseline_throughput else 1.0
+
+
+def baselines(
+    catalog: Catalog, given: Iterable[str] = (), defaults: Mapping[str, str] = DEFAULT_BASELINES
+) -> dict[str, str]:
+    """Architecture -> baseline variant: `given` replaces the default of its architecture.
+
+    A default the catalog does not have is dropped (its pods count at their own score).
+    """
+    chosen = {arch: name for arch, name in defaults.items() if catalog.get(name) is not None}
+    seen: dict[str, str] = {}
+    for name in given:
+        variant = catalog.get(name)
+        if variant is None:
+            raise BaselineError(
+                f"baseline variant {name!r} is not in the catalog; allowed:"
+                f" {', '.join(catalog.names)}"
+            )
+        if variant.arch in seen:
+            raise BaselineError(
+                f"baselines {seen[variant.arch]} and {name} are both {variant.arch}:"
+                " give at most one per architecture"
+            )
+        seen[variant.arch] = name
+    return {**chosen, **seen}
 
 
 def throughput_rows(
-    placements: Iterable[Placement], catalog: Catalog, baseline: str = "avx2"
+    placements: Iterable[Placement],
+    catalog: Catalog,
+    baseline: Mapping[str, str] = DEFAULT_BASELINES,
 ) -> list[ReportRow]:
-    """One row per (instance type, variant, workload), sorted for a stable printout.
+    """One row per (instance type, workload, variant), sorted for a stable printout.
 
-    The baseline is the guide's current practice (the avx2 build everywhere); it
-    counts each pod at the baseline's score, as if it ran that build on x86.
+    `baseline` maps an architecture to its baseline variant; each pod is counted at the
+    baseline of its own variant's architecture.
     """
-    baseline_variant = catalog.get(baseline)
-    if baseline_variant is None:
-        raise ValueError(f"baseline variant {baseline!r} is not in the catalog")
-    counts: dict[tuple[str, str, Workload], int] = {}
+    for name in baseline.values():
+        if catalog.get(name) is None:
+            raise BaselineError(f"baseline variant {name!r} is not in the catalog")
+    counts: dict[tuple[str, Workload, str], int] = {}
     for p in placements:
-        key = (p.instance_type, p.variant, p.workload)
+        key = (p.instance_type, p.workload, p.variant)
         counts[key] = counts.get(key, 0) + 1
     rows = []
-    for (instance_type, variant_name, workload), pods in sorted(counts.items()):
+    for (instance_type, workload, variant_name), pods in sorted(counts.items()):
         variant = catalog.get(variant_name)
         score = variant.score(workload) if variant else 0.0
+        base_name = baseline.get(variant.arch) if variant else None
+        base = catalog.get(base_name) if base_name else None
         rows.append(
             ReportRow(
                 instance_type,
@@ -53,7 +97,8 @@ def throughput_rows(
                 workload,
                 pods,
                 score * pods,
-                baseline_variant.score(workload) * pods,
+                (base.score(workload) if base else score) * pods,
+                base_name,
             )
         )
     return rows

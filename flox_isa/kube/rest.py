@@ -36,9 +36,9 @@ class Connection:
     token: str | None = None
 
 
-def load_connection(kubeconfig: str | None) -> Connection:
-    """The kubeconfig file, else the pod's service account, else $KUBECONFIG / ~/.kube."""
-    with api_client(kubeconfig) as client:
+def load_connection(kubeconfig: str | None, context: str | None = None) -> Connection:
+    """The kubeconfig kubectl would use (`kube.config.resolve`), or the pod's service account."""
+    with api_client(kubeconfig, context) as client:
         cfg = client.configuration
         header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
             "authorization"

@@ -10,12 +10,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from flox_isa import args
 from flox_isa.files import InputError, load_catalog, read_documents
 from flox_isa.isa import names
+
+if TYPE_CHECKING:
+    from flox_isa.isa.catalog import Catalog
+    from flox_isa.webhook.report import Report
 
 EXIT_DENIED = 1
 DEFAULT_PORT = 8443
@@ -180,38 +185,199 @@ def run_selftest_command(args: argparse.Namespace) -> int:
     return 0 if result.ok else EXIT_DENIED
 
 
+# `explain KIND NAME`: kind, its words (kubectl's singular, short name, plural).
+EXPLAIN_KINDS: Final = (
+    ("Deployment", "deployment", ("deploy", "deployments")),
+    ("StatefulSet", "statefulset", ("sts", "statefulsets")),
+    ("DaemonSet", "daemonset", ("ds", "daemonsets")),
+    ("ReplicaSet", "replicaset", ("rs", "replicasets")),
+    ("ReplicationController", "replicationcontroller", ("rc", "replicationcontrollers")),
+    ("Job", "job", ("jobs",)),
+    ("CronJob", "cronjob", ("cj", "cronjobs")),
+)
+
+
 def register_explain_pod(targets: Any) -> None:
-    """Add `flox-isa explain pod` to the parser."""
+    """Add `flox-isa explain pod` and `explain deployment` (and the other workloads)."""
     parser = targets.add_parser(
         "pod",
+        aliases=["po", "pods"],
         help="what the webhook would do to a pod",
-        description="Run the webhook's decision offline. --pod: a Pod, or a workload with a"
-        " pod template (Deployment, StatefulSet, Job, CronJob, ...). --nodes: what"
-        " `kubectl get nodes -o yaml` writes. The pod is judged as if its namespace were"
-        f" opted in. Exit codes: 0 allowed, {EXIT_DENIED} denied, 2 bad input.",
+        description="Run the webhook's decision offline. NAME: the pod, read from the cluster"
+        " (-n); or --pod FILE: a Pod, or a workload with a pod template (Deployment,"
+        " StatefulSet, Job, CronJob, ...), '-' for standard input. --nodes: what"
+        " `kubectl get nodes -o yaml` writes, else the cluster's nodes. A pod flox-isa"
+        " already patched is re-decided from its isa.flox.dev/base-environment. The pod is"
+        " judged as if its namespace were opted in. Exit codes: 0 allowed,"
+        f" {EXIT_DENIED} denied, 2 bad input or cluster error.",
     )
-    parser.add_argument("--pod", metavar="FILE", required=True)
-    parser.add_argument("--nodes", metavar="FILE", required=True)
+    parser.add_argument("name", metavar="NAME", nargs="?", help="the pod, read from the cluster")
+    parser.add_argument("--pod", metavar="FILE", help="read the pod from a file ('-': stdin)")
+    _add_explain_options(parser)
+    parser.set_defaults(handler=run_explain_pod, kind="Pod")
+    for kind, word, aliases in EXPLAIN_KINDS:
+        workload = targets.add_parser(
+            word,
+            aliases=list(aliases),
+            help=f"what the webhook would do to a {kind}'s pods",
+            description=f"Read the {kind} NAME from the cluster (-n) and run the webhook's"
+            " decision on its pod template; the nodes come from the same cluster unless"
+            f" --nodes FILE. Exit codes: 0 allowed, {EXIT_DENIED} denied, 2 bad input or"
+            " cluster error.",
+        )
+        workload.add_argument("name", metavar="NAME")
+        _add_explain_options(workload)
+        workload.set_defaults(handler=run_explain_pod, kind=kind, pod=None)
+
+
+def _add_explain_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nodes", metavar="FILE", help="nodes file ('-': stdin; default: the cluster's nodes)"
+    )
     parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
-    parser.set_defaults(handler=run_explain_pod)
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    args.add_cluster_options(parser)
 
 
-def run_explain_pod(args: argparse.Namespace) -> int:
+def node_documents(options: argparse.Namespace) -> list[Any]:
+    """--nodes FILE (or '-', stdin), else every Node of the cluster."""
+    if options.nodes:
+        return read_documents(options.nodes, "nodes file")
+    from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
+
+    return reads.fetch(options.kubeconfig, options.context, reads.nodes)
+
+
+def run_explain_pod(options: argparse.Namespace) -> int:
     from flox_isa.isa.nodes import NodeDocumentError  # noqa: PLC0415 - command-only
     from flox_isa.webhook import explain  # noqa: PLC0415 - pulls in pydantic models
 
-    catalog = load_catalog(args.catalog)
-    pod_documents = read_documents(args.pod, "pod file")
-    node_documents = read_documents(args.nodes, "nodes file")
+    catalog = load_catalog(options.catalog)
+    if options.pod and options.name:
+        raise InputError("explain pod: give the pod's NAME or --pod FILE, not both")
+    if not options.pod and not options.name:
+        raise InputError("explain pod: give the pod's NAME (read from the cluster) or --pod FILE")
+    if options.pod == "-" and options.nodes == "-":
+        raise InputError("--pod - and --nodes -: only one of them can be standard input")
+    previous = None
+    where = f"pod file {str(options.pod)!r}"
     try:
-        decision = explain.explain_pod(pod_documents, node_documents, catalog)
+        if options.pod:
+            pod_documents = read_documents(options.pod, "pod file")
+            nodes = node_documents(options)
+            decision = explain.explain_pod(pod_documents, nodes, catalog)
+        else:
+            document, nodes = _live_workload(options)
+            where = f"{options.kind} {document['metadata'].get('namespace')}/{options.name}"
+            decision, previous = explain.explain_live(document, nodes, catalog)
     except explain.PodDocumentError as exc:
-        raise InputError(f"pod file {str(args.pod)!r}: {exc}") from None
+        raise InputError(f"{where}: {exc}") from None
     except NodeDocumentError as exc:
-        raise InputError(f"nodes file {str(args.nodes)!r}: {exc}") from None
-    if args.output == "json":
-        print(json.dumps(decision.to_json(), indent=2))
+        source = f"nodes file {str(options.nodes)!r}" if options.nodes else "the cluster's nodes"
+        raise InputError(f"{source}: {exc}") from None
+    if options.output == "json":
+        answer = decision.to_json()
+        if previous is not None:
+            answer["previous"] = previous.to_json()
+        print(json.dumps(answer, indent=2))
     else:
         print(explain.render_text(decision), file=sys.stdout)
+        if previous is not None:
+            print(previous.text())
     return 0 if decision.allowed else EXIT_DENIED
+
+
+def _live_workload(options: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
+    """The workload NAME of kind `options.kind` and the nodes (from --nodes or the cluster)."""
+    from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
+
+    namespace = reads.namespace_of(options.kubeconfig, options.context, options.namespace)
+
+    async def read(api: Any) -> tuple[dict[str, Any], list[Any]]:
+        document = await reads.workload(api, options.kind, options.name, namespace)
+        document.setdefault("kind", options.kind)
+        nodes = await reads.nodes(api) if not options.nodes else []
+        return document, nodes
+
+    document, nodes = reads.fetch(options.kubeconfig, options.context, read)
+    if options.nodes:
+        nodes = read_documents(options.nodes, "nodes file")
+    return document, nodes
+
+
+def register_report(commands: Any) -> None:
+    """Add `flox-isa report` to the parser."""
+    parser = commands.add_parser(
+        "report",
+        help="what flox-isa did on a cluster: pods per instance type and variant, throughput",
+        description="For the cluster's pods (-n NS, default the context's namespace, or -A):"
+        " per instance type (else NFD CPU model) x workload x variant, the pods flox-isa"
+        " placed (label isa.flox.dev/variant), their expected tickets/s from the catalog and"
+        " the same pods on the baseline build of their own architecture; Pending pods and"
+        " why; opted-in pods left unpatched and why; and, as hints, Flox pods not opted in"
+        " that would gain. Needs list on pods and nodes (namespaces and ticketworkers"
+        " optional). Exit codes: 0, 2 bad input or cluster error.",
+    )
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace's pods"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="VARIANTS",
+        type=args.comma_list,
+        default=frozenset(),
+        help="baseline build per architecture, at most one each (default: avx2 on amd64,"
+        " armv8.2 on arm64)",
+    )
+    parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    args.add_cluster_options(parser)
+    parser.set_defaults(handler=run_report)
+
+
+def run_report(options: argparse.Namespace) -> int:
+    from flox_isa.isa.report import BaselineError, baselines  # noqa: PLC0415 - command-only
+    from flox_isa.webhook import report  # noqa: PLC0415 - pulls in pydantic models
+
+    if options.all_namespaces and options.namespace:
+        raise InputError("report: give -n NAMESPACE or -A, not both")
+    catalog = load_catalog(options.catalog)
+    try:
+        chosen = baselines(catalog, sorted(options.baseline))
+    except BaselineError as exc:
+        raise InputError(f"--baseline: {exc}") from None
+    namespace = None
+    if not options.all_namespaces:
+        from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
+
+        namespace = reads.namespace_of(options.kubeconfig, options.context, options.namespace)
+    result = cluster_report(options.kubeconfig, options.context, namespace, catalog, chosen)
+    if options.output == "json":
+        print(json.dumps({"namespace": namespace, **result.to_json()}, indent=2))
+    else:
+        print(f"flox-isa report: {f'namespace {namespace}' if namespace else 'all namespaces'}")
+        print("\n".join(report.render_text(result)))
+    return 0
+
+
+def cluster_report(
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    catalog: Catalog,
+    chosen: Mapping[str, str],
+) -> Report:
+    """The `report.Report` for a cluster's pods in `namespace` (None: all namespaces)."""
+    from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
+    from flox_isa.webhook import report  # noqa: PLC0415 - pulls in pydantic models
+
+    seen = reads.fetch(kubeconfig, context, lambda api: reads.snapshot(api, namespace))
+    return report.build_report(
+        seen.pods,
+        seen.nodes,
+        catalog,
+        chosen,
+        opted_in_namespaces=seen.opted_in_namespaces,
+        ticketworkers=seen.ticketworkers,
+        notes=seen.notes,
+    )

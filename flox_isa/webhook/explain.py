@@ -9,7 +9,9 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.contract import required_labels
 from flox_isa.isa.nodes import node_state, nodes_in
 from flox_isa.isa.offer import OfferIndex, index_nodes
 from flox_isa.isa.yamltext import field_name
@@ -163,3 +165,121 @@ def render_text(decision: Decision) -> str:
         ]
     lines += [f"warning: {w}" for w in decision.warnings]
     return "\n".join(lines)
+
+
+# --- a pod the webhook already patched, re-decided --------------------------------------
+
+# What the webhook (or the placement controller) writes on a pod, besides the variant's
+# nodeSelector entries: taken off again to ask what it would decide today.
+_OUTPUT_ANNOTATIONS: Final = (
+    names.BASE_ENVIRONMENT_ANNOTATION,
+    names.REASON_ANNOTATION,
+    names.SPILLED_FROM_ANNOTATION,
+    names.PLACEMENT_PROTOCOL_ANNOTATION,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Previous:
+    """What a patched pod got at admission, next to today's answer for its base environment."""
+
+    variant: str | None
+    environment: str | None
+    base_environment: str
+    today: str | None
+
+    @property
+    def differs(self) -> bool:
+        return self.variant != self.today
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "environment": self.environment,
+            "baseEnvironment": self.base_environment,
+            "today": self.today,
+            "differs": self.differs,
+        }
+
+    def text(self) -> str:
+        verdict = "differs" if self.differs else "same"
+        return (
+            f"admitted as: {self.variant or 'no variant'} ({self.environment});"
+            f" today, from {names.BASE_ENVIRONMENT_ANNOTATION} {self.base_environment}:"
+            f" {self.today or 'no variant'}: {verdict}"
+        )
+
+
+def explain_live(
+    document: Mapping[str, Any], node_documents: list[Any], catalog: Catalog
+) -> tuple[Decision, Previous | None]:
+    """The decision for a pod or workload read from a cluster.
+
+    One that carries `isa.flox.dev/base-environment` was already patched: it is
+    re-decided as it was before (base environment, no variant label, selector, gate or
+    node), and `Previous` says what it got then.
+    """
+    where = _template_keys(_kind(document))
+    template = _dig(document, *where) if where else document
+    if not isinstance(template, Mapping):
+        return explain_pod([document], node_documents, catalog), None
+    before = unpatched(template, catalog)
+    if before is None:
+        return explain_pod([document], node_documents, catalog), None
+    original, previous = before
+    decision = explain_pod([_replace_at(document, where, original)], node_documents, catalog)
+    return decision, dataclasses.replace(previous, today=decision.variant)
+
+
+def unpatched(
+    template: Mapping[str, Any], catalog: Catalog
+) -> tuple[dict[str, Any], Previous] | None:
+    """A patched pod (template) as it was before admission; None if it was never patched."""
+    meta = template.get("metadata")
+    annotations = dict((meta or {}).get("annotations") or {}) if isinstance(meta, Mapping) else {}
+    base = annotations.get(names.BASE_ENVIRONMENT_ANNOTATION)
+    if not isinstance(base, str) or not isinstance(meta, Mapping):
+        return None
+    labels = dict(meta.get("labels") or {})
+    environment = annotations.get(names.ENVIRONMENT_ANNOTATION)
+    variant = labels.pop(names.VARIANT_LABEL, None)
+    for key in _OUTPUT_ANNOTATIONS:
+        annotations.pop(key, None)
+    annotations[names.ENVIRONMENT_ANNOTATION] = base
+    spec = dict(template.get("spec") or {})
+    known = catalog.get(variant) if isinstance(variant, str) else None
+    if known is not None:
+        wrote = required_labels(known)
+        selector = {k: v for k, v in (spec.get("nodeSelector") or {}).items() if wrote.get(k) != v}
+        spec["nodeSelector"] = selector
+    gates = [g for g in spec.get("schedulingGates") or [] if g.get("name") != names.PLACEMENT_GATE]
+    spec["schedulingGates"] = gates
+    spec.pop("nodeName", None)
+    original = {
+        **template,
+        "metadata": {**meta, "labels": labels, "annotations": annotations},
+        "spec": spec,
+    }
+    previous = Previous(
+        variant if isinstance(variant, str) else None,
+        environment if isinstance(environment, str) else None,
+        base,
+        None,
+    )
+    return original, previous
+
+
+def _template_keys(kind: str | None) -> tuple[str, ...]:
+    if kind in TEMPLATE_KINDS:
+        return ("spec", "template")
+    if kind == "CronJob":
+        return ("spec", "jobTemplate", "spec", "template")
+    return ()
+
+
+def _replace_at(document: Mapping[str, Any], path: Sequence[str], value: Any) -> Any:
+    if not path:
+        return value
+    inner = document.get(path[0])
+    return {**document, path[0]: _replace_at(inner if isinstance(inner, Mapping) else {},
+                                             path[1:], value)}  # fmt: skip
