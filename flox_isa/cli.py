@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flox_isa import __version__
+from flox_isa import __version__, completion
 from flox_isa.args import add_cluster_options
 from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
@@ -30,8 +30,11 @@ EXIT_NO_VARIANT = 3
 Handler = Callable[[argparse.Namespace], int]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+PLUGIN_PROG = "kubectl flox-isa"
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flox-isa") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
@@ -46,9 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def kubectl_main() -> int:
+    """`kubectl-flox_isa`: kubectl runs it for `kubectl flox-isa ...`."""
+    return main(prog=PLUGIN_PROG)
+
+
+def kubectl_complete() -> int:
+    """`kubectl_complete-flox_isa`: kubectl runs it for `kubectl flox-isa <TAB>`."""
+    return completion.kubectl_complete(sys.argv[1:], build_parser)
+
+
+def build_parser(prog: str = "flox-isa") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="flox-isa",
+        prog=prog,
         description="Pick the CPU-ISA-specific Flox environment for every workload.",
     )
     parser.add_argument("--version", action="version", version=f"flox-isa {__version__}")
@@ -57,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(commands)
     for register in _component_registrars():
         register(commands)
+    completion.register(commands, build_parser)
     return parser
 
 

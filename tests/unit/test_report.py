@@ -1,16 +1,23 @@
-"""The demo's throughput summary against the avx2-everywhere baseline."""
+"""Throughput rows against the baseline build of each pod's own architecture."""
 
 from __future__ import annotations
 
 import pytest
 
 from flox_isa.isa.catalog import default_catalog
-from flox_isa.isa.report import Placement, speedup, throughput_rows
+from flox_isa.isa.report import (
+    DEFAULT_BASELINES,
+    BaselineError,
+    Placement,
+    baselines,
+    speedup,
+    throughput_rows,
+)
 
 CATALOG = default_catalog()
 
 
-def test_rows_group_pods_and_compare_with_avx2_everywhere() -> None:
+def test_rows_compare_each_pod_with_its_own_architectures_baseline() -> None:
     placements = [
         Placement("m6i.xlarge", "avx512vnni", "int8-inference"),
         Placement("m6i.xlarge", "avx512vnni", "int8-inference"),
@@ -18,19 +25,39 @@ def test_rows_group_pods_and_compare_with_avx2_everywhere() -> None:
         Placement("c7g.xlarge", "armv9", "fp32-inference"),
     ]
     rows = throughput_rows(placements, CATALOG)
-    summary = [(r.instance_type, r.variant, r.pods, r.throughput, r.baseline_throughput)
-               for r in rows]  # fmt: skip
+    summary = [(r.instance_type, r.variant, r.pods, r.throughput, r.baseline_throughput,
+                r.baseline) for r in rows]  # fmt: skip
+    # The Graviton pod is compared with armv8.2 (28), never with the x86 avx2 build (35).
     assert summary == [
-        ("c7g.xlarge", "armv9", 1, 41, 35),
-        ("m4.xlarge", "avx2", 1, 35, 35),
-        ("m6i.xlarge", "avx512vnni", 2, 170, 70),
+        ("c7g.xlarge", "armv9", 1, 41, 28, "armv8.2"),
+        ("m4.xlarge", "avx2", 1, 35, 35, "avx2"),
+        ("m6i.xlarge", "avx512vnni", 2, 170, 70, "avx2"),
     ]
-    assert speedup(rows) == pytest.approx((41 + 35 + 170) / (35 * 4))
+    assert speedup(rows) == pytest.approx((41 + 35 + 170) / (28 + 35 * 3))
+    assert rows[0].ratio == pytest.approx(41 / 28)
 
 
-def test_unknown_baseline_is_an_error() -> None:
-    with pytest.raises(ValueError, match="baseline variant 'generic' is not in the catalog"):
-        throughput_rows([], CATALOG, baseline="generic")
+def test_given_baseline_replaces_its_architectures_default_only() -> None:
+    assert baselines(CATALOG) == DEFAULT_BASELINES
+    assert baselines(CATALOG, ["avx512"]) == {"amd64": "avx512", "arm64": "armv8.2"}
+    rows = throughput_rows(
+        [Placement("m6i", "avx512vnni", "int8-inference")], CATALOG, {"amd64": "avx512"}
+    )
+    assert rows[0].baseline_throughput == 52
+
+
+def test_a_pod_of_an_architecture_without_baseline_counts_as_itself() -> None:
+    rows = throughput_rows([Placement("c8g", "armv9", "fp32-inference")], CATALOG, {})
+    assert (rows[0].baseline, rows[0].baseline_throughput, rows[0].ratio) == (None, 41, 1.0)
+
+
+def test_bad_baselines_are_errors() -> None:
+    with pytest.raises(BaselineError, match="'generic' is not in the catalog; allowed: avx2"):
+        baselines(CATALOG, ["generic"])
+    with pytest.raises(BaselineError, match="avx2 and avx512 are both amd64"):
+        baselines(CATALOG, ["avx2", "avx512"])
+    with pytest.raises(BaselineError, match="baseline variant 'generic' is not in the catalog"):
+        throughput_rows([], CATALOG, {"amd64": "generic"})
 
 
 def test_no_pods_is_a_ratio_of_one() -> None:
