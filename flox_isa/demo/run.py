@@ -89,7 +89,7 @@ def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]
     else:
         log(f"The cluster keeps running. Point kubectl at it:\n  export KUBECONFIG={kubeconfig}")
         log(f"  kubectl -n {scenario.NAMESPACE} get tw,deploy,pods -o wide")
-        log(f"  kubectl flox-isa report -n {scenario.NAMESPACE}   (this report, again)")
+        log(f"  kubectl flox-isa report -n {scenario.NAMESPACE}  # this report, again")
         log("Stop everything with: make demo-down")
     return rows
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from flox_isa.demo.run import Options, run
+from flox_isa.demo import scenario
+from flox_isa.demo.run import Options, down, run
 from flox_isa.devcluster import cluster
+from flox_isa.devcluster.build import bin_dir
 from flox_isa.devcluster.fleet import instance_profiles
 from flox_isa.isa.catalog import default_catalog
 from flox_isa.isa.features import features_from_labels
 from flox_isa.isa.nfd import nfd_labels
-from flox_isa.isa.report import speedup
+from flox_isa.isa.report import ReportRow, speedup
 from flox_isa.isa.selection import choose
 
 RUNS_ON = {
@@ -33,6 +38,33 @@ pytestmark = [
 ]
 
 
+def check_report_commands(kubeconfig: Path, lines: list[str], rows: list[ReportRow]) -> None:
+    """`flox-isa report` and `kubectl flox-isa report` give the demo's figures."""
+    as_json = subprocess.run(
+        [sys.executable, "-m", "flox_isa", "report", "-n", scenario.NAMESPACE, "-o", "json",
+         "--kubeconfig", str(kubeconfig)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    report = json.loads(as_json.stdout)
+    assert [(r["instanceType"], r["workload"], r["variant"], r["pods"]) for r in report["rows"]
+            ] == [(r.instance_type, r.workload, r.variant, r.pods) for r in rows]  # fmt: skip
+    assert report["total"]["ratio"] == pytest.approx(speedup(rows), abs=0.001)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    plugin = subprocess.run(
+        [str(bin_dir() / "kubectl"), "flox-isa", "report", "-n", scenario.NAMESPACE,
+         "--kubeconfig", str(kubeconfig)],
+        capture_output=True, text=True, timeout=120, check=True, env={**os.environ, "PATH": path},
+    )  # fmt: skip
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("INSTANCE-TYPE"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Expected throughput"))
+    table = lines[start : end + 1]
+    assert table[0].split() == ["INSTANCE-TYPE", "WORKLOAD", "VARIANT", "PODS", "TICKETS/S",
+                                "BASELINE", "BASELINE-TICKETS/S", "RATIO"]  # fmt: skip
+    printed = plugin.stdout.splitlines()
+    for line in table:
+        assert line in printed, (line, plugin.stdout)
+
+
 def best_int8_variant(instance_type: str) -> str | None:
     """The variant `choose` picks for int8 on the CPU NFD labels an instance type with."""
     features = features_from_labels(nfd_labels(instance_profiles()[instance_type].features))
@@ -42,7 +74,12 @@ def best_int8_variant(instance_type: str) -> str | None:
 
 def test_demo_places_every_pod_on_its_best_variant_and_cleans_up(tmp_path: Path) -> None:
     lines: list[str] = []
-    rows = run(Options(tmp_path / "demo", once=True, timeout=240), default_catalog(), lines.append)
+    options = Options(tmp_path / "demo", once=False, timeout=240)
+    try:
+        rows = run(options, default_catalog(), lines.append)
+        check_report_commands(tmp_path / "demo" / cluster.KUBECONFIG_FILE, lines, rows)
+    finally:
+        down(options.directory, lambda _line: None)
 
     # The TicketWorker's pods prefer their variant's best nodes, and the fleet has
     # room: each lands on a node whose best int8 variant is the pod's own.
@@ -76,7 +113,13 @@ def test_demo_places_every_pod_on_its_best_variant_and_cleans_up(tmp_path: Path)
         "armv9": 2,
     }
     assert speedup(rows) > 1.0
-    assert any("avx2 build everywhere" in line for line in lines)
-    # --once leaves nothing running.
+    # Each pod is compared with its own architecture's baseline: Graviton pods with armv8.2.
+    assert {(r.variant, r.baseline) for r in rows} == {
+        ("avx2", "avx2"), ("avx512", "avx2"), ("avx512vnni", "avx2"),
+        ("armv8.2", "armv8.2"), ("armv9", "armv8.2"),
+    }  # fmt: skip
+    assert any("baseline build of each architecture (avx2 on amd64, armv8.2 on arm64)" in line
+               for line in lines)  # fmt: skip
+    # down leaves nothing running.
     state, _ = cluster.status(tmp_path / "demo")
     assert state is None or not state.running()
