@@ -99,3 +99,98 @@ def test_webhook_command_refuses_missing_certificate_files(
     )
     assert code == EXIT_INPUT
     assert "--tls-cert" in capsys.readouterr().err
+
+
+def _patched_pod(variant: str) -> dict[str, Any]:
+    from flox_isa.isa import names  # noqa: PLC0415
+    from flox_isa.isa.catalog import default_catalog  # noqa: PLC0415
+    from flox_isa.isa.contract import required_labels  # noqa: PLC0415
+
+    known = default_catalog().get(variant)
+    assert known is not None
+    return {
+        "kind": "Pod",
+        "metadata": {
+            "name": "p",
+            "labels": {names.INJECT_LABEL: "true", names.VARIANT_LABEL: variant, "app": "a"},
+            "annotations": {
+                names.ENVIRONMENT_ANNOTATION: f"acme/e-{variant}",
+                names.BASE_ENVIRONMENT_ANNOTATION: "acme/e",
+                names.WORKLOAD_ANNOTATION: "int8-inference",
+                names.REASON_ANNOTATION: "then",
+            },
+        },
+        "spec": {
+            "nodeName": "m4-xlarge-0",
+            "nodeSelector": {**required_labels(known), "kubernetes.io/os": "linux"},
+            "containers": [{"name": "c", "image": "x"}],
+        },
+    }
+
+
+def test_a_patched_pod_is_redecided_as_it_was_before_admission() -> None:
+    from flox_isa.isa.catalog import default_catalog  # noqa: PLC0415
+    from flox_isa.webhook.explain import explain_live, unpatched  # noqa: PLC0415
+
+    catalog = default_catalog()
+    before = unpatched(_patched_pod("avx2"), catalog)
+    assert before is not None
+    original, previous = before
+    assert original["metadata"]["labels"] == {"isa.flox.dev/inject": "true", "app": "a"}
+    assert original["metadata"]["annotations"] == {
+        "flox.dev/environment": "acme/e",
+        "isa.flox.dev/workload": "int8-inference",
+    }
+    assert original["spec"]["nodeSelector"] == {
+        "kubernetes.io/os": "linux"
+    }  # the user's own entry stays
+    assert "nodeName" not in original["spec"]
+    assert (previous.variant, previous.environment, previous.base_environment) == (
+        "avx2", "acme/e-avx2", "acme/e",
+    )  # fmt: skip
+    nodes = yaml.safe_load(open(NODES).read())["items"]  # noqa: SIM115
+    decision, again = explain_live(_patched_pod("avx2"), nodes, catalog)
+    assert again is not None and (again.today, again.differs) == ("avx512vnni", True)
+    assert decision.variant == "avx512vnni"
+    assert again.text().endswith("today, from isa.flox.dev/base-environment acme/e: avx512vnni:"
+                                 " differs")  # fmt: skip
+    _, same = explain_live(_patched_pod("avx512vnni"), nodes, catalog)
+    assert same is not None and not same.differs
+    # A pod never patched is explained as it is.
+    plain = _patched_pod("avx2")
+    del plain["metadata"]["annotations"]["isa.flox.dev/base-environment"]
+    assert unpatched(plain, catalog) is None
+    assert explain_live(plain, nodes, catalog)[1] is None
+
+
+def test_cluster_argument_mistakes_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pod_file = str(DATA / "auto-int8.yaml")
+    assert main(["explain", "pod", "p", "--pod", pod_file, "--nodes", NODES]) == EXIT_INPUT
+    assert "give the pod's NAME or --pod FILE, not both" in capsys.readouterr().err
+    assert main(["explain", "pod", "--nodes", NODES]) == EXIT_INPUT
+    assert "give the pod's NAME (read from the cluster) or --pod FILE" in capsys.readouterr().err
+    assert main(["explain", "pod", "--pod", "-", "--nodes", "-"]) == EXIT_INPUT
+    assert "only one of them can be standard input" in capsys.readouterr().err
+    assert main(["report", "-A", "-n", "x"]) == EXIT_INPUT
+    assert "give -n NAMESPACE or -A, not both" in capsys.readouterr().err
+    assert main(["report", "--baseline", "generic"]) == EXIT_INPUT
+    assert "--baseline: baseline variant 'generic' is not in the catalog" in (
+        capsys.readouterr().err
+    )
+
+
+def test_nodes_from_standard_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io  # noqa: PLC0415
+
+    text = Path(NODES).read_text()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert main(["explain", "nodes", "--nodes", "-", "-o", "json"]) == 0
+    piped = json.loads(capsys.readouterr().out)
+    assert main(["explain", "nodes", "--nodes", NODES, "-o", "json"]) == 0
+    assert piped == json.loads(capsys.readouterr().out)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert main(["explain", "pod", "--pod", str(DATA / "auto-int8.yaml"), "--nodes", "-"]) == 0
