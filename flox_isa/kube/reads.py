@@ -156,6 +156,16 @@ async def opted_in_namespaces(api: Rest) -> set[str]:
     return {str((n.get("metadata") or {}).get("name")) for n in items}
 
 
+async def ticketworker(api: Rest, namespace: str, name: str) -> dict[str, Any] | None:
+    """One TicketWorker, None if there is none (or no CRD)."""
+    try:
+        return await api.get(TICKETWORKERS.path(namespace, name))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 async def ticketworkers(api: Rest, namespace: str | None) -> list[dict[str, Any]]:
     """The TicketWorkers of `namespace` (None: all); none where the CRD is not installed."""
     try:

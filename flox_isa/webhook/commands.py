@@ -267,9 +267,9 @@ def run_explain_pod(options: argparse.Namespace) -> int:
             nodes = node_documents(options)
             decision = explain.explain_pod(pod_documents, nodes, catalog)
         else:
-            document, nodes = _live_workload(options)
+            document, nodes, workload = _live_workload(options)
             where = f"{options.kind} {document['metadata'].get('namespace')}/{options.name}"
-            decision, previous = explain.explain_live(document, nodes, catalog)
+            decision, previous = explain.explain_live(document, nodes, catalog, workload)
     except explain.PodDocumentError as exc:
         raise InputError(f"{where}: {exc}") from None
     except NodeDocumentError as exc:
@@ -287,22 +287,28 @@ def run_explain_pod(options: argparse.Namespace) -> int:
     return 0 if decision.allowed else EXIT_DENIED
 
 
-def _live_workload(options: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
-    """The workload NAME of kind `options.kind` and the nodes (from --nodes or the cluster)."""
+def _live_workload(options: argparse.Namespace) -> tuple[dict[str, Any], list[Any], str | None]:
+    """The workload NAME of kind `options.kind`, the nodes (from --nodes or the cluster),
+    and, for a TicketWorker's pods, its workload."""
     from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
+    from flox_isa.webhook.explain import ticketworker_of  # noqa: PLC0415 - pydantic models
 
     namespace = reads.namespace_of(options.kubeconfig, options.context, options.namespace)
 
-    async def read(api: Any) -> tuple[dict[str, Any], list[Any]]:
+    async def read(api: Any) -> tuple[dict[str, Any], list[Any], str | None]:
         document = await reads.workload(api, options.kind, options.name, namespace)
         document.setdefault("kind", options.kind)
         nodes = await reads.nodes(api) if not options.nodes else []
-        return document, nodes
+        owner, workload = ticketworker_of(document), None
+        if owner is not None:
+            worker = await reads.optional(reads.ticketworker(api, namespace, owner))
+            workload = ((worker or {}).get("spec") or {}).get("workload")
+        return document, nodes, workload
 
-    document, nodes = reads.fetch(options.kubeconfig, options.context, read)
+    document, nodes, workload = reads.fetch(options.kubeconfig, options.context, read)
     if options.nodes:
         nodes = read_documents(options.nodes, "nodes file")
-    return document, nodes
+    return document, nodes, workload
 
 
 def register_report(commands: Any) -> None:

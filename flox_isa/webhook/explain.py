@@ -187,6 +187,7 @@ class Previous:
     environment: str | None
     base_environment: str
     today: str | None
+    ticketworker: str | None = None  # the operator's: it spreads replicas over variants
 
     @property
     def differs(self) -> bool:
@@ -199,31 +200,42 @@ class Previous:
             "baseEnvironment": self.base_environment,
             "today": self.today,
             "differs": self.differs,
+            "ticketworker": self.ticketworker,
         }
 
     def text(self) -> str:
         verdict = "differs" if self.differs else "same"
+        spread = (
+            f" (TicketWorker {self.ticketworker} spreads its replicas over several variants"
+            " on purpose: this is one of them)"
+            if self.ticketworker
+            else ""
+        )
         return (
             f"admitted as: {self.variant or 'no variant'} ({self.environment});"
             f" today, from {names.BASE_ENVIRONMENT_ANNOTATION} {self.base_environment}:"
-            f" {self.today or 'no variant'}: {verdict}"
+            f" {self.today or 'no variant'}: {verdict}{spread}"
         )
 
 
 def explain_live(
-    document: Mapping[str, Any], node_documents: list[Any], catalog: Catalog
+    document: Mapping[str, Any],
+    node_documents: list[Any],
+    catalog: Catalog,
+    ticketworker_workload: str | None = None,
 ) -> tuple[Decision, Previous | None]:
     """The decision for a pod or workload read from a cluster.
 
     One that carries `isa.flox.dev/base-environment` was already patched: it is
     re-decided as it was before (base environment, no variant label, selector, gate or
-    node), and `Previous` says what it got then.
+    node), and `Previous` says what it got then. A TicketWorker's pods carry no workload
+    annotation: `ticketworker_workload` is its `spec.workload`.
     """
     where = _template_keys(_kind(document))
     template = _dig(document, *where) if where else document
     if not isinstance(template, Mapping):
         return explain_pod([document], node_documents, catalog), None
-    before = unpatched(template, catalog)
+    before = unpatched(template, catalog, ticketworker_workload)
     if before is None:
         return explain_pod([document], node_documents, catalog), None
     original, previous = before
@@ -231,10 +243,22 @@ def explain_live(
     return decision, dataclasses.replace(previous, today=decision.variant)
 
 
+def ticketworker_of(document: Mapping[str, Any]) -> str | None:
+    """The TicketWorker whose pods these are (its label on the pod or pod template)."""
+    where = _template_keys(_kind(document))
+    template = _dig(document, *where) if where else document
+    labels = _dig(template, "metadata", "labels") if isinstance(template, Mapping) else None
+    owner = labels.get(names.TICKETWORKER_LABEL) if isinstance(labels, Mapping) else None
+    return owner if isinstance(owner, str) and owner else None
+
+
 def unpatched(
-    template: Mapping[str, Any], catalog: Catalog
+    template: Mapping[str, Any], catalog: Catalog, workload: str | None = None
 ) -> tuple[dict[str, Any], Previous] | None:
-    """A patched pod (template) as it was before admission; None if it was never patched."""
+    """A patched pod (template) as it was before admission; None if it was never patched.
+
+    `workload` fills `isa.flox.dev/workload` when the pod has none (a TicketWorker's).
+    """
     meta = template.get("metadata")
     annotations = dict((meta or {}).get("annotations") or {}) if isinstance(meta, Mapping) else {}
     base = annotations.get(names.BASE_ENVIRONMENT_ANNOTATION)
@@ -246,6 +270,8 @@ def unpatched(
     for key in _OUTPUT_ANNOTATIONS:
         annotations.pop(key, None)
     annotations[names.ENVIRONMENT_ANNOTATION] = base
+    if workload is not None:
+        annotations.setdefault(names.WORKLOAD_ANNOTATION, workload)
     spec = dict(template.get("spec") or {})
     known = catalog.get(variant) if isinstance(variant, str) else None
     if known is not None:
@@ -265,6 +291,7 @@ def unpatched(
         environment if isinstance(environment, str) else None,
         base,
         None,
+        labels.get(names.TICKETWORKER_LABEL),
     )
     return original, previous
 

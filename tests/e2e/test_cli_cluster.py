@@ -227,6 +227,7 @@ def test_a_patched_pod_is_redecided_from_its_base_environment(
         "baseEnvironment": ENVIRONMENT,
         "today": variant,
         "differs": variant != "avx2",
+        "ticketworker": None,
     }
     text = flox_isa("explain", "pod", "old", "-n", ns, "--kubeconfig", str(cluster.kubeconfig))
     verdict = "differs" if variant != "avx2" else "same"

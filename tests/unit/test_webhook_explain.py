@@ -156,6 +156,13 @@ def test_a_patched_pod_is_redecided_as_it_was_before_admission() -> None:
                                  " differs")  # fmt: skip
     _, same = explain_live(_patched_pod("avx512vnni"), nodes, catalog)
     assert same is not None and not same.differs
+    # A TicketWorker's pods carry no workload annotation: its spec.workload is used.
+    workerless = _patched_pod("avx2")
+    del workerless["metadata"]["annotations"]["isa.flox.dev/workload"]
+    workerless["metadata"]["labels"]["isa.flox.dev/ticketworker"] = "tw"
+    decision, spread = explain_live(workerless, nodes, catalog, "int8-inference")
+    assert spread is not None and (decision.variant, spread.ticketworker) == ("avx512vnni", "tw")
+    assert explain_live(workerless, nodes, catalog)[0].variant == "avx512"  # fp32 default
     # A pod never patched is explained as it is.
     plain = _patched_pod("avx2")
     del plain["metadata"]["annotations"]["isa.flox.dev/base-environment"]
