@@ -162,7 +162,11 @@ def register_selftest(commands: Any) -> None:
         " check that flox-isa's webhook patched it (variant label, environment, nodeSelector)."
         " Needs `create pods` in --namespace. Exit codes: 0 patched, 1 not, 2 bad input.",
     )
-    parser.add_argument("--kubeconfig", metavar="FILE", help="default: in-cluster, else ~/.kube")
+    parser.add_argument(
+        "--kubeconfig", metavar="FILE",
+        help="default: $KUBECONFIG, then ~/.kube/config, then in-cluster (kubectl's order)",
+    )  # fmt: skip
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
     parser.add_argument(
         "--namespace", "-n", default="default",
         help="where the dry-run pod goes: not excluded from mutation (default: default)",
@@ -177,7 +181,7 @@ def run_selftest_command(args: argparse.Namespace) -> int:
 
     if args.kubeconfig and not Path(args.kubeconfig).is_file():
         raise InputError(f"--kubeconfig {args.kubeconfig!r}: no such file")
-    result = run_selftest(args.kubeconfig, args.namespace, args.name)
+    result = run_selftest(args.kubeconfig, args.namespace, args.name, args.context)
     if args.output == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -235,8 +239,18 @@ def _add_explain_options(parser: argparse.ArgumentParser) -> None:
         "--nodes", metavar="FILE", help="nodes file ('-': stdin; default: the cluster's nodes)"
     )
     parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     args.add_cluster_options(parser)
+
+
+def _print_data(data: Any, output: str) -> None:
+    """`-o json` or `-o yaml`."""
+    if output == "yaml":
+        import yaml  # noqa: PLC0415 - only for this output
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    else:
+        print(json.dumps(data, indent=2))
 
 
 def node_documents(options: argparse.Namespace) -> list[Any]:
@@ -275,11 +289,11 @@ def run_explain_pod(options: argparse.Namespace) -> int:
     except NodeDocumentError as exc:
         source = f"nodes file {str(options.nodes)!r}" if options.nodes else "the cluster's nodes"
         raise InputError(f"{source}: {exc}") from None
-    if options.output == "json":
+    if options.output != "text":
         answer = decision.to_json()
         if previous is not None:
             answer["previous"] = previous.to_json()
-        print(json.dumps(answer, indent=2))
+        _print_data(answer, options.output)
     else:
         print(explain.render_text(decision), file=sys.stdout)
         if previous is not None:
@@ -336,7 +350,7 @@ def register_report(commands: Any) -> None:
         " armv8.2 on arm64)",
     )
     parser.add_argument("--catalog", metavar="FILE", help="variant catalog (YAML or JSON)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     args.add_cluster_options(parser)
     parser.set_defaults(handler=run_report)
 
@@ -358,8 +372,8 @@ def run_report(options: argparse.Namespace) -> int:
 
         namespace = reads.namespace_of(options.kubeconfig, options.context, options.namespace)
     result = cluster_report(options.kubeconfig, options.context, namespace, catalog, chosen)
-    if options.output == "json":
-        print(json.dumps({"namespace": namespace, **result.to_json()}, indent=2))
+    if options.output != "text":
+        _print_data({"namespace": namespace, **result.to_json()}, options.output)
     else:
         print(f"flox-isa report: {f'namespace {namespace}' if namespace else 'all namespaces'}")
         print("\n".join(report.render_text(result)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flox_isa.isa import names
-from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest, load_connection
+from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Connection, Rest, load_connection
 
 SELFTEST_ENVIRONMENT = "flox-isa/selftest"
 
@@ -85,13 +85,15 @@ def check_patched(pod: dict[str, Any]) -> Result:
     )
 
 
-def run_selftest(kubeconfig: str | None, namespace: str, name: str) -> Result:
+def run_selftest(
+    kubeconfig: str | None, namespace: str, name: str, context: str | None = None
+) -> Result:
     """Dry-run create the selftest pod in `namespace` and check the answer."""
-    return asyncio.run(_selftest(kubeconfig, namespace, name))
+    return asyncio.run(_selftest(load_connection(kubeconfig, context), namespace, name))
 
 
-async def _selftest(kubeconfig: str | None, namespace: str, name: str) -> Result:
-    async with Rest(load_connection(kubeconfig)) as api:
+async def _selftest(connection: Connection, namespace: str, name: str) -> Result:
+    async with Rest(connection) as api:
         try:
             pod = await api.request(
                 "POST", f"/api/v1/namespaces/{namespace}/pods", selftest_pod(name),

@@ -24,7 +24,7 @@ def test_options_and_their_values() -> None:
     parser = build_parser()
     assert candidates(parser, ["report", "--k"])[0] == ["--kubeconfig"]
     assert candidates(parser, ["report", "-n", "ns", "-o", ""]) == (
-        ["text", "json"], DIRECTIVE_NO_FILE,
+        ["text", "json", "yaml"], DIRECTIVE_NO_FILE,
     )  # fmt: skip
     # A file argument: the shell completes file names.
     assert candidates(parser, ["explain", "nodes", "--nodes", ""]) == ([], DIRECTIVE_DEFAULT)

@@ -201,3 +201,10 @@ def test_nodes_from_standard_input(
     assert piped == json.loads(capsys.readouterr().out)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
     assert main(["explain", "pod", "--pod", str(DATA / "auto-int8.yaml"), "--nodes", "-"]) == 0
+
+
+def test_yaml_output_is_the_json_output(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = explain(capsys, DATA / "auto-int8.yaml", "-o", "json")
+    code_yaml, out_yaml, _ = explain(capsys, DATA / "auto-int8.yaml", "-o", "yaml")
+    assert (code, code_yaml) == (0, 0)
+    assert yaml.safe_load(out_yaml) == json.loads(out)
