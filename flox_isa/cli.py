@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flox_isa import __version__, completion
@@ -15,7 +15,7 @@ from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
 from flox_isa.environments import commands as environments_commands
 from flox_isa.files import InputError, load_catalog, read_text
-from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Workload
+from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
 from flox_isa.isa.cpuinfo import CpuinfoError, features_from_cpuinfo
 from flox_isa.isa.fleet import feature_groups, fleet_offers
 from flox_isa.isa.manifest import NothingToRenderError
@@ -168,7 +168,17 @@ def _add_explain(commands: Any) -> None:
     add_cluster_options(nodes, namespace=False)
     nodes.set_defaults(handler=_explain_nodes)
     explain.set_defaults(handler=lambda _args: _print_help(explain))
-    webhook_commands.register_explain_pod(targets)
+    webhook_commands.register_explain_pod(targets, _explain_gated)
+
+
+def _explain_gated(
+    catalog: Catalog, nodes: Sequence[Any], pods: Sequence[Any], pod: Mapping[str, Any]
+) -> tuple[dict[str, Any], str] | None:
+    """The placement controller's view of a gated pod (the operator's code, for explain)."""
+    from flox_isa.operator.placement import explain_gated, explain_gated_text  # noqa: PLC0415
+
+    answer = explain_gated(catalog, nodes, pods, pod)
+    return None if answer is None else (answer, explain_gated_text(answer))
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:

@@ -39,7 +39,8 @@ from flox_isa.isa.contract import (
     widest_allowed,
 )
 from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants, parse_workload
-from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex
+from flox_isa.isa.nodes import node_state
+from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex, index_nodes
 from flox_isa.isa.placement import (
     DEFAULT_WHEN_FULL,
     Placement,
@@ -750,6 +751,58 @@ def spill_message(reason: str, route: str, count: int) -> str:
             f" has room; new pods skip {spilled} for a while"
         )
     return f"{pods} gated longer than the maximum gate age: placed on {variant} as admission would"
+
+
+def explain_gated(
+    catalog: Catalog,
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    pod: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """For `explain pod`: what the placement controller would do with this gated pod now,
+    and the room it sees per variant (None: the pod is not gated by flox-isa). With the
+    controller's defaults (when-full from the pod, else next-best; every pool growable)."""
+    if names.PLACEMENT_GATE not in placement_gates(pod):
+        return None
+    planner = Planner(PlacementSettings(catalog, lease_namespace="", identity="explain"))
+    planner.fleet_changed(index_nodes(node_state(n) for n in nodes))
+    planner.replace_pods([dict(p) for p in pods if uid_of(p) != uid_of(pod)])
+    others = [g for g in placement_gates(pod) if g != names.PLACEMENT_GATE]
+    answer: dict[str, Any] = {"gate": names.PLACEMENT_GATE, "otherGates": others}
+    asked = planner.inputs(pod)
+    chosen = planner.preview(pod) if asked is not None else None
+    if asked is None or chosen is None:
+        answer["decision"] = None
+        answer["why"] = (
+            "bad input: see the decision above"
+            if asked is None
+            else "no eligible node offers an allowed variant: it waits for the fleet"
+        )
+        return answer
+    placement = chosen.placement
+    ranked = ranked_candidates(asked.allowed, planner.offers().offer(pod.get("spec") or {}),
+                               asked.workload)  # fmt: skip
+    answer["decision"] = {"variant": placement.variant.name, "reason": placement.reason,
+                          "node": placement.node, "spilledFrom": list(placement.spilled_from),
+                          "message": placement.message(asked.workload)}  # fmt: skip
+    answer["room"] = {v.name: planner.room_seen(pod, v) for v in ranked}
+    return answer
+
+
+def explain_gated_text(answer: Mapping[str, Any]) -> str:
+    """The text lines of `explain_gated`'s answer."""
+    lines = [f"gated by {answer['gate']}: the placement controller decides just before"
+             " scheduling"]  # fmt: skip
+    if answer["otherGates"]:
+        lines.append(f"  waits first for: {', '.join(answer['otherGates'])}")
+    decision = answer.get("decision")
+    if decision is None:
+        lines.append(f"  now: left gated ({answer['why']})")
+        return "\n".join(lines)
+    lines.append(f"  now: {decision['message']}")
+    room = ", ".join(f"{name} {count}" for name, count in answer["room"].items())
+    lines.append(f"  room seen (more pods like this one, per variant, best first): {room}")
+    return "\n".join(lines)
 
 
 class RoomFinder:

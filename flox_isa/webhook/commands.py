@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -201,7 +201,15 @@ EXPLAIN_KINDS: Final = (
 )
 
 
-def register_explain_pod(targets: Any) -> None:
+# For a live pod gated by flox-isa: (catalog, nodes, the cluster's pods, the pod) -> what
+# the placement controller would do now, as data and as text (cli.py wires the operator's).
+GatedExplainer = Callable[
+    ["Catalog", Sequence[Any], Sequence[Any], Mapping[str, Any]],
+    "tuple[dict[str, Any], str] | None",
+]
+
+
+def register_explain_pod(targets: Any, gated: GatedExplainer | None = None) -> None:
     """Add `flox-isa explain pod` and `explain deployment` (and the other workloads)."""
     parser = targets.add_parser(
         "pod",
@@ -218,7 +226,7 @@ def register_explain_pod(targets: Any) -> None:
     parser.add_argument("name", metavar="NAME", nargs="?", help="the pod, read from the cluster")
     parser.add_argument("--pod", metavar="FILE", help="read the pod from a file ('-': stdin)")
     _add_explain_options(parser)
-    parser.set_defaults(handler=run_explain_pod, kind="Pod")
+    parser.set_defaults(handler=run_explain_pod, kind="Pod", gated=gated)
     for kind, word, aliases in EXPLAIN_KINDS:
         workload = targets.add_parser(
             word,
@@ -231,7 +239,7 @@ def register_explain_pod(targets: Any) -> None:
         )
         workload.add_argument("name", metavar="NAME")
         _add_explain_options(workload)
-        workload.set_defaults(handler=run_explain_pod, kind=kind, pod=None)
+        workload.set_defaults(handler=run_explain_pod, kind=kind, pod=None, gated=None)
 
 
 def _add_explain_options(parser: argparse.ArgumentParser) -> None:
@@ -273,7 +281,7 @@ def run_explain_pod(options: argparse.Namespace) -> int:
         raise InputError("explain pod: give the pod's NAME (read from the cluster) or --pod FILE")
     if options.pod == "-" and options.nodes == "-":
         raise InputError("--pod - and --nodes -: only one of them can be standard input")
-    previous = None
+    previous = placement = None
     where = f"pod file {str(options.pod)!r}"
     try:
         if options.pod:
@@ -284,6 +292,8 @@ def run_explain_pod(options: argparse.Namespace) -> int:
             document, nodes, workload = _live_workload(options)
             where = f"{options.kind} {document['metadata'].get('namespace')}/{options.name}"
             decision, previous = explain.explain_live(document, nodes, catalog, workload)
+            if options.gated is not None:
+                placement = _gated_placement(options, catalog, nodes, document)
     except explain.PodDocumentError as exc:
         raise InputError(f"{where}: {exc}") from None
     except NodeDocumentError as exc:
@@ -293,12 +303,37 @@ def run_explain_pod(options: argparse.Namespace) -> int:
         answer = decision.to_json()
         if previous is not None:
             answer["previous"] = previous.to_json()
+        if placement is not None:
+            answer["placement"] = placement[0]
         _print_data(answer, options.output)
     else:
         print(explain.render_text(decision), file=sys.stdout)
         if previous is not None:
             print(previous.text())
+        if placement is not None:
+            print(placement[1])
     return 0 if decision.allowed else EXIT_DENIED
+
+
+def _gated_placement(
+    options: argparse.Namespace, catalog: Catalog, nodes: list[Any], pod: Mapping[str, Any]
+) -> tuple[dict[str, Any], str] | None:
+    """What the placement controller would do with a live pod it gates (None: not gated).
+    The room comes from every pod of the cluster; without `list pods` it is unknown."""
+    gates = [g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or ()]
+    if names.PLACEMENT_GATE not in gates:
+        return None
+    from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
+
+    async def every_pod(api: Any) -> list[dict[str, Any]] | None:
+        return await reads.optional(reads.pods(api, None))
+
+    pods = reads.fetch(options.kubeconfig, options.context, every_pod)
+    if pods is None:
+        why = "room unknown: listing pods in all namespaces is forbidden"
+        return {"gate": names.PLACEMENT_GATE, "decision": None, "why": why}, f"gated: {why}"
+    explainer: GatedExplainer = options.gated
+    return explainer(catalog, nodes, pods, pod)
 
 
 def _live_workload(options: argparse.Namespace) -> tuple[dict[str, Any], list[Any], str | None]:

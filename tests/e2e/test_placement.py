@@ -350,6 +350,16 @@ def test_another_controllers_gate_holds_the_pod_until_it_is_removed(clean: Place
     clean.kubectl.apply(pod)
     created = clean.kubectl.json("get", "pod", "held", "-n", clean.namespace)
     assert gates(created) == ["example.com/hold", names.PLACEMENT_GATE]
+    explained = subprocess.run(
+        [sys.executable, "-m", "flox_isa.cli", "explain", "pod", "held", "-n", clean.namespace,
+         "--kubeconfig", str(clean.cluster.kubeconfig), "-o", "json"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    placement = json.loads(explained.stdout)["placement"]
+    assert placement["otherGates"] == ["example.com/hold"]
+    assert placement["decision"]["variant"] == VNNI
+    assert placement["decision"]["node"] in clean.vnni_nodes
+    assert placement["room"][VNNI] == 2 * PER_NODE  # the pool is empty
     clean.kubectl.run("patch", "pod", "held", "-n", clean.namespace, "--type=json", "-p",
                       '[{"op": "remove", "path": "/spec/schedulingGates/0"}]')  # fmt: skip
 

@@ -22,6 +22,8 @@ from flox_isa.operator.placement import (
     PlacementController,
     PlacementSettings,
     Planner,
+    explain_gated,
+    explain_gated_text,
     uid_of,
 )
 
@@ -362,3 +364,26 @@ def test_preview_says_what_the_controller_would_do_with_the_room_it_sees() -> No
     assert big is not None and big.placement.reason == "spill"
     assert big.placement.variant.name == "avx2"
     assert planner.ledger.entry(uid_of(pod)) is None  # a preview reserves nothing
+
+
+def test_explain_shows_the_controllers_decision_and_room_for_a_gated_pod() -> None:
+    fleet = nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1))
+    busy = bound(fleet[0]["metadata"]["name"], "7")  # the VNNI node is full
+    pod = gated_pod(annotations={names.VARIANTS_ANNOTATION: "avx512vnni,avx2"})
+    pod["spec"]["schedulingGates"].insert(0, {"name": "example.com/hold"})
+    answer = explain_gated(CATALOG, fleet, [busy, pod], pod)
+    assert answer is not None
+    assert answer["decision"]["variant"] == "avx2"
+    assert answer["decision"]["reason"] == "spill"
+    assert answer["room"] == {"avx512vnni": 0, "avx2": 7}
+    assert answer["otherGates"] == ["example.com/hold"]
+    text = explain_gated_text(answer)
+    assert "waits first for: example.com/hold" in text
+    assert "spilled, no room on the nodes of avx512vnni" in text
+    assert "avx512vnni 0, avx2 7" in text
+
+
+def test_explain_says_nothing_of_placement_for_a_pod_not_gated() -> None:
+    pod = gated_pod()
+    del pod["spec"]["schedulingGates"]
+    assert explain_gated(CATALOG, nodes(("m4.2xlarge", 1)), [], pod) is None
