@@ -14,6 +14,7 @@ from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.contract import required_labels
 from flox_isa.isa.nodes import node_state, nodes_in
 from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.recovery import added_selector_keys, base_spec
 from flox_isa.isa.yamltext import field_name
 from flox_isa.webhook.decision import Context, Decision, decide
 from flox_isa.webhook.models import Pod
@@ -176,6 +177,8 @@ _OUTPUT_ANNOTATIONS: Final = (
     names.REASON_ANNOTATION,
     names.SPILLED_FROM_ANNOTATION,
     names.PLACEMENT_PROTOCOL_ANNOTATION,
+    names.ADDED_SELECTOR_ANNOTATION,
+    names.POD_DELETION_COST_ANNOTATION,
 )
 
 
@@ -274,7 +277,9 @@ def unpatched(
         annotations.setdefault(names.WORKLOAD_ANNOTATION, workload)
     spec = dict(template.get("spec") or {})
     known = catalog.get(variant) if isinstance(variant, str) else None
-    if known is not None:
+    if added_selector_keys(template) is not None:  # the placement controller says what it added
+        spec = base_spec(template)
+    elif known is not None:  # the webhook adds a variant's labels the selector lacks
         wrote = required_labels(known)
         selector = {k: v for k, v in (spec.get("nodeSelector") or {}).items() if wrote.get(k) != v}
         spec["nodeSelector"] = selector

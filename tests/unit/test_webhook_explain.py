@@ -208,3 +208,23 @@ def test_yaml_output_is_the_json_output(capsys: pytest.CaptureFixture[str]) -> N
     code_yaml, out_yaml, _ = explain(capsys, DATA / "auto-int8.yaml", "-o", "yaml")
     assert (code, code_yaml) == (0, 0)
     assert yaml.safe_load(out_yaml) == json.loads(out)
+
+
+def test_a_pod_the_placement_controller_placed_keeps_the_selector_its_template_had() -> None:
+    from flox_isa.isa import names  # noqa: PLC0415
+    from flox_isa.isa.catalog import default_catalog  # noqa: PLC0415
+    from flox_isa.isa.placement import Placement, ungated  # noqa: PLC0415
+    from flox_isa.webhook.explain import unpatched  # noqa: PLC0415
+
+    catalog = default_catalog()
+    vnni = catalog.get("avx512vnni")
+    assert vnni is not None
+    flag = names.cpuid_label("AVX512VNNI")
+    template = {"metadata": {"annotations": {names.ENVIRONMENT_ANNOTATION: "acme/e"}},
+                "spec": {"nodeSelector": {flag: "true", "pool": "x"},
+                         "schedulingGates": [{"name": names.PLACEMENT_GATE}]}}  # fmt: skip
+    placed = ungated(template, Placement(vnni, "n1", "room"), "acme/e", "int8-inference")
+    before = unpatched(placed, catalog)
+    assert before is not None
+    assert before[0]["spec"]["nodeSelector"] == {flag: "true", "pool": "x"}  # arch was ours
+    assert names.ADDED_SELECTOR_ANNOTATION not in before[0]["metadata"]["annotations"]
