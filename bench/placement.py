@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -63,6 +64,18 @@ class Run:
     rss_mb: float
     peak_mb: float
     stages: dict[str, tuple[float, float]]  # stage -> (median, p99) seconds
+    cpu: dict[str, float]  # process -> CPU seconds spent during the run
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each process (/proc/PID/stat), seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            spent[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return spent
 
 
 STAGES = ("created->ungated", "ungated->bound", "bound->running")
@@ -224,7 +237,14 @@ def pod_phases(core: Any, app: str) -> tuple[int, int]:
 
 
 def measure(
-    api: Any, parts: Components, mode: str, *, scenario: str, replicas: int, settle: float
+    api: Any,
+    parts: Components,
+    mode: str,
+    *,
+    scenario: str,
+    replicas: int,
+    settle: float,
+    pids: dict[str, int],
 ) -> Run:
     apps: Any = client.AppsV1Api(api)
     core: Any = client.CoreV1Api(api)
@@ -232,6 +252,8 @@ def measure(
     before = parts.health().get("placement", {}).get("writes", 0)
     timeline = Timeline(core, name)
     time.sleep(1)  # the watch is open before the first pod
+    pids = {**pids, "webhook": parts.processes[0].pid, "operator": parts.processes[1].pid}
+    cpu_before = cpu_seconds(pids)
     started = time.monotonic()
     apps.create_namespaced_deployment(
         NAMESPACE, deployment(name, replicas, opted_in=True, selector={})
@@ -248,6 +270,8 @@ def measure(
             break  # settled with pods Pending
         time.sleep(0.25)
     seconds = time.monotonic() - started
+    cpu_after = cpu_seconds(pids)
+    cpu = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
     running, pending = pod_phases(core, name)
     health = parts.health()
     placed = health.get("placement", {}).get("writes", 0) - before
@@ -257,7 +281,7 @@ def measure(
     # Terminating pods still count on their nodes: the next run starts once they are gone.
     wait("the bench pods gone", lambda: pod_count(core, name) == 0, 900)
     return Run(mode, scenario, replicas, seconds, running, pending,
-               placed / replicas if mode == "late" else 0.0, rss, peak, stages)  # fmt: skip
+               placed / replicas if mode == "late" else 0.0, rss, peak, stages, cpu)  # fmt: skip
 
 
 def main() -> None:
@@ -274,6 +298,7 @@ def main() -> None:
         fleet = fleet_file(directory, args.vnni_nodes, args.avx2_nodes)
         state = devcluster.up(directory / "cluster", str(fleet))
         parts = Components(directory, state.kubeconfig)
+        pids = {p.name: p.pid for p in state.running()}
         runs: list[Run] = []
         try:
             with api_client(str(state.kubeconfig)) as api:
@@ -298,7 +323,8 @@ def main() -> None:
                     for scenario, replicas in (("a", room), ("b", 2 * room)):
                         print(f"==> {mode}: scenario {scenario}, {replicas} replicas", flush=True)
                         runs.append(measure(api, parts, mode, scenario=scenario,
-                                            replicas=replicas, settle=args.settle))  # fmt: skip
+                                            replicas=replicas, settle=args.settle,
+                                            pids=pids))  # fmt: skip
                         print(f"    {runs[-1]}", flush=True)
                     parts.stop()
         finally:
@@ -318,6 +344,10 @@ def report(runs: list[Run], args: argparse.Namespace, room: int) -> None:
             f" {r.pending:8} {r.writes_per_pod:10.2f} {r.rss_mb:7.0f} {r.peak_mb:7.0f}",
         )
         print("".join(cells))
+    print("\nCPU seconds per process during each run (2 cores: what late binding adds):")
+    for r in runs:
+        spent = "  ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu.items()))
+        print(f"  {r.mode:10} {r.scenario:2} {spent}")
     print("\nstages, median / p99 seconds (the bench's own watch):")
     for r in runs:
         spans = "  ".join(f"{k} {m:.2f}/{p:.2f}" for k, (m, p) in r.stages.items())
