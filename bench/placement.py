@@ -157,9 +157,10 @@ def deployment(name: str, replicas: int, *, opted_in: bool, selector: dict[str, 
 class Components:
     """The webhook and the operator, started per mode."""
 
-    def __init__(self, directory: Path, kubeconfig: Path) -> None:
+    def __init__(self, directory: Path, kubeconfig: Path, profile: Path | None = None) -> None:
         self.directory = directory
         self.kubeconfig = kubeconfig
+        self.profile = profile
         self.certs = write_serving_certs(directory / "tls")
         self.webhook_port, self.health_port = free_ports(2)
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -172,6 +173,8 @@ class Components:
                    "--kubeconfig", str(self.kubeconfig), "--namespace", "flox-isa-system",
                    "--placement-lease-namespace", LEASE_NAMESPACE, "--log-level", "WARNING",
                    "--late-binding" if late else "--no-late-binding"]  # fmt: skip
+        if late and self.profile is not None:  # cProfile writes it when the operator exits
+            cli = [sys.executable, "-m", "cProfile", "-o", str(self.profile), "-m", "flox_isa.cli"]
         operator = [*cli, "operator", "--kubeconfig", str(self.kubeconfig),
                     "--health-port", str(self.health_port), "--no-leader-election",
                     "--lease-namespace", LEASE_NAMESPACE,
@@ -290,6 +293,8 @@ def main() -> None:
     parser.add_argument("--avx2-nodes", type=int, default=100)
     parser.add_argument("--other-pods", type=int, default=400)
     parser.add_argument("--settle", type=float, default=600.0)
+    parser.add_argument("--profile-operator", type=Path, metavar="FILE",
+                        help="profile the late-binding operator (stats to FILE)")  # fmt: skip
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the cluster still goes down
     room = args.vnni_nodes * PER_NODE - args.other_pods
@@ -297,7 +302,7 @@ def main() -> None:
         directory = Path(tmp)
         fleet = fleet_file(directory, args.vnni_nodes, args.avx2_nodes)
         state = devcluster.up(directory / "cluster", str(fleet))
-        parts = Components(directory, state.kubeconfig)
+        parts = Components(directory, state.kubeconfig, args.profile_operator)
         pids = {p.name: p.pid for p in state.running()}
         runs: list[Run] = []
         try:
