@@ -449,8 +449,13 @@ def test_recovery_recreates_pods_the_scheduler_cannot_bind_where_another_variant
         assert by_variant(pods) == {VNNI: 2, AVX2: 2}
         assert_on_nodes_with_their_instructions(clean, pods)
         reason = "--field-selector=reason=RecreatedUnschedulable"
-        events = clean.kubectl.json("get", "events", "-n", clean.namespace, reason)
-        messages = [e["message"] for e in events["items"]]
-        assert any(f"Unschedulable on {VNNI}" in m and f"{AVX2} has room" in m for m in messages)
+
+        def recreated_event() -> bool:  # posted aggregated, every few seconds
+            events = clean.kubectl.json("get", "events", "-n", clean.namespace, reason)
+            messages = [e["message"] for e in events["items"]]
+            wanted = (f"Unschedulable on {VNNI}", f"{AVX2} has room")
+            return any(all(w in m for w in wanted) for m in messages)
+
+        wait_until("the RecreatedUnschedulable Event", recreated_event, timeout=30)
     finally:
         clean.start_operator()
