@@ -25,6 +25,7 @@ from flox_isa.isa.contract import (
     is_pinned,
 )
 from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
+from flox_isa.isa.threads import MAX_THREADS, THREADS_COUNT, THREADS_OFF
 
 GROUP: Final = names.GROUP
 VERSION: Final = "v1alpha1"
@@ -41,6 +42,7 @@ MAX_NAME_LENGTH: Final = 63  # the name is a label value on every Deployment and
 ENVIRONMENT_MESSAGE: Final = (
     f"must be a Flox environment {ENVIRONMENT_GRAMMAR}, e.g. acme/ticket-processor"
 )
+THREADS: Final = names.THREADS_ANNOTATION
 RESERVED_LABELS: Final = (names.VARIANT_LABEL, names.TICKETWORKER_LABEL)
 GENERATIONS_EXAMPLE_YAML: Final = (
     "{" + GENERATIONS_EXAMPLE.replace("=", ": ").replace(",", ", ") + "}"
@@ -144,6 +146,14 @@ class PodTemplate(_Model):
                     + ")",
                     f"labels {', '.join(RESERVED_LABELS)} are set by the operator",
                     ".labels",
+                ),
+                _cel(
+                    f"!has(self.annotations) || !('{THREADS}' in self.annotations)"
+                    f" || self.annotations['{THREADS}'] == '{THREADS_OFF}'"
+                    f" || self.annotations['{THREADS}'].matches('{THREADS_COUNT}')",
+                    f'annotation {names.THREADS_ANNOTATION} must be "{THREADS_OFF}" or a thread'
+                    f" count from 1 to {MAX_THREADS}",
+                    ".annotations",
                 ),
             ]
         },

@@ -15,10 +15,12 @@ from pydantic import ValidationError
 
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.fleet import FeatureGroup
+from flox_isa.isa.inputs import InvalidInputError
+from flox_isa.isa.names import THREADS_ANNOTATION
 from flox_isa.isa.planning import Plan, describe_plan, plan_replicas, unknown_variants
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, diff, owned_by, terminating
-from flox_isa.operator.render import Owner, deployment_name, pods_selector, render
+from flox_isa.operator.render import Owner, deployment_name, pods_selector, render, tune_threads
 
 INVALID_SPEC: Final = "InvalidSpec"
 NO_ELIGIBLE_NODES: Final = "NoEligibleNodes"
@@ -68,7 +70,16 @@ def parse_spec(
                 f"spec.{field}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'}"
                 f" not in the variant catalog (known: {', '.join(catalog.names)})",
             )
+    template = spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    try:  # the thread override and the containers' CPU quantities (isa.threads)
+        tune_threads(template.get("spec") or {}, _annotations(template).get(THREADS_ANNOTATION))
+    except InvalidInputError as exc:
+        return None, Problem(INVALID_SPEC, f"spec.template: {exc}")
     return spec, None
+
+
+def _annotations(template: Mapping[str, Any]) -> Mapping[str, str]:
+    return (template.get("metadata") or {}).get("annotations") or {}
 
 
 def describe_validation(exc: ValidationError) -> str:
