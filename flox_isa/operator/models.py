@@ -25,7 +25,8 @@ from flox_isa.isa.contract import (
     is_pinned,
 )
 from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
-from flox_isa.isa.threads import MAX_THREADS, THREADS_COUNT, THREADS_OFF
+from flox_isa.isa.threads import MAX_THREADS, THREADS_COUNT, THREADS_OFF, container_cpu
+from flox_isa.isa.throughput import replica_cpus
 
 GROUP: Final = names.GROUP
 VERSION: Final = "v1alpha1"
@@ -37,6 +38,7 @@ DEFAULT_RUNTIME_CLASS: Final = "flox"
 DEFAULT_IMAGE: Final = "flox/empty:1.0.0"
 DEFAULT_CONTAINER: Final = "worker"
 MAX_REPLICAS: Final = 10_000
+MAX_TICKETS_PER_REPLICA: Final = 1_000_000
 MAX_NAME_LENGTH: Final = 63  # the name is a label value on every Deployment and pod
 
 ENVIRONMENT_MESSAGE: Final = (
@@ -229,6 +231,22 @@ class TicketWorkerSpec(_Model):
             ],
         },
     )
+    throughput_per_replica: (
+        dict[str, Annotated[float, Field(gt=0, le=MAX_TICKETS_PER_REPLICA)]] | None
+    ) = Field(
+        None,
+        description="Measured tickets/s of one replica per variant (e.g. {avx512vnni: 40}):"
+        " overrides the estimate (the catalog score x the replica's CPUs) for those variants.",
+        json_schema_extra={
+            "maxProperties": 16,
+            "x-kubernetes-validations": [
+                _cel(
+                    f"self.all(v, size(v) <= 32 && v.matches('{VARIANT_NAME_PATTERN.pattern}'))",
+                    "keys must be variant names",
+                ),
+            ],
+        },
+    )
     replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Total replicas, all variants.")
     placement: Placement = Field(
         DEFAULT_PLACEMENT,
@@ -260,6 +278,11 @@ class TicketWorkerSpec(_Model):
         if self.generations and self.variants and not set(self.variants) & set(self.generations):
             raise ValueError(NO_COMMON_VARIANT)
         return self
+
+    def replica_cpus(self) -> float:
+        """The CPUs one replica can use (its containers' CPU limits, else requests)."""
+        containers = self.template.spec.model_dump(by_alias=True, mode="json")["containers"]
+        return replica_cpus([container_cpu(c) for c in containers])
 
     def allowed_variants(self) -> list[str] | None:
         """The variants that may run: spec.variants, narrowed to spec.generations."""
@@ -299,7 +322,17 @@ class VariantStatus(_Model):
     desired_replicas: int
     ready_replicas: int
     score: float = Field(description="Catalog score of the variant for the workload (tickets/s).")
-    expected_throughput: float = Field(description="score x ready replicas.")
+    throughput_per_replica: float | None = Field(
+        None,
+        description="Tickets/s of one replica: spec.throughputPerReplica's figure, else the"
+        " estimate score x the replica's CPUs (none for bf16-training: its scores are ranks).",
+    )
+    throughput_source: str = Field(
+        "estimate", description="measured (spec.throughputPerReplica), estimate or rank."
+    )
+    expected_throughput: float | None = Field(
+        None, description="throughputPerReplica x ready replicas (an estimate unless measured)."
+    )
 
 
 class TicketWorkerStatus(_Model):
@@ -310,7 +343,9 @@ class TicketWorkerStatus(_Model):
         "", description="Label selector of every pod (for the scale subresource)."
     )
     variant_summary: str = Field("", description="variant=ready/desired, one per Deployment.")
-    expected_throughput: float = 0.0
+    expected_throughput: float = Field(
+        0.0, description="Tickets/s of the ready replicas (an estimate unless measured)."
+    )
     variants: list[VariantStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(
         default_factory=list,

@@ -18,6 +18,7 @@ from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.inputs import InvalidInputError
 from flox_isa.isa.names import THREADS_ANNOTATION
 from flox_isa.isa.planning import Plan, describe_plan, plan_replicas, unknown_variants
+from flox_isa.isa.throughput import per_replica
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, diff, owned_by, terminating
 from flox_isa.operator.render import Owner, deployment_name, pods_selector, render, tune_threads
@@ -62,7 +63,12 @@ def parse_spec(
         spec = models.TicketWorkerSpec.model_validate(raw)
     except ValidationError as exc:
         return None, Problem(INVALID_SPEC, describe_validation(exc))
-    for field, requested in (("variants", spec.variants), ("generations", spec.generations)):
+    named = (
+        ("variants", spec.variants),
+        ("generations", spec.generations),
+        ("throughputPerReplica", spec.throughput_per_replica),
+    )
+    for field, requested in named:
         unknown = unknown_variants(catalog, requested or ())
         if unknown:
             return None, Problem(
@@ -154,12 +160,13 @@ def _fleet_status(
     decision: Decision, actual: Mapping[str, Mapping[str, Any]]
 ) -> models.TicketWorkerStatus:
     assert decision.spec is not None and decision.plan is not None
-    workload = decision.spec.workload
+    spec = decision.spec
+    cpus = spec.replica_cpus()
     variants = []
     for share in decision.plan.shares:
         name = deployment_name(decision.owner.name, share.variant.name)
         ready = _ready(actual.get(name))
-        score = share.variant.score(workload)
+        one = per_replica(share.variant, spec.workload, cpus, spec.throughput_per_replica)
         variants.append(
             models.VariantStatus(
                 variant=share.variant.name,
@@ -167,8 +174,10 @@ def _fleet_status(
                 nodes=share.node_count,
                 desired_replicas=share.replicas,
                 ready_replicas=ready,
-                score=score,
-                expected_throughput=round(score * ready, 3),
+                score=share.variant.score(spec.workload),
+                throughput_per_replica=one.tickets,
+                throughput_source=one.source,
+                expected_throughput=round(one.tickets * ready, 3) if one.tickets else None,
             )
         )
     owned = [d for d in actual.values() if owned_by(d, decision.owner)]
@@ -179,7 +188,7 @@ def _fleet_status(
         variant_summary=" ".join(
             f"{v.variant}={v.ready_replicas}/{v.desired_replicas}" for v in variants
         ),
-        expected_throughput=round(sum(v.expected_throughput for v in variants), 3),
+        expected_throughput=round(sum(v.expected_throughput or 0.0 for v in variants), 3),
         variants=variants,
     )
 

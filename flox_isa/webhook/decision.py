@@ -171,7 +171,7 @@ def decision_key(
         pod.constraints_key(),
         pod.gates(),
         late_binding,
-        pod.threads_input(),
+        pod.threads_input,
     )
 
 
@@ -247,7 +247,7 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
     elif environment is not None:
         allowed = pinned_candidates(environment, allowed, generations)
     override = parse_override(annotations.get(names.THREADS_ANNOTATION))
-    threads = plan_threads(*pod.threads_input(), override=override)
+    threads = plan_threads(*pod.threads_input, override=override)
     note = note_of(threads, override)
     return Inputs(environment, workload, allowed, guard_variant, source, generations, threads, note)
 

@@ -8,12 +8,16 @@ meets a list where it expects a map.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
+
+THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 
@@ -74,8 +78,10 @@ class SchedulingGate(_Model):
     name: str
 
 
-class EnvVar(_Model):
-    name: str = ""
+class EnvVar(TypedDict):
+    """An `env` entry: only its name is read (a TypedDict parses in half a model's time)."""
+
+    name: NotRequired[str]
 
 
 # The API server sends quantities as strings; files may hold numbers (`cpu: 2`).
@@ -101,7 +107,9 @@ class Container(_Model):
         requests = (resources.requests if resources else None) or {}
         return ContainerCpu(
             name=self.name,
-            sets_threads=any(e.name in THREAD_VARIABLES for e in self.env or ()),
+            sets_threads=not THREAD_VARIABLES_SET.isdisjoint(
+                [e.get("name") for e in self.env or ()]
+            ),
             env_from=bool(self.env_from),
             cpu_limit=quantity_text(limits.get("cpu")),
             cpu_request=quantity_text(requests.get("cpu")),
@@ -128,8 +136,10 @@ class Pod(_Model):
     def gates(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.spec.scheduling_gates or ())
 
+    @functools.cached_property
     def threads_input(self) -> tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]:
-        """(containers, init containers) as thread tuning reads them; hashable."""
+        """(containers, init containers) as thread tuning reads them; hashable, computed
+        once per pod (the decision key and the decision both read it)."""
         spec = self.spec
         return (
             tuple(c.cpu() for c in spec.containers),

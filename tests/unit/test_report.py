@@ -62,3 +62,20 @@ def test_bad_baselines_are_errors() -> None:
 
 def test_no_pods_is_a_ratio_of_one() -> None:
     assert speedup([]) == 1.0
+
+
+def test_each_pod_counts_score_times_its_cpus_on_both_sides() -> None:
+    placements = [
+        Placement("m6i.xlarge", "avx512vnni", "int8-inference", 0.5),
+        Placement("m6i.xlarge", "avx512vnni", "int8-inference", 2.0),
+        Placement("c8g.xlarge", "armv9", "fp32-inference", 2.0),
+    ]
+    rows = throughput_rows(placements, CATALOG)
+    summary = [(r.variant, r.pods, r.throughput, r.baseline_throughput) for r in rows]
+    assert summary == [("armv9", 1, 82, 56), ("avx512vnni", 2, 85 * 2.5, 35 * 2.5)]
+
+
+def test_bf16_training_ranks_count_as_no_throughput() -> None:
+    rows = throughput_rows([Placement("m7i.xlarge", "avx512bf16", "bf16-training")], CATALOG)
+    assert [(r.pods, r.throughput, r.baseline_throughput) for r in rows] == [(1, 0, 0)]
+    assert speedup(rows) == 1.0
