@@ -39,6 +39,12 @@ DEFAULT_IMAGE: Final = "flox/empty:1.0.0"
 DEFAULT_CONTAINER: Final = "worker"
 MAX_REPLICAS: Final = 10_000
 MAX_TICKETS_PER_REPLICA: Final = 1_000_000
+MAX_TICKETS: Final = 100_000_000
+REPLICAS_OR_THROUGHPUT: Final = (
+    "spec.replicas and spec.throughput are mutually exclusive: a TicketWorker sized by"
+    " throughput (tickets/s) has its replicas computed by the operator, so kubectl scale and"
+    " HPAs cannot set spec.replicas; remove spec.throughput to scale it by hand"
+)
 MAX_NAME_LENGTH: Final = 63  # the name is a label value on every Deployment and pod
 
 ENVIRONMENT_MESSAGE: Final = (
@@ -175,6 +181,11 @@ class TicketWorkerSpec(_Model):
                     ".generations",
                 ),
                 _cel(
+                    "!has(self.replicas) || !has(self.throughput)",
+                    REPLICAS_OR_THROUGHPUT,
+                    ".replicas",
+                ),
+                _cel(
                     "!has(self.generations) || !has(self.variants)"
                     " || self.variants.exists(v, v in self.generations)",
                     NO_COMMON_VARIANT,
@@ -244,10 +255,28 @@ class TicketWorkerSpec(_Model):
                     f"self.all(v, size(v) <= 32 && v.matches('{VARIANT_NAME_PATTERN.pattern}'))",
                     "keys must be variant names",
                 ),
+                _cel("self.all(v, self[v] > 0.0)", "figures must be more than 0 tickets/s"),
             ],
         },
     )
-    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Total replicas, all variants.")
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Total replicas, all variants (1 when neither this nor spec.throughput"
+        " is set). kubectl scale and HPAs set it.",
+    )
+    throughput: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TICKETS,
+        description="Target tickets/s: the operator runs the fewest replicas that reach it"
+        " (best tickets/s per replica first). Excludes spec.replicas, so kubectl scale and"
+        " HPAs cannot drive such a TicketWorker.",
+        json_schema_extra={
+            "x-kubernetes-validations": [_cel("self > 0.0", "must be more than 0 tickets/s")]
+        },
+    )
     placement: Placement = Field(
         DEFAULT_PLACEMENT,
         description="spread: replicas in proportion to each variant's node CPU;"
@@ -270,6 +299,16 @@ class TicketWorkerSpec(_Model):
         if value is not None and not value:
             raise ValueError("must name at least one variant; omit it to run unpinned builds")
         return value
+
+    @model_validator(mode="after")
+    def _replicas_or_throughput(self) -> TicketWorkerSpec:
+        if self.replicas is not None and self.throughput is not None:
+            raise ValueError(REPLICAS_OR_THROUGHPUT)
+        return self
+
+    def effective_replicas(self) -> int:
+        """spec.replicas, 1 when neither it nor spec.throughput is set."""
+        return 1 if self.replicas is None else self.replicas
 
     @model_validator(mode="after")
     def _pinned_environment_has_generations(self) -> TicketWorkerSpec:
@@ -302,7 +341,7 @@ class TicketWorkerSpec(_Model):
         return value
 
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "TargetReachable"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -345,6 +384,10 @@ class TicketWorkerStatus(_Model):
     variant_summary: str = Field("", description="variant=ready/desired, one per Deployment.")
     expected_throughput: float = Field(
         0.0, description="Tickets/s of the ready replicas (an estimate unless measured)."
+    )
+    throughput_target: float | None = Field(None, description="spec.throughput (tickets/s).")
+    planned_throughput: float | None = Field(
+        None, description="Tickets/s of the planned replicas once all are ready (spec.throughput)."
     )
     variants: list[VariantStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(

@@ -376,6 +376,34 @@ def test_kubectl_scale_on_the_ticketworker(
     )
 
 
+def test_a_ticketworker_sized_by_throughput_and_kubectl_scale_refused(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    template = {"spec": {"containers": [{"name": "w", "resources": {"limits": {"cpu": "1"}}}]}}
+    tw = ticketworker(namespace, "sized", 0, variants=["avx2", "avx512vnni"], template=template,
+                      throughput=300)  # fmt: skip
+    del tw["spec"]["replicas"]
+    kubectl.apply(tw)
+
+    def reached() -> Any:
+        status = kubectl.json("get", "tw", "sized", "-n", namespace).get("status") or {}
+        return status if condition(kubectl, namespace, "sized", "TargetReachable") else None
+
+    status = wait_until("the TargetReachable condition", reached)
+    assert status["throughputTarget"] == 300
+    planned = {v["variant"]: v["desiredReplicas"] * v["throughputPerReplica"]
+               for v in status["variants"]}  # fmt: skip
+    assert status["plannedThroughput"] == sum(planned.values()) >= 300
+    # The fewest replicas: one fewer of the least productive variant would miss the target.
+    least = min(v["throughputPerReplica"] for v in status["variants"])
+    assert status["plannedThroughput"] - least < 300
+    wait_until("Deployments as planned", lambda: replicas_by_variant(kubectl, namespace, "sized")
+               == {v["variant"]: v["desiredReplicas"] for v in status["variants"]})  # fmt: skip
+    refused = kubectl.run("scale", "tw/sized", "-n", namespace, "--replicas=9", check=False)
+    assert "spec.replicas and spec.throughput are mutually exclusive" in refused, refused
+
+
 THREADS = names.THREADS_ANNOTATION
 RESERVED_ANNOTATION = {"metadata": {"annotations": {"flox.dev/environment": "x/y"}}}
 INVALID = [
@@ -391,6 +419,15 @@ INVALID = [
     (
         {"environment": "a/b", "template": {"metadata": {"annotations": {THREADS: "0"}}}},
         ["spec.template.metadata.annotations", f'{THREADS} must be "off" or a thread count'],
+    ),
+    (
+        {"environment": "a/b", "replicas": 2, "throughput": 100},
+        ["spec.replicas", "spec.replicas and spec.throughput are mutually exclusive"],
+    ),
+    ({"environment": "a/b", "throughput": 0}, ["spec.throughput", "more than 0 tickets/s"]),
+    (
+        {"environment": "a/b", "throughputPerReplica": {"avx2": -1}},
+        ["spec.throughputPerReplica", "figures must be more than 0 tickets/s"],
     ),
     ({"replicas": 1}, ["spec.environment", "Required value"]),
     ({"environment": "a/b\n"}, ["spec.environment", "must be a Flox environment owner/name"]),
