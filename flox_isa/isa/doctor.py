@@ -92,16 +92,7 @@ def cgroup_v2(cpu_max: str | None, cpu_stat: str | None, cpuset: str | None) -> 
             if not fields[0].isdigit():
                 raise CgroupError(f"cpu.max: {cpu_max.strip()!r} is not '<quota|max> <period>'")
             quota = Decimal(int(fields[0])) / period
-    stat = _stat(cpu_stat)
-    return CgroupCpu(
-        2,
-        quota,
-        period,
-        cpu_list_size(cpuset) if cpuset and cpuset.strip() else None,
-        stat.get("nr_periods"),
-        stat.get("nr_throttled"),
-        stat.get("throttled_usec"),
-    )
+    return _cgroup(2, quota, period, cpuset, cpu_stat, "throttled_usec", 1)
 
 
 def cgroup_v1(
@@ -120,16 +111,28 @@ def cgroup_v1(
         ) from None
     if raw_quota > 0 and period:
         quota = Decimal(raw_quota) / period
+    return _cgroup(1, quota, period, cpuset, cpu_stat, "throttled_time", 1000)
+
+
+def _cgroup(  # noqa: PLR0917 - the two readers' shared tail
+    version: int,
+    quota: Decimal | None,
+    period: int | None,
+    cpuset: str | None,
+    cpu_stat: str | None,
+    throttled_key: str,
+    per_us: int,
+) -> CgroupCpu:
     stat = _stat(cpu_stat)
-    throttled_ns = stat.get("throttled_time")
+    throttled = stat.get(throttled_key)
     return CgroupCpu(
-        1,
+        version,
         quota,
         period,
         cpu_list_size(cpuset) if cpuset and cpuset.strip() else None,
         stat.get("nr_periods"),
         stat.get("nr_throttled"),
-        throttled_ns // 1000 if throttled_ns is not None else None,
+        throttled // per_us if throttled is not None else None,
     )
 
 

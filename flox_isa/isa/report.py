@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from flox_isa.isa.catalog import Catalog, Workload
+from flox_isa.isa.planning import ThroughputPlan
 from flox_isa.isa.throughput import per_replica
 
 # The guide's current practice: one build per architecture, the oldest that runs on all
@@ -121,3 +122,14 @@ def speedup(rows: Iterable[ReportRow]) -> float:
     rows = list(rows)
     baseline = sum(r.baseline_throughput for r in rows)
     return sum(r.throughput for r in rows) / baseline if baseline else 1.0
+
+
+def sized_line(sized: ThroughputPlan) -> str:
+    """`target 600 tickets/s → 9 replicas: 5 avx512vnni, 4 avx512 (612 tickets/s, estimate)`."""
+    shares = sorted(sized.plan.shares, key=lambda s: -s.replicas)
+    parts = ", ".join(f"{s.replicas} {s.variant.name}" for s in shares) or "none"
+    short = f"; {sized.shortfall:g} short" if sized.shortfall else ""
+    return (
+        f"target {sized.target:g} tickets/s → {sized.plan.replicas} replicas: {parts}"
+        f" ({sized.expected:g} tickets/s, estimate{short})"
+    )

@@ -10,6 +10,7 @@ from flox_isa.isa.report import (
     BaselineError,
     Placement,
     baselines,
+    sized_line,
     speedup,
     throughput_rows,
 )
@@ -79,3 +80,21 @@ def test_bf16_training_ranks_count_as_no_throughput() -> None:
     rows = throughput_rows([Placement("m7i.xlarge", "avx512bf16", "bf16-training")], CATALOG)
     assert [(r.pods, r.throughput, r.baseline_throughput) for r in rows] == [(1, 0, 0)]
     assert speedup(rows) == 1.0
+
+
+def test_the_sized_line_lists_replicas_most_first_and_says_estimate() -> None:
+    from flox_isa.isa.planning import group_eligible, plan_throughput  # noqa: PLC0415
+    from flox_isa.isa.throughput import per_replica  # noqa: PLC0415
+    from tests.unit.test_planning import fleet  # noqa: PLC0415
+
+    groups = group_eligible(fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1"), {})
+
+    def sized(target: float) -> str:
+        return sized_line(plan_throughput(
+            CATALOG, groups, workload="int8-inference", target=target, replica_cpus=1,
+            tickets_of=lambda v: per_replica(v, "int8-inference", 1).tickets or 0.0))  # fmt: skip
+
+    assert sized(600) == (
+        "target 600 tickets/s → 8 replicas: 7 avx512vnni, 1 armv9 (636 tickets/s, estimate)"
+    )
+    assert sized(1000).endswith("(823 tickets/s, estimate; 177 short)")
