@@ -13,6 +13,7 @@ from flox_isa import __version__, completion
 from flox_isa.args import add_cluster_options
 from flox_isa.demo import commands as demo_commands
 from flox_isa.devcluster import commands as devcluster_commands
+from flox_isa.doctor import commands as doctor_commands
 from flox_isa.environments import commands as environments_commands
 from flox_isa.files import InputError, load_catalog, read_text
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
@@ -92,6 +93,7 @@ def _component_registrars() -> list[Callable[[Any], None]]:
         devcluster_commands.register,
         demo_commands.register,
         environments_commands.register,
+        doctor_commands.register,
     ]
 
 

@@ -19,7 +19,12 @@ from flox_isa.devcluster import cluster, processes
 from flox_isa.devcluster.cluster import free_ports
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.report import DEFAULT_BASELINES, ReportRow
+from flox_isa.isa.inputs import parse_workload
+from flox_isa.isa.nodes import node_state
+from flox_isa.isa.planning import ThroughputPlan, group_eligible, plan_throughput
+from flox_isa.isa.report import DEFAULT_BASELINES, ReportRow, sized_line
+from flox_isa.isa.threads import container_cpu
+from flox_isa.isa.throughput import per_replica, replica_cpus
 from flox_isa.kube.config import api_client
 from flox_isa.operator.crd import crd
 from flox_isa.webhook.certs import write_serving_certs
@@ -78,6 +83,8 @@ def run(options: Options, catalog: Catalog, log: Log = print) -> list[ReportRow]
             )
             for line in render_text(report):
                 log(line)
+            log("Sized by throughput instead (spec.throughput), on this fleet: "
+                + sized_line(_sized(api, catalog, scenario.THROUGHPUT_TARGET)))  # fmt: skip
             rows = report.rows
             print_spills(spills(pods), log)
     except BaseException:
@@ -264,6 +271,24 @@ def _wait_running(api: client.ApiClient, timeout: float, log: Log, expected: int
         )
         log("TicketWorker status: " + json.dumps(tw.get("status", {}), indent=2))
         raise
+
+
+def _sized(api: client.ApiClient, catalog: Catalog, target: float) -> ThroughputPlan:
+    """The fewest replicas of the demo's TicketWorker reaching `target`, as the operator
+    plans them for `spec.throughput` (the same pure functions), on the cluster's nodes."""
+    core: Any = client.CoreV1Api(api)
+    nodes = [node_state(api.sanitize_for_serialization(n)) for n in core.list_node().items]  # type: ignore[no-untyped-call]
+    spec = scenario.ticketworker()["spec"]
+    pod_spec, workload = spec["template"]["spec"], parse_workload(spec["workload"])
+    cpus = replica_cpus([container_cpu(c) for c in pod_spec["containers"]])
+    return plan_throughput(
+        catalog,
+        group_eligible(nodes, pod_spec),
+        workload=workload,
+        target=target,
+        replica_cpus=cpus,
+        tickets_of=lambda v: per_replica(v, workload, cpus).tickets or 0.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

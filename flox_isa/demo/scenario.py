@@ -9,6 +9,8 @@ from flox_isa.isa import names
 NAMESPACE = "flox-demo"
 TICKETWORKER = "embedder"
 SUMMARIZER = "summarizer"
+# The report also says how the TicketWorker would be sized by `spec.throughput: 600`.
+THROUGHPUT_TARGET = 600.0
 
 
 def namespace() -> dict[str, Any]:

@@ -10,6 +10,8 @@ ENVIRONMENT_ANNOTATION: Final = "flox.dev/environment"
 WORKLOAD_ANNOTATION: Final = "isa.flox.dev/workload"
 VARIANTS_ANNOTATION: Final = "isa.flox.dev/variants"
 GENERATIONS_ANNOTATION: Final = "isa.flox.dev/generations"
+# "off", or a thread count: OMP/MKL/OPENBLAS_NUM_THREADS of each container (isa.threads).
+THREADS_ANNOTATION: Final = "isa.flox.dev/threads"
 
 # Outputs.
 VARIANT_LABEL: Final = "isa.flox.dev/variant"

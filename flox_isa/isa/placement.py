@@ -24,6 +24,7 @@ from flox_isa.isa.contract import required_labels, variant_environment
 from flox_isa.isa.inputs import InvalidInputError
 from flox_isa.isa.offer import Offer
 from flox_isa.isa.selection import rank_key
+from flox_isa.isa.threads import carried_note, with_note
 
 WhenFull = Literal["next-best", "wait"]
 WHEN_FULL: Final[tuple[WhenFull, ...]] = get_args(WhenFull)
@@ -161,7 +162,7 @@ def ungated(
         **(metadata.get("annotations") or {}),
         names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant, generations),
         names.BASE_ENVIRONMENT_ANNOTATION: environment,
-        names.REASON_ANNOTATION: placement.message(workload),
+        names.REASON_ANNOTATION: with_note(placement.message(workload), carried_note(metadata)),
         names.POD_DELETION_COST_ANNOTATION: str(placement.deletion_cost),
         names.ADDED_SELECTOR_ANNOTATION: ",".join(added),
     }

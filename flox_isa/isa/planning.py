@@ -9,7 +9,8 @@ required affinity, NoSchedule/NoExecute taints vs. tolerations, readiness).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
@@ -235,3 +236,61 @@ def _nothing_offered(
         f" ({eligible_nodes} node{'' if eligible_nodes == 1 else 's'} match the template's"
         " nodeSelector, affinity and tolerations)"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputPlan:
+    """The fewest replicas that reach `target` tickets/s, and what they reach."""
+
+    plan: Plan
+    target: float
+    expected: float  # tickets/s of the planned replicas
+    reachable: float  # the most the fleet's room reaches with these replicas' CPUs
+
+    @property
+    def shortfall(self) -> float:
+        return max(0.0, round(self.target - self.expected, 3))
+
+
+def plan_throughput(
+    catalog: Catalog,
+    groups: Iterable[FeatureGroup],
+    *,
+    workload: Workload,
+    target: float,
+    replica_cpus: float,
+    tickets_of: Callable[[Variant], float],
+    allowed: Collection[str] | None = None,
+) -> ThroughputPlan:
+    """The fewest replicas reaching `target`: the variants the fleet offers, best tickets/s
+    per replica first, each up to the replicas its nodes hold (allocatable CPU over the
+    replica's CPUs; capacity-aware room is not modelled yet)."""
+    groups = tuple(groups)
+    offers = fleet_offers(catalog, groups, workload, allowed)
+    if not offers:
+        return ThroughputPlan(Plan((), _nothing_offered(catalog, groups, allowed)), target, 0, 0)
+    cpus = max(replica_cpus, 1e-9)
+    ranked = sorted(offers, key=lambda o: (-tickets_of(o.variant), rank_key(o.variant, workload)))
+    replicas: dict[str, int] = {}
+    expected = reachable = 0.0
+    for offer in ranked:
+        each = tickets_of(offer.variant)
+        room = int(offer.allocatable_cpu // cpus)
+        reachable += each * room
+        if expected >= target or each <= 0 or room == 0:
+            continue
+        count = min(room, math.ceil((target - expected) / each - 1e-9))
+        replicas[offer.variant.name] = count
+        expected += each * count
+    shares = tuple(
+        Share(
+            o.variant,
+            o.node_count,
+            o.allocatable_cpu,
+            replicas[o.variant.name],
+            outranking(catalog, o.variant, workload, allowed),
+        )
+        for o in offers  # catalog order
+        if replicas.get(o.variant.name)
+    )
+    return ThroughputPlan(Plan(shares), target, round(expected, 3), round(reachable, 3))

@@ -1,4 +1,8 @@
-"""Expected throughput of placed pods, next to the baseline build of each architecture."""
+"""Expected throughput of placed pods, next to the baseline build of each architecture.
+
+Both sides use the one throughput model (`isa.throughput`): score x the pod's CPUs, an
+estimate (bf16-training ranks count as 0: they are no throughput).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from flox_isa.isa.catalog import Catalog, Workload
+from flox_isa.isa.planning import ThroughputPlan
+from flox_isa.isa.throughput import per_replica
 
 # The guide's current practice: one build per architecture, the oldest that runs on all
 # of it (x86: avx2 everywhere; Graviton: armv8.2). A pod is only ever compared with a
@@ -25,6 +31,7 @@ class Placement:
     instance_type: str
     variant: str
     workload: Workload
+    cpus: float = 1.0  # what the pod can use (`throughput.replica_cpus`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +40,7 @@ class ReportRow:
     variant: str
     workload: Workload
     pods: int
-    throughput: float  # catalog score x pods
+    throughput: float  # estimated tickets/s: score x CPUs, summed over the pods
     baseline_throughput: float  # the same pods on their architecture's baseline build
     baseline: str | None = None  # that build (None: no baseline for the arch, counted as is)
 
@@ -80,24 +87,30 @@ def throughput_rows(
     for name in baseline.values():
         if catalog.get(name) is None:
             raise BaselineError(f"baseline variant {name!r} is not in the catalog")
-    counts: dict[tuple[str, Workload, str], int] = {}
+    totals: dict[tuple[str, Workload, str], tuple[int, float, float]] = {}
     for p in placements:
         key = (p.instance_type, p.workload, p.variant)
-        counts[key] = counts.get(key, 0) + 1
-    rows = []
-    for (instance_type, workload, variant_name), pods in sorted(counts.items()):
-        variant = catalog.get(variant_name)
-        score = variant.score(workload) if variant else 0.0
+        pods, tickets, base_tickets = totals.get(key, (0, 0.0, 0.0))
+        variant = catalog.get(p.variant)
         base_name = baseline.get(variant.arch) if variant else None
         base = catalog.get(base_name) if base_name else None
+        ours = per_replica(variant, p.workload, p.cpus).tickets if variant else None
+        theirs = per_replica(base, p.workload, p.cpus).tickets if base else ours
+        totals[key] = (pods + 1, tickets + (ours or 0.0), base_tickets + (theirs or 0.0))
+    rows = []
+    for (instance_type, workload, variant_name), (pods, tickets, base_tickets) in sorted(
+        totals.items()
+    ):
+        variant = catalog.get(variant_name)
+        base_name = baseline.get(variant.arch) if variant else None
         rows.append(
             ReportRow(
                 instance_type,
                 variant_name,
                 workload,
                 pods,
-                score * pods,
-                (base.score(workload) if base else score) * pods,
+                round(tickets, 3),
+                round(base_tickets, 3),
                 base_name,
             )
         )
@@ -109,3 +122,14 @@ def speedup(rows: Iterable[ReportRow]) -> float:
     rows = list(rows)
     baseline = sum(r.baseline_throughput for r in rows)
     return sum(r.throughput for r in rows) / baseline if baseline else 1.0
+
+
+def sized_line(sized: ThroughputPlan) -> str:
+    """`target 600 tickets/s → 9 replicas: 5 avx512vnni, 4 avx512 (612 tickets/s, estimate)`."""
+    shares = sorted(sized.plan.shares, key=lambda s: -s.replicas)
+    parts = ", ".join(f"{s.replicas} {s.variant.name}" for s in shares) or "none"
+    short = f"; {sized.shortfall:g} short" if sized.shortfall else ""
+    return (
+        f"target {sized.target:g} tickets/s → {sized.plan.replicas} replicas: {parts}"
+        f" ({sized.expected:g} tickets/s, estimate{short})"
+    )

@@ -124,7 +124,7 @@ PRINTER_COLUMNS: Final = [
         "Throughput",
         ".status.expectedThroughput",
         "number",
-        "Expected tickets/s (catalog score x ready replicas)",
+        "Expected tickets/s of the ready replicas (an estimate, score x CPUs, unless measured)",
         priority=1,
     ),
     _printer_column(

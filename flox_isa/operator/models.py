@@ -25,6 +25,8 @@ from flox_isa.isa.contract import (
     is_pinned,
 )
 from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
+from flox_isa.isa.threads import MAX_THREADS, THREADS_COUNT, THREADS_OFF, container_cpu
+from flox_isa.isa.throughput import replica_cpus
 
 GROUP: Final = names.GROUP
 VERSION: Final = "v1alpha1"
@@ -36,11 +38,19 @@ DEFAULT_RUNTIME_CLASS: Final = "flox"
 DEFAULT_IMAGE: Final = "flox/empty:1.0.0"
 DEFAULT_CONTAINER: Final = "worker"
 MAX_REPLICAS: Final = 10_000
+MAX_TICKETS_PER_REPLICA: Final = 1_000_000
+MAX_TICKETS: Final = 100_000_000
+REPLICAS_OR_THROUGHPUT: Final = (
+    "spec.replicas and spec.throughput are mutually exclusive: a TicketWorker sized by"
+    " throughput (tickets/s) has its replicas computed by the operator, so kubectl scale and"
+    " HPAs cannot set spec.replicas; remove spec.throughput to scale it by hand"
+)
 MAX_NAME_LENGTH: Final = 63  # the name is a label value on every Deployment and pod
 
 ENVIRONMENT_MESSAGE: Final = (
     f"must be a Flox environment {ENVIRONMENT_GRAMMAR}, e.g. acme/ticket-processor"
 )
+THREADS: Final = names.THREADS_ANNOTATION
 RESERVED_LABELS: Final = (names.VARIANT_LABEL, names.TICKETWORKER_LABEL)
 GENERATIONS_EXAMPLE_YAML: Final = (
     "{" + GENERATIONS_EXAMPLE.replace("=", ": ").replace(",", ", ") + "}"
@@ -145,6 +155,14 @@ class PodTemplate(_Model):
                     f"labels {', '.join(RESERVED_LABELS)} are set by the operator",
                     ".labels",
                 ),
+                _cel(
+                    f"!has(self.annotations) || !('{THREADS}' in self.annotations)"
+                    f" || self.annotations['{THREADS}'] == '{THREADS_OFF}'"
+                    f" || self.annotations['{THREADS}'].matches('{THREADS_COUNT}')",
+                    f'annotation {names.THREADS_ANNOTATION} must be "{THREADS_OFF}" or a thread'
+                    f" count from 1 to {MAX_THREADS}",
+                    ".annotations",
+                ),
             ]
         },
     )
@@ -161,6 +179,11 @@ class TicketWorkerSpec(_Model):
                     "!self.environment.matches(':[0-9]+$') || has(self.generations)",
                     PINNED_WITHOUT_GENERATIONS,
                     ".generations",
+                ),
+                _cel(
+                    "!has(self.replicas) || !has(self.throughput)",
+                    REPLICAS_OR_THROUGHPUT,
+                    ".replicas",
                 ),
                 _cel(
                     "!has(self.generations) || !has(self.variants)"
@@ -219,7 +242,41 @@ class TicketWorkerSpec(_Model):
             ],
         },
     )
-    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Total replicas, all variants.")
+    throughput_per_replica: (
+        dict[str, Annotated[float, Field(gt=0, le=MAX_TICKETS_PER_REPLICA)]] | None
+    ) = Field(
+        None,
+        description="Measured tickets/s of one replica per variant (e.g. {avx512vnni: 40}):"
+        " overrides the estimate (the catalog score x the replica's CPUs) for those variants.",
+        json_schema_extra={
+            "maxProperties": 16,
+            "x-kubernetes-validations": [
+                _cel(
+                    f"self.all(v, size(v) <= 32 && v.matches('{VARIANT_NAME_PATTERN.pattern}'))",
+                    "keys must be variant names",
+                ),
+                _cel("self.all(v, self[v] > 0.0)", "figures must be more than 0 tickets/s"),
+            ],
+        },
+    )
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Total replicas, all variants (1 when neither this nor spec.throughput"
+        " is set). kubectl scale and HPAs set it.",
+    )
+    throughput: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TICKETS,
+        description="Target tickets/s: the operator runs the fewest replicas that reach it"
+        " (best tickets/s per replica first). Excludes spec.replicas, so kubectl scale and"
+        " HPAs cannot drive such a TicketWorker.",
+        json_schema_extra={
+            "x-kubernetes-validations": [_cel("self > 0.0", "must be more than 0 tickets/s")]
+        },
+    )
     placement: Placement = Field(
         DEFAULT_PLACEMENT,
         description="spread: replicas in proportion to each variant's node CPU;"
@@ -244,12 +301,27 @@ class TicketWorkerSpec(_Model):
         return value
 
     @model_validator(mode="after")
+    def _replicas_or_throughput(self) -> TicketWorkerSpec:
+        if self.replicas is not None and self.throughput is not None:
+            raise ValueError(REPLICAS_OR_THROUGHPUT)
+        return self
+
+    def effective_replicas(self) -> int:
+        """spec.replicas, 1 when neither it nor spec.throughput is set."""
+        return 1 if self.replicas is None else self.replicas
+
+    @model_validator(mode="after")
     def _pinned_environment_has_generations(self) -> TicketWorkerSpec:
         if self.generations is None and is_pinned(self.environment):
             raise ValueError(PINNED_WITHOUT_GENERATIONS)
         if self.generations and self.variants and not set(self.variants) & set(self.generations):
             raise ValueError(NO_COMMON_VARIANT)
         return self
+
+    def replica_cpus(self) -> float:
+        """The CPUs one replica can use (its containers' CPU limits, else requests)."""
+        containers = self.template.spec.model_dump(by_alias=True, mode="json")["containers"]
+        return replica_cpus([container_cpu(c) for c in containers])
 
     def allowed_variants(self) -> list[str] | None:
         """The variants that may run: spec.variants, narrowed to spec.generations."""
@@ -269,7 +341,7 @@ class TicketWorkerSpec(_Model):
         return value
 
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "TargetReachable"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -289,7 +361,17 @@ class VariantStatus(_Model):
     desired_replicas: int
     ready_replicas: int
     score: float = Field(description="Catalog score of the variant for the workload (tickets/s).")
-    expected_throughput: float = Field(description="score x ready replicas.")
+    throughput_per_replica: float | None = Field(
+        None,
+        description="Tickets/s of one replica: spec.throughputPerReplica's figure, else the"
+        " estimate score x the replica's CPUs (none for bf16-training: its scores are ranks).",
+    )
+    throughput_source: str = Field(
+        "estimate", description="measured (spec.throughputPerReplica), estimate or rank."
+    )
+    expected_throughput: float | None = Field(
+        None, description="throughputPerReplica x ready replicas (an estimate unless measured)."
+    )
 
 
 class TicketWorkerStatus(_Model):
@@ -300,7 +382,13 @@ class TicketWorkerStatus(_Model):
         "", description="Label selector of every pod (for the scale subresource)."
     )
     variant_summary: str = Field("", description="variant=ready/desired, one per Deployment.")
-    expected_throughput: float = 0.0
+    expected_throughput: float = Field(
+        0.0, description="Tickets/s of the ready replicas (an estimate unless measured)."
+    )
+    throughput_target: float | None = Field(None, description="spec.throughput (tickets/s).")
+    planned_throughput: float | None = Field(
+        None, description="Tickets/s of the planned replicas once all are ready (spec.throughput)."
+    )
     variants: list[VariantStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(
         default_factory=list,

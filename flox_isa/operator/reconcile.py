@@ -15,10 +15,20 @@ from pydantic import ValidationError
 
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.fleet import FeatureGroup
-from flox_isa.isa.planning import Plan, describe_plan, plan_replicas, unknown_variants
+from flox_isa.isa.inputs import InvalidInputError
+from flox_isa.isa.names import THREADS_ANNOTATION
+from flox_isa.isa.planning import (
+    Plan,
+    ThroughputPlan,
+    describe_plan,
+    plan_replicas,
+    plan_throughput,
+    unknown_variants,
+)
+from flox_isa.isa.throughput import per_replica, unmeasured_ranks
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, diff, owned_by, terminating
-from flox_isa.operator.render import Owner, deployment_name, pods_selector, render
+from flox_isa.operator.render import Owner, deployment_name, pods_selector, render, tune_threads
 
 INVALID_SPEC: Final = "InvalidSpec"
 NO_ELIGIBLE_NODES: Final = "NoEligibleNodes"
@@ -41,6 +51,7 @@ class Decision:
     plan: Plan | None
     actions: tuple[Action, ...]
     problem: Problem | None = None
+    throughput: ThroughputPlan | None = None  # spec.throughput's plan
 
     @property
     def summary(self) -> str:
@@ -60,7 +71,12 @@ def parse_spec(
         spec = models.TicketWorkerSpec.model_validate(raw)
     except ValidationError as exc:
         return None, Problem(INVALID_SPEC, describe_validation(exc))
-    for field, requested in (("variants", spec.variants), ("generations", spec.generations)):
+    named = (
+        ("variants", spec.variants),
+        ("generations", spec.generations),
+        ("throughputPerReplica", spec.throughput_per_replica),
+    )
+    for field, requested in named:
         unknown = unknown_variants(catalog, requested or ())
         if unknown:
             return None, Problem(
@@ -68,7 +84,26 @@ def parse_spec(
                 f"spec.{field}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'}"
                 f" not in the variant catalog (known: {', '.join(catalog.names)})",
             )
+    if spec.throughput is not None:
+        allowed = [v for v in catalog.variants if v.name in (spec.allowed_variants() or v.name)]
+        ranks = unmeasured_ranks(spec.workload, allowed, spec.throughput_per_replica)
+        if ranks:
+            return None, Problem(
+                INVALID_SPEC,
+                f"spec.throughput: {spec.workload} scores are ranks, not tickets/s: give"
+                " spec.throughputPerReplica for every allowed variant"
+                f" (missing: {', '.join(ranks)})",
+            )
+    template = spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    try:  # the thread override and the containers' CPU quantities (isa.threads)
+        tune_threads(template.get("spec") or {}, _annotations(template).get(THREADS_ANNOTATION))
+    except InvalidInputError as exc:
+        return None, Problem(INVALID_SPEC, f"spec.template: {exc}")
     return spec, None
+
+
+def _annotations(template: Mapping[str, Any]) -> Mapping[str, str]:
+    return (template.get("metadata") or {}).get("annotations") or {}
 
 
 def describe_validation(exc: ValidationError) -> str:
@@ -95,17 +130,31 @@ def decide(
     if spec is None:
         return Decision(owner, generation, None, None, (), problem)
     pod_spec = spec.template.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    plan = plan_replicas(
-        catalog,
-        groups_for(pod_spec),
-        workload=spec.workload,
-        replicas=spec.replicas,
-        placement=spec.placement,
-        allowed=spec.allowed_variants(),
-    )
+    sized: ThroughputPlan | None = None
+    if spec.throughput is not None:
+        cpus, workload, measured = spec.replica_cpus(), spec.workload, spec.throughput_per_replica
+        sized = plan_throughput(
+            catalog,
+            groups_for(pod_spec),
+            workload=workload,
+            target=spec.throughput,
+            replica_cpus=cpus,
+            tickets_of=lambda v: per_replica(v, workload, cpus, measured).tickets or 0.0,
+            allowed=spec.allowed_variants(),
+        )
+        plan = sized.plan
+    else:
+        plan = plan_replicas(
+            catalog,
+            groups_for(pod_spec),
+            workload=spec.workload,
+            replicas=spec.effective_replicas(),
+            placement=spec.placement,
+            allowed=spec.allowed_variants(),
+        )
     problem = Problem(NO_ELIGIBLE_NODES, plan.problem) if plan.problem else None
     actions = diff(owner, render(owner, spec, plan), actual)
-    return Decision(owner, generation, spec, plan, actions, problem)
+    return Decision(owner, generation, spec, plan, actions, problem, sized)
 
 
 def build_status(
@@ -143,12 +192,13 @@ def _fleet_status(
     decision: Decision, actual: Mapping[str, Mapping[str, Any]]
 ) -> models.TicketWorkerStatus:
     assert decision.spec is not None and decision.plan is not None
-    workload = decision.spec.workload
+    spec = decision.spec
+    cpus = spec.replica_cpus()
     variants = []
     for share in decision.plan.shares:
         name = deployment_name(decision.owner.name, share.variant.name)
         ready = _ready(actual.get(name))
-        score = share.variant.score(workload)
+        one = per_replica(share.variant, spec.workload, cpus, spec.throughput_per_replica)
         variants.append(
             models.VariantStatus(
                 variant=share.variant.name,
@@ -156,8 +206,10 @@ def _fleet_status(
                 nodes=share.node_count,
                 desired_replicas=share.replicas,
                 ready_replicas=ready,
-                score=score,
-                expected_throughput=round(score * ready, 3),
+                score=share.variant.score(spec.workload),
+                throughput_per_replica=one.tickets,
+                throughput_source=one.source,
+                expected_throughput=round(one.tickets * ready, 3) if one.tickets else None,
             )
         )
     owned = [d for d in actual.values() if owned_by(d, decision.owner)]
@@ -168,7 +220,9 @@ def _fleet_status(
         variant_summary=" ".join(
             f"{v.variant}={v.ready_replicas}/{v.desired_replicas}" for v in variants
         ),
-        expected_throughput=round(sum(v.expected_throughput for v in variants), 3),
+        expected_throughput=round(sum(v.expected_throughput or 0.0 for v in variants), 3),
+        throughput_target=spec.throughput,
+        planned_throughput=decision.throughput.expected if decision.throughput else None,
         variants=variants,
     )
 
@@ -204,6 +258,21 @@ def _rolled_out(decision: Decision, actual: Mapping[str, Mapping[str, Any]]) -> 
 
 
 Triple = tuple[models.ConditionStatus, str, str]  # status, reason, message
+
+
+def _target_reachable(sized: ThroughputPlan) -> Triple:
+    """Whether the planned replicas reach spec.throughput, and by how much they miss."""
+    planned = f"{sized.plan.replicas} replicas ({describe_plan(sized.plan)})"
+    if sized.shortfall <= 0:
+        return ("True", "TargetReached", f"target {sized.target:g} tickets/s: {planned},"
+                f" {sized.expected:g} tickets/s (estimate unless measured)")  # fmt: skip
+    return (
+        "False",
+        "TargetUnreachable",
+        f"target {sized.target:g} tickets/s: the fleet's nodes hold {planned} reaching"
+        f" {sized.expected:g} tickets/s, {sized.shortfall:g} short"
+        " (add nodes, or lower spec.throughput)",
+    )
 
 
 def _conditions(
@@ -242,6 +311,8 @@ def _conditions(
         ("Progressing", progressing),
         ("Degraded", degraded),
     )
+    if decision.throughput is not None:
+        kinds += (("TargetReachable", _target_reachable(decision.throughput)),)
     out = []
     for kind, (state, reason, message) in kinds:
         old = before.get(kind)

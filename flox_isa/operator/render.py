@@ -17,6 +17,8 @@ from typing import Any, Final
 from flox_isa.isa import names
 from flox_isa.isa.contract import required_labels, variant_environment
 from flox_isa.isa.planning import Plan, Share, best_node_preference
+from flox_isa.isa.threads import container_cpu, env_entries, note_of, parse_override
+from flox_isa.isa.threads import plan as plan_threads
 from flox_isa.operator import models
 
 FIELD_MANAGER: Final = "flox-isa-operator"
@@ -77,6 +79,9 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
         names.BASE_ENVIRONMENT_ANNOTATION: spec.environment,
     }
     pod_spec = template.setdefault("spec", {})
+    note = tune_threads(pod_spec, pod_meta["annotations"].get(names.THREADS_ANNOTATION))
+    if note:
+        pod_meta["annotations"][names.REASON_ANNOTATION] = note
     pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **required_labels(variant)}
     preferred = best_node_preference(variant, share.outranked_by)
     if preferred:
@@ -96,6 +101,22 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
             "template": template,
         },
     }
+
+
+def tune_threads(pod_spec: dict[str, Any], override_text: str | None) -> str:
+    """Set the thread variables in the template's containers (`isa.threads`, as the webhook
+    does at admission); what was set, for the reason annotation."""
+    override = parse_override(override_text)  # the CRD's CEL rule admits only valid values
+    containers = pod_spec.get("containers") or []
+    inits = pod_spec.get("initContainers") or []
+    settings = plan_threads(
+        [container_cpu(c) for c in containers], [container_cpu(c) for c in inits], override
+    )
+    for setting in settings:
+        if setting.threads is not None:
+            container = containers[setting.index]
+            container["env"] = [*(container.get("env") or []), *env_entries(setting.threads)]
+    return note_of(settings, override)
 
 
 def with_preferred_node_terms(

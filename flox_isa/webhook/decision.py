@@ -35,6 +35,8 @@ from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants
 from flox_isa.isa.offer import Offer, OfferIndex
 from flox_isa.isa.placement import parse_when_full, ranked_candidates
 from flox_isa.isa.selection import fits, rank_key
+from flox_isa.isa.threads import Setting, env_entries, note_of, parse_override, with_note
+from flox_isa.isa.threads import plan as plan_threads
 from flox_isa.webhook.models import Pod
 
 Outcome = Literal["patched", "unchanged", "skipped", "denied"]
@@ -93,6 +95,8 @@ class Inputs:
     guard_variant: Variant | None
     guard_source: str = ""
     generations: Mapping[str, int] | None = None  # isa.flox.dev/generations
+    threads: tuple[Setting, ...] = ()  # OMP/MKL/OPENBLAS_NUM_THREADS per container
+    threads_note: str = ""  # what they say, for the reason annotation
 
 
 # --- entry point -------------------------------------------------------------
@@ -143,6 +147,7 @@ READ_ANNOTATIONS: Final = (
     names.REASON_ANNOTATION,
     names.PLACEMENT_ANNOTATION,
     names.WHEN_FULL_ANNOTATION,
+    names.THREADS_ANNOTATION,
 )
 
 
@@ -166,6 +171,7 @@ def decision_key(
         pod.constraints_key(),
         pod.gates(),
         late_binding,
+        pod.threads_input,
     )
 
 
@@ -240,7 +246,10 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
         check_guard_generation(environment, guard_variant, generations)
     elif environment is not None:
         allowed = pinned_candidates(environment, allowed, generations)
-    return Inputs(environment, workload, allowed, guard_variant, source, generations)
+    override = parse_override(annotations.get(names.THREADS_ANNOTATION))
+    threads = plan_threads(*pod.threads_input, override=override)
+    note = note_of(threads, override)
+    return Inputs(environment, workload, allowed, guard_variant, source, generations, threads, note)
 
 
 def check_guard_generation(
@@ -311,7 +320,10 @@ def guard(pod: Pod, inputs: Inputs, variant: Variant, ctx: Context) -> Decision:
     ops = selector_ops(pod, selector)
     if (pod.metadata.labels or {}).get(names.VARIANT_LABEL) is None:
         ops += map_ops("/metadata/labels", pod.metadata.labels, {names.VARIANT_LABEL: variant.name})
-    message = f"guard: {variant.name} needs {_requirement_text(variant)}"
+    ops += thread_ops(inputs.threads)
+    message = with_note(
+        f"guard: {variant.name} needs {_requirement_text(variant)}", inputs.threads_note
+    )
     annotations = pod.metadata.annotations or {}
     if ops and names.REASON_ANNOTATION not in annotations:
         ops += map_ops(
@@ -370,7 +382,8 @@ def on_assigned_node(pod: Pod, inputs: Inputs, node: str, ctx: Context) -> Decis
         raise ConflictError(f"spec.nodeName {node} runs none of the allowed variants ({details})")
     variant = candidates[0]
     message = f"auto: {inputs.workload}: {variant.name} is the best variant node {node} runs"
-    ops = auto_ops(pod, environment, variant, message, inputs.generations)
+    message = with_note(message, inputs.threads_note)
+    ops = auto_ops(pod, environment, variant, message, inputs)
     return Decision(True, "patched", "auto", message, tuple(ops), (), variant.name)
 
 
@@ -414,7 +427,7 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
     ranked = ranked_candidates(inputs.allowed, offer, inputs.workload)
     warnings: tuple[str, ...] = ()
     if ranked and late_binding_applies(pod, ctx):
-        return gate(pod, ranked, inputs.workload)
+        return gate(pod, ranked, inputs)
     if ranked:
         variant, reason = ranked[0], "auto"
         message = auto_message(ranked, inputs.workload, offer)
@@ -429,7 +442,8 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
             f"flox-isa: no eligible node offers an allowed variant; pinned {variant.name}"
             " (widest fit): Pending until one joins",
         )
-    ops = auto_ops(pod, environment, variant, message, inputs.generations)
+    message = with_note(message, inputs.threads_note)
+    ops = auto_ops(pod, environment, variant, message, inputs)
     return Decision(True, "patched", reason, message, tuple(ops), warnings, variant.name)
 
 
@@ -440,7 +454,7 @@ def late_binding_applies(pod: Pod, ctx: Context) -> bool:
     return ctx.late_binding and not opt_out
 
 
-def gate(pod: Pod, ranked: Sequence[Variant], workload: Workload) -> Decision:
+def gate(pod: Pod, ranked: Sequence[Variant], inputs: Inputs) -> Decision:
     """Add the placement gate: the controller picks the variant with room before scheduling."""
     gate_entry = {"name": names.PLACEMENT_GATE}
     if pod.spec.scheduling_gates:
@@ -450,9 +464,11 @@ def gate(pod: Pod, ranked: Sequence[Variant], workload: Workload) -> Decision:
     else:
         ops = [{"op": "add", "path": "/spec/schedulingGates", "value": [gate_entry]}]
     message = (
-        f"gated: {workload}: the placement controller pins the best of"
+        f"gated: {inputs.workload}: the placement controller pins the best of"
         f" {_names(ranked)} with room just before scheduling ({ranked[0].name} if it has room)"
     )
+    message = with_note(message, inputs.threads_note)  # the controller carries it over
+    ops += thread_ops(inputs.threads)  # env is immutable once the pod exists
     ops += map_ops("/metadata/annotations", pod.metadata.annotations,
                    {names.REASON_ANNOTATION: message})  # fmt: skip
     return Decision(True, "patched", "gated", message, tuple(ops))
@@ -484,12 +500,9 @@ def auto_message(ranked: Sequence[Variant], workload: Workload, offer: Offer) ->
 
 
 def auto_ops(
-    pod: Pod,
-    environment: str,
-    variant: Variant,
-    message: str,
-    generations: Mapping[str, int] | None = None,
+    pod: Pod, environment: str, variant: Variant, message: str, inputs: Inputs
 ) -> list[JsonPatchOp]:
+    generations = inputs.generations
     ops = selector_ops(pod, missing_selector(variant, pod.spec.node_selector))
     ops += map_ops(
         "/metadata/annotations",
@@ -501,6 +514,21 @@ def auto_ops(
         },
     )
     ops += map_ops("/metadata/labels", pod.metadata.labels, {names.VARIANT_LABEL: variant.name})
+    return ops + thread_ops(inputs.threads)
+
+
+def thread_ops(settings: Sequence[Setting]) -> list[JsonPatchOp]:
+    """Add the thread variables to each container the settings give a count (`isa.threads`)."""
+    ops: list[JsonPatchOp] = []
+    for setting in settings:
+        if setting.threads is None:
+            continue
+        entries = env_entries(setting.threads)
+        path = f"/spec/containers/{setting.index}/env"
+        if setting.has_env:
+            ops += [{"op": "add", "path": path + "/-", "value": entry} for entry in entries]
+        else:
+            ops.append({"op": "add", "path": path, "value": entries})
     return ops
 
 

@@ -8,10 +8,16 @@ meets a list where it expects a map.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
+
+THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 
@@ -72,7 +78,50 @@ class SchedulingGate(_Model):
     name: str
 
 
+class EnvVar(TypedDict):
+    """An `env` entry: only its name is read (a TypedDict parses in half a model's time)."""
+
+    name: NotRequired[str]
+
+
+# The API server sends quantities as strings; files may hold numbers (`cpu: 2`).
+Quantities = dict[str, str | int | float]
+
+
+class Resources(_Model):
+    limits: Quantities | None = None
+    requests: Quantities | None = None
+
+
+class Container(_Model):
+    """What thread tuning reads of a container (`isa.threads`)."""
+
+    name: str = ""
+    env: list[EnvVar] | None = None
+    env_from: list[dict[str, Any]] | None = Field(None, alias="envFrom")
+    resources: Resources | None = None
+
+    def cpu(self) -> ContainerCpu:
+        resources = self.resources
+        limits = (resources.limits if resources else None) or {}
+        requests = (resources.requests if resources else None) or {}
+        return ContainerCpu(
+            name=self.name,
+            sets_threads=not THREAD_VARIABLES_SET.isdisjoint(
+                [e.get("name") for e in self.env or ()]
+            ),
+            env_from=bool(self.env_from),
+            cpu_limit=quantity_text(limits.get("cpu")),
+            cpu_request=quantity_text(requests.get("cpu")),
+            memory_limit=quantity_text(limits.get("memory")),
+            memory_request=quantity_text(requests.get("memory")),
+            has_env=bool(self.env),
+        )
+
+
 class PodSpec(_Model):
+    containers: list[Container] = []
+    init_containers: list[Container] | None = Field(None, alias="initContainers")
     node_name: str | None = Field(None, alias="nodeName")
     scheduling_gates: list[SchedulingGate] | None = Field(None, alias="schedulingGates")
     node_selector: dict[str, str] | None = Field(None, alias="nodeSelector")
@@ -86,6 +135,16 @@ class Pod(_Model):
 
     def gates(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.spec.scheduling_gates or ())
+
+    @functools.cached_property
+    def threads_input(self) -> tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]:
+        """(containers, init containers) as thread tuning reads them; hashable, computed
+        once per pod (the decision key and the decision both read it)."""
+        spec = self.spec
+        return (
+            tuple(c.cpu() for c in spec.containers),
+            tuple(c.cpu() for c in spec.init_containers or ()),
+        )
 
     def constraints_key(self) -> Hashable:
         """What eligibility depends on (nodeSelector, required node affinity, tolerations).

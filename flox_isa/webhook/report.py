@@ -20,6 +20,8 @@ from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import OfferIndex, index_nodes
 from flox_isa.isa.report import Placement, ReportRow, speedup, throughput_rows
+from flox_isa.isa.threads import container_cpu
+from flox_isa.isa.throughput import replica_cpus
 from flox_isa.webhook.decision import Context, decide
 from flox_isa.webhook.models import Pod
 
@@ -143,7 +145,8 @@ def build_report(
         variant = labels.get(names.VARIANT_LABEL)
         workload = _workload(pod, tw_workloads)
         if spec.get("nodeName") and variant:
-            placements.append(Placement(where.get(spec["nodeName"], "?"), variant, workload))
+            cpus = replica_cpus([container_cpu(c) for c in spec.get("containers") or []])
+            placements.append(Placement(where.get(spec["nodeName"], "?"), variant, workload, cpus))
             continue
         if not _opted_in(labels, namespace, opted_in_namespaces):
             if variant is None and _is_flox(pod):
@@ -335,6 +338,7 @@ def render_text(report: Report) -> list[str]:
     lines.append(
         f"Expected throughput {total:g} tickets/s vs {baseline:g} with the baseline build of"
         f" each architecture ({baseline_text(report.baselines)}): {speedup(report.rows):.2f}x"
+        " (estimates: the guide's single-core score x each pod's CPUs)"
     )
     lines += _notes("Pending", report.pending)
     lines += _notes("Opted in but not placed", report.skipped)

@@ -246,6 +246,37 @@ def test_a_ticketworker_becomes_one_deployment_per_variant_with_running_pods(
     assert "Updated" not in events
 
 
+def test_rendered_pods_get_thread_variables_from_their_cpu_limit(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    worker = {"name": "worker", "resources": {"limits": {"cpu": "2500m"}}}
+    own = {"name": "own", "env": [{"name": "OPENBLAS_NUM_THREADS", "value": "1"}],
+           "resources": {"limits": {"cpu": "1"}}}  # fmt: skip
+    template = {"spec": {"containers": [worker, own]}}
+    kubectl.apply(ticketworker(namespace, "threads", 2, variants=["avx2"], template=template))
+    wait_until(
+        "the avx2 Deployment", lambda: "threads-avx2" in deployments(kubectl, namespace, "threads")
+    )
+    pod_template = deployments(kubectl, namespace, "threads")["threads-avx2"]["spec"]["template"]
+    env = {c["name"]: {e["name"]: e["value"] for e in c.get("env") or ()}
+           for c in pod_template["spec"]["containers"]}  # fmt: skip
+    assert env == {
+        "worker": dict.fromkeys(
+            ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "2"
+        ),
+        "own": {"OPENBLAS_NUM_THREADS": "1"},
+    }
+    reason = pod_template["metadata"]["annotations"][names.REASON_ANNOTATION]
+    assert "worker=2 (floor of CPU limit 2500m)" in reason and "own keeps its own" in reason
+    wait_until(
+        "Ready=True",
+        lambda: condition(kubectl, namespace, "threads", "Ready").get("status") == "True",
+    )
+    # Idempotent: the rendered env round-trips, nothing rewrote the Deployment.
+    assert deployments(kubectl, namespace, "threads")["threads-avx2"]["metadata"]["generation"] == 1
+
+
 def test_a_pinned_ticketworker_runs_each_variants_own_generation(
     kubectl: Kubectl, operators: Operators, namespace: str
 ) -> None:
@@ -345,6 +376,35 @@ def test_kubectl_scale_on_the_ticketworker(
     )
 
 
+def test_a_ticketworker_sized_by_throughput_and_kubectl_scale_refused(
+    kubectl: Kubectl, operators: Operators, namespace: str
+) -> None:
+    operators.start(namespace)
+    template = {"spec": {"containers": [{"name": "w", "resources": {"limits": {"cpu": "1"}}}]}}
+    tw = ticketworker(namespace, "sized", 0, variants=["avx2", "avx512vnni"], template=template,
+                      throughput=300)  # fmt: skip
+    del tw["spec"]["replicas"]
+    kubectl.apply(tw)
+
+    def reached() -> Any:
+        status = kubectl.json("get", "tw", "sized", "-n", namespace).get("status") or {}
+        return status if condition(kubectl, namespace, "sized", "TargetReachable") else None
+
+    status = wait_until("the TargetReachable condition", reached)
+    assert status["throughputTarget"] == 300
+    planned = {v["variant"]: v["desiredReplicas"] * v["throughputPerReplica"]
+               for v in status["variants"]}  # fmt: skip
+    assert status["plannedThroughput"] == sum(planned.values()) >= 300
+    # The fewest replicas: one fewer of the least productive variant would miss the target.
+    least = min(v["throughputPerReplica"] for v in status["variants"])
+    assert status["plannedThroughput"] - least < 300
+    wait_until("Deployments as planned", lambda: replicas_by_variant(kubectl, namespace, "sized")
+               == {v["variant"]: v["desiredReplicas"] for v in status["variants"]})  # fmt: skip
+    refused = kubectl.run("scale", "tw/sized", "-n", namespace, "--replicas=9", check=False)
+    assert "spec.replicas and spec.throughput are mutually exclusive" in refused, refused
+
+
+THREADS = names.THREADS_ANNOTATION
 RESERVED_ANNOTATION = {"metadata": {"annotations": {"flox.dev/environment": "x/y"}}}
 INVALID = [
     ({"environment": "tp"}, ["spec.environment", "must be a Flox environment owner/name"]),
@@ -355,6 +415,19 @@ INVALID = [
     (
         {"environment": "a/b", "template": RESERVED_ANNOTATION},
         ["spec.template.metadata.annotations", "is set by the operator from spec.environment"],
+    ),
+    (
+        {"environment": "a/b", "template": {"metadata": {"annotations": {THREADS: "0"}}}},
+        ["spec.template.metadata.annotations", f'{THREADS} must be "off" or a thread count'],
+    ),
+    (
+        {"environment": "a/b", "replicas": 2, "throughput": 100},
+        ["spec.replicas", "spec.replicas and spec.throughput are mutually exclusive"],
+    ),
+    ({"environment": "a/b", "throughput": 0}, ["spec.throughput", "more than 0 tickets/s"]),
+    (
+        {"environment": "a/b", "throughputPerReplica": {"avx2": -1}},
+        ["spec.throughputPerReplica", "figures must be more than 0 tickets/s"],
     ),
     ({"replicas": 1}, ["spec.environment", "Required value"]),
     ({"environment": "a/b\n"}, ["spec.environment", "must be a Flox environment owner/name"]),

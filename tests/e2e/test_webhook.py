@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from flox_isa.cli import main
 from flox_isa.devcluster.cluster import free_ports
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
@@ -278,6 +279,59 @@ def test_a_labelled_pod_gets_the_best_variant_and_lands_on_a_node_with_it(
     assert meta.labels[names.VARIANT_LABEL] == "avx512vnni"
     assert pod.spec.node_selector[names.cpuid_label("AVX512VNNI")] == "true"
     _assert_on_right_node(core, pod, "avx512vnni", VNNI_TYPES)
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def test_thread_variables_match_each_containers_cpus_and_the_users_are_kept(
+    make_namespace: Callable[[bool], str],
+    core: Any,
+    cluster: DevCluster,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    namespace = make_namespace(False)
+    containers = [
+        {"name": "worker", "image": "ghcr.io/flox/flox:latest",
+         "resources": {"limits": {"cpu": "1500m"}, "requests": {"cpu": "1"}}},
+        {"name": "own", "image": "ghcr.io/flox/flox:latest",
+         "env": [{"name": "OMP_NUM_THREADS", "value": "7"}],
+         "resources": {"requests": {"cpu": "500m"}}},
+        {"name": "sidecar", "image": "ghcr.io/flox/flox:latest",
+         "env": [{"name": "A", "value": "x"}], "resources": {"requests": {"cpu": "1500m"}}},
+    ]  # fmt: skip
+    body = _pod("threads", labels={names.INJECT_LABEL: "true"}, spec={"containers": containers})
+    core.create_namespaced_pod(namespace, body)
+    pod = core.read_namespaced_pod("threads", namespace)
+    env = {c.name: {e.name: e.value for e in c.env or ()} for c in pod.spec.containers}
+    assert env == {
+        "worker": dict.fromkeys(THREAD_VARS, "1"),  # floor(1.5): 2 threads would throttle
+        "own": {"OMP_NUM_THREADS": "7"},
+        "sidecar": {"A": "x", **dict.fromkeys(THREAD_VARS, "1")},
+    }
+    reason = pod.metadata.annotations[names.REASON_ANNOTATION]
+    assert "worker=1 (floor of CPU limit 1500m)" in reason
+    assert "own keeps its own" in reason
+    off = _pod(
+        "threads-off",
+        {names.THREADS_ANNOTATION: "off"},
+        {names.INJECT_LABEL: "true"},
+        spec={"containers": containers[:1]},
+    )
+    core.create_namespaced_pod(namespace, off)
+    assert not core.read_namespaced_pod("threads-off", namespace).spec.containers[0].env
+    # `flox-isa doctor --pod` reads both through the kubeconfig (the static part).
+    _scheduled(core, namespace, "threads")
+    capsys.readouterr()
+    for name, expected in (("threads", ["ok", "ok", "ok"]), ("threads-off", ["ok"])):
+        args = ["doctor", "--pod", f"{namespace}/{name}", "--kubeconfig", str(cluster.kubeconfig)]
+        main([*args, "--output", "json"])
+        found = json.loads(capsys.readouterr().out)["findings"]
+        assert [f["status"] for f in found if f["check"] == "container"] == expected, found
+        assert any(f["check"] == "node" for f in found)
+    assert main(["doctor", "--pod", f"{namespace}/nope", "--kubeconfig",
+                 str(cluster.kubeconfig)]) == 2  # fmt: skip
+    assert f"pod {namespace}/nope: 404" in capsys.readouterr().err
 
 
 def test_a_deployment_in_an_opted_in_namespace(

@@ -93,7 +93,15 @@ def test_enums_are_the_models_literals() -> None:
 
 def test_replicas_are_bounded_and_environment_required() -> None:
     replicas = SPEC["properties"]["replicas"]
-    assert (replicas["minimum"], replicas["maximum"], replicas["default"]) == (0, 10_000, 1)
+    assert (replicas["minimum"], replicas["maximum"]) == (0, 10_000)
+    # No default: a default would make spec.replicas always set, and so always clash
+    # with spec.throughput (the operator treats "neither set" as 1).
+    assert "default" not in replicas
+    throughput = SPEC["properties"]["throughput"]
+    assert throughput["type"] == "number"
+    assert [r["rule"] for r in throughput["x-kubernetes-validations"]] == ["self > 0.0"]
+    rules = [r["rule"] for r in SPEC["x-kubernetes-validations"]]
+    assert "!has(self.replicas) || !has(self.throughput)" in rules
     assert SPEC["required"] == ["environment"]
 
 

@@ -13,7 +13,7 @@ from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.planning import group_eligible
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.operator.diff import Create, Delete, Update
-from flox_isa.operator.reconcile import build_status, decide, status_changed
+from flox_isa.operator.reconcile import build_status, decide, parse_spec, status_changed
 from tests.unit.test_planning import fleet
 
 CATALOG = default_catalog()
@@ -104,6 +104,8 @@ def test_status_reports_variants_throughput_and_ready() -> None:
         "desiredReplicas": 2,
         "readyReplicas": 2,
         "score": 85.0,
+        "throughputPerReplica": 85.0,  # one CPU: the template says nothing
+        "throughputSource": "estimate",
         "expectedThroughput": 170.0,
     }
     assert status["expectedThroughput"] == 170.0 + 35.0 + 41.0
@@ -221,3 +223,34 @@ def test_scaling_the_ticketworker_rescales_every_variant() -> None:
     assert all(isinstance(a, Update) and a.is_scale for a in decision.actions)
     converge(tw, nodes, cluster)
     assert sum(d["spec"]["replicas"] for d in cluster.deployments.values()) == 10
+
+
+def test_a_replicas_throughput_is_score_times_its_cpus_unless_measured() -> None:
+    nodes = fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1")
+    containers = [{"name": "w", "resources": {"limits": {"cpu": "2"}}},
+                  {"name": "s", "resources": {"requests": {"cpu": "500m"}}}]  # fmt: skip
+    tw = ticketworker(workload="int8-inference", template={"spec": {"containers": containers}},
+                      throughputPerReplica={"avx512vnni": 190})  # fmt: skip
+    status = converge(tw, nodes, FakeCluster())
+    by_variant = {v["variant"]: v for v in status["variants"]}
+    assert (by_variant["avx2"]["throughputPerReplica"], by_variant["avx2"]["throughputSource"]) == (
+        35.0 * 2.5, "estimate")  # fmt: skip
+    vnni = by_variant["avx512vnni"]
+    assert (vnni["throughputPerReplica"], vnni["throughputSource"]) == (190.0, "measured")
+    assert vnni["expectedThroughput"] == 190.0 * vnni["readyReplicas"]
+    assert status["expectedThroughput"] == sum(v["expectedThroughput"] for v in by_variant.values())
+
+
+def test_bf16_training_ranks_are_not_throughput() -> None:
+    nodes = fleet("m4.xlarge x1", "m7i.xlarge x1")
+    tw = ticketworker(workload="bf16-training", throughputPerReplica={"avx2": 3})
+    by_variant = {v["variant"]: v for v in converge(tw, nodes, FakeCluster())["variants"]}
+    assert by_variant["avx512bf16"]["throughputSource"] == "rank"
+    assert "expectedThroughput" not in by_variant["avx512bf16"]
+    assert by_variant["avx2"]["expectedThroughput"] == 3.0 * by_variant["avx2"]["readyReplicas"]
+
+
+def test_a_measured_figure_for_an_unknown_variant_is_an_invalid_spec() -> None:
+    spec, problem = parse_spec({"environment": "a/b", "throughputPerReplica": {"avx9": 1}}, CATALOG)
+    assert spec is None and problem is not None
+    assert problem.message.startswith("spec.throughputPerReplica: avx9 is not in the variant")

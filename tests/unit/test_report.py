@@ -10,6 +10,7 @@ from flox_isa.isa.report import (
     BaselineError,
     Placement,
     baselines,
+    sized_line,
     speedup,
     throughput_rows,
 )
@@ -62,3 +63,38 @@ def test_bad_baselines_are_errors() -> None:
 
 def test_no_pods_is_a_ratio_of_one() -> None:
     assert speedup([]) == 1.0
+
+
+def test_each_pod_counts_score_times_its_cpus_on_both_sides() -> None:
+    placements = [
+        Placement("m6i.xlarge", "avx512vnni", "int8-inference", 0.5),
+        Placement("m6i.xlarge", "avx512vnni", "int8-inference", 2.0),
+        Placement("c8g.xlarge", "armv9", "fp32-inference", 2.0),
+    ]
+    rows = throughput_rows(placements, CATALOG)
+    summary = [(r.variant, r.pods, r.throughput, r.baseline_throughput) for r in rows]
+    assert summary == [("armv9", 1, 82, 56), ("avx512vnni", 2, 85 * 2.5, 35 * 2.5)]
+
+
+def test_bf16_training_ranks_count_as_no_throughput() -> None:
+    rows = throughput_rows([Placement("m7i.xlarge", "avx512bf16", "bf16-training")], CATALOG)
+    assert [(r.pods, r.throughput, r.baseline_throughput) for r in rows] == [(1, 0, 0)]
+    assert speedup(rows) == 1.0
+
+
+def test_the_sized_line_lists_replicas_most_first_and_says_estimate() -> None:
+    from flox_isa.isa.planning import group_eligible, plan_throughput  # noqa: PLC0415
+    from flox_isa.isa.throughput import per_replica  # noqa: PLC0415
+    from tests.unit.test_planning import fleet  # noqa: PLC0415
+
+    groups = group_eligible(fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1"), {})
+
+    def sized(target: float) -> str:
+        return sized_line(plan_throughput(
+            CATALOG, groups, workload="int8-inference", target=target, replica_cpus=1,
+            tickets_of=lambda v: per_replica(v, "int8-inference", 1).tickets or 0.0))  # fmt: skip
+
+    assert sized(600) == (
+        "target 600 tickets/s → 8 replicas: 7 avx512vnni, 1 armv9 (636 tickets/s, estimate)"
+    )
+    assert sized(1000).endswith("(823 tickets/s, estimate; 177 short)")

@@ -101,9 +101,13 @@ def apply_patch(document: Mapping[str, Any], patch: Any) -> dict[str, Any]:
         *parents, last = [
             p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]
         ]
-        target = result
+        target: Any = result
         for part in parents:
-            target = target[part]
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):  # only appends ("/-") are emitted into lists
+            assert (op["op"], last) == ("add", "-"), op
+            target.append(op["value"])
+            continue
         if op["op"] == "replace":
             assert last in target, f"replace of a missing key: {op}"
         target[last] = op["value"]
@@ -603,6 +607,7 @@ _FLOX_ANNOTATIONS = {
     names.GENERATIONS_ANNOTATION: st.sampled_from(["avx2=4,armv9=2", "avx2=5", "nope"]),
     names.BASE_ENVIRONMENT_ANNOTATION: st.sampled_from([ENV]),
     names.REASON_ANNOTATION: st.sampled_from(["set by hand"]),
+    names.THREADS_ANNOTATION: st.sampled_from(["off", "3", "0"]),
 }
 _OTHER = st.dictionaries(st.sampled_from(["app", "team", "a/b~c"]), st.sampled_from(["x", "y"]))
 

@@ -69,6 +69,7 @@ def test_placed_pods_are_counted_per_instance_type_workload_and_variant() -> Non
     assert text[3] == (
         "Expected throughput 211 tickets/s vs 98 with the baseline build of each architecture"
         " (avx2 on amd64, armv8.2 on arm64): 2.15x"
+        " (estimates: the guide's single-core score x each pod's CPUs)"
     )
     assert (report.pending, report.skipped, report.hints) == ([], [], [])
 
