@@ -65,6 +65,7 @@ class Run:
     peak_mb: float
     stages: dict[str, tuple[float, float]]  # stage -> (median, p99) seconds
     cpu: dict[str, float]  # process -> CPU seconds spent during the run
+    mean_write: float  # seconds per placement write (late binding)
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -157,8 +158,11 @@ def deployment(name: str, replicas: int, *, opted_in: bool, selector: dict[str, 
 class Components:
     """The webhook and the operator, started per mode."""
 
-    def __init__(self, directory: Path, kubeconfig: Path, profile: Path | None = None) -> None:
+    def __init__(
+        self, directory: Path, kubeconfig: Path, profile: Path | None = None, writers: int = 16
+    ) -> None:
         self.directory = directory
+        self.writers = writers
         self.kubeconfig = kubeconfig
         self.profile = profile
         self.certs = write_serving_certs(directory / "tls")
@@ -178,7 +182,8 @@ class Components:
         operator = [*cli, "operator", "--kubeconfig", str(self.kubeconfig),
                     "--health-port", str(self.health_port), "--no-leader-election",
                     "--lease-namespace", LEASE_NAMESPACE,
-                    "--placement" if late else "--no-placement"]  # fmt: skip
+                    *(["--placement", f"--placement-write-concurrency={self.writers}"]
+                      if late else ["--no-placement"])]  # fmt: skip
         for name, argv in (("webhook", webhook), ("operator", operator)):
             log = (self.directory / f"{name}-{mode}.log").open("wb")
             self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
@@ -252,7 +257,8 @@ def measure(
     apps: Any = client.AppsV1Api(api)
     core: Any = client.CoreV1Api(api)
     name = f"{scenario}-{mode}"
-    before = parts.health().get("placement", {}).get("writes", 0)
+    health_before = parts.health().get("placement", {})
+    before = health_before.get("writes", 0)
     timeline = Timeline(core, name)
     time.sleep(1)  # the watch is open before the first pod
     pids = {**pids, "webhook": parts.processes[0].pid, "operator": parts.processes[1].pid}
@@ -278,13 +284,18 @@ def measure(
     running, pending = pod_phases(core, name)
     health = parts.health()
     placed = health.get("placement", {}).get("writes", 0) - before
+    write_seconds = health.get("placement", {}).get("writeSeconds", 0.0) - health_before.get(
+        "writeSeconds", 0.0
+    )
+    mean_write = write_seconds / placed if placed else 0.0
     rss, peak = parts.rss()
     stages = timeline.stop()
     apps.delete_namespaced_deployment(name, NAMESPACE)
     # Terminating pods still count on their nodes: the next run starts once they are gone.
     wait("the bench pods gone", lambda: pod_count(core, name) == 0, 900)
     return Run(mode, scenario, replicas, seconds, running, pending,
-               placed / replicas if mode == "late" else 0.0, rss, peak, stages, cpu)  # fmt: skip
+               placed / replicas if mode == "late" else 0.0, rss, peak, stages, cpu,
+               mean_write)  # fmt: skip
 
 
 def main() -> None:
@@ -293,6 +304,8 @@ def main() -> None:
     parser.add_argument("--avx2-nodes", type=int, default=100)
     parser.add_argument("--other-pods", type=int, default=400)
     parser.add_argument("--settle", type=float, default=600.0)
+    parser.add_argument("--write-concurrency", type=int, default=16, metavar="N",
+                        help="the operator's --placement-write-concurrency")  # fmt: skip
     parser.add_argument("--profile-operator", type=Path, metavar="FILE",
                         help="profile the late-binding operator (stats to FILE)")  # fmt: skip
     args = parser.parse_args()
@@ -302,7 +315,8 @@ def main() -> None:
         directory = Path(tmp)
         fleet = fleet_file(directory, args.vnni_nodes, args.avx2_nodes)
         state = devcluster.up(directory / "cluster", str(fleet))
-        parts = Components(directory, state.kubeconfig, args.profile_operator)
+        parts = Components(directory, state.kubeconfig, args.profile_operator,
+                           args.write_concurrency)  # fmt: skip
         pids = {p.name: p.pid for p in state.running()}
         runs: list[Run] = []
         try:
@@ -352,7 +366,8 @@ def report(runs: list[Run], args: argparse.Namespace, room: int) -> None:
     print("\nCPU seconds per process during each run (2 cores: what late binding adds):")
     for r in runs:
         spent = "  ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu.items()))
-        print(f"  {r.mode:10} {r.scenario:2} {spent}")
+        writes = f"  (mean placement write {r.mean_write:.2f} s)" if r.mean_write else ""
+        print(f"  {r.mode:10} {r.scenario:2} {spent}{writes}")
     print("\nstages, median / p99 seconds (the bench's own watch):")
     for r in runs:
         spans = "  ".join(f"{k} {m:.2f}/{p:.2f}" for k, (m, p) in r.stages.items())

@@ -92,6 +92,10 @@ def register(commands: Any) -> None:
         " deleted for its ReplicaSet or StatefulSet to recreate; the owner's new pods skip"
         " the nodes it failed on for as long",
     )  # fmt: skip
+    placement.add_argument(
+        "--placement-write-concurrency", type=arg_types.at_least_one, default=16, metavar="N",
+        help="placement writes in flight at once (default 16)",
+    )  # fmt: skip
     operator.set_defaults(handler=_operator)
 
     ungate = commands.add_parser(
@@ -150,6 +154,7 @@ def _operator(args: argparse.Namespace) -> int:
             max_gate_age=args.max_gate_age,
             placement_lease_duration=args.placement_lease_duration,
             recover_after=args.recover_unschedulable_after,
+            write_concurrency=args.placement_write_concurrency,
         )
     )
 

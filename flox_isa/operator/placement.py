@@ -121,6 +121,12 @@ class PlacementMetrics:
             ["from_variant", "to_variant"],
             registry=self.registry,
         )
+        self.write_seconds = Histogram(
+            "flox_isa_placement_write_seconds",
+            "One placement write (the PUT that pins a pod and removes the gate), succeeded.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=self.registry,
+        )
         self.gate_seconds = Histogram(
             "flox_isa_placement_gate_seconds",
             "Pod creation to ungate.",
@@ -136,6 +142,7 @@ class Stats:
     conflicts: int = 0
     failures: int = 0
     recovered: int = 0
+    write_seconds: float = 0.0  # summed over the writes that succeeded
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -605,6 +612,7 @@ class PlacementController(Planner):
         path = f"/api/v1/namespaces/{metadata.get('namespace')}/pods/{metadata.get('name')}"
         async with limit:
             self.stats.writes += 1
+            started = time.monotonic()
             try:
                 await self.api.put(path, chosen.body)
             except ApiError as exc:
@@ -621,6 +629,9 @@ class PlacementController(Planner):
                 self.ledger.release(uid)
                 self._retry(pod, exc)
                 return False
+        spent = time.monotonic() - started
+        self.stats.write_seconds += spent
+        self.metrics.write_seconds.observe(spent)
         self._placed(chosen)
         return True
 

@@ -72,6 +72,7 @@ class Options:
     max_gate_age: float = 120.0
     placement_lease_duration: float = 15.0
     recover_after: float | None = None  # None: recovery off
+    write_concurrency: int = 16
 
 
 def default_lease_namespace() -> str:
@@ -141,6 +142,7 @@ def _placement(options: Options, api: Rest, namespace: str) -> PlacementControll
         max_gate_age=options.max_gate_age,
         lease_duration=options.placement_lease_duration,
         recover_after=options.recover_after,
+        write_concurrency=options.write_concurrency,
     )
     return PlacementController(settings, api)
 
@@ -323,6 +325,7 @@ async def _serve_health(port: int, state: dict[str, Any]) -> web.AppRunner | Non
                 "writes": placement.stats.writes,
                 "byReason": placement.stats.by_reason,
                 "conflicts": placement.stats.conflicts,
+                "writeSeconds": round(placement.stats.write_seconds, 3),
                 "healthy": placement.healthy(),
             }
         return web.json_response(body)
