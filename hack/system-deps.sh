@@ -2,7 +2,7 @@
 # Debian packages `make test` needs beyond Python, Go, npm, make and gcc; installs only
 # what is missing (CI runs it from .ci/run on a fresh machine).
 # - promtool (package prometheus; nothing is started without systemd): the chart's alert
-#   rules, tests/unit/test_chart_monitoring.py;
+#   rules, tests/unit/chart/test_monitoring.py;
 # - buildah, podman, mmdebstrap, crun: the image built and run, tests/e2e/test_image.py.
 set -euo pipefail
 missing=()

@@ -18,7 +18,7 @@ matchConditions (CEL; selectors cannot match a prefix or owner references).
 `webhook_configuration` is the one builder for every place that registers the
 webhook outside Helm (the demo, e2e tests, the benchmark); the chart's template
 (charts/flox-isa/templates/webhook/mutatingwebhookconfiguration.yaml) renders the
-same entries, which tests/unit/test_chart.py checks.
+same entries, which tests/unit/chart/test_chart.py checks.
 """
 
 from __future__ import annotations

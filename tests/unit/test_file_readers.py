@@ -17,8 +17,8 @@ from flox_isa.cli import EXIT_INPUT, main
 from flox_isa.devcluster.fleet import FleetError, parse_fleet
 from flox_isa.files import InputError, load_catalog
 from flox_isa.isa.catalog import catalog_to_yaml, default_catalog
-from tests.unit.test_webhook_decision import DATA
-from tests.unit.test_webhook_fuzz import _paths, json_values
+from tests.unit.webhook.test_decision import DATA
+from tests.unit.webhook.test_fuzz import _paths, json_values
 
 NODES = str(DATA / "nodes-default-fleet.yaml")
 POD = {

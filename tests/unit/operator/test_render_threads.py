@@ -9,7 +9,7 @@ from flox_isa.isa.catalog import default_catalog
 from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.reconcile import INVALID_SPEC, parse_spec
 from flox_isa.operator.render import render
-from tests.unit.test_operator_render import OWNER, plan_of
+from tests.unit.operator.test_render import OWNER, plan_of
 
 VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

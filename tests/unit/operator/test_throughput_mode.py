@@ -12,8 +12,8 @@ from flox_isa.isa.planning import group_eligible, plan_throughput
 from flox_isa.isa.throughput import per_replica
 from flox_isa.operator.models import REPLICAS_OR_THROUGHPUT, TicketWorkerSpec
 from flox_isa.operator.reconcile import parse_spec
-from tests.unit.test_operator_reconcile import FakeCluster, conditions, converge, ticketworker
-from tests.unit.test_planning import fleet
+from tests.unit.isa.test_planning import fleet
+from tests.unit.operator.test_reconcile import FakeCluster, conditions, converge, ticketworker
 
 CATALOG = default_catalog()
 # 3.92 allocatable CPUs per xlarge node: avx2 holds 3 one-CPU replicas, avx512vnni 7, armv9 3.

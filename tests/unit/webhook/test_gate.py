@@ -6,7 +6,7 @@ from flox_isa.isa import names
 from flox_isa.isa.offer import OfferIndex, index_nodes
 from flox_isa.webhook.decision import Context, decision_key
 from flox_isa.webhook.models import Pod
-from tests.unit.test_webhook_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod, run
+from tests.unit.webhook.test_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod, run
 
 GATE = {"name": names.PLACEMENT_GATE}
 

@@ -12,7 +12,7 @@ from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
 from flox_isa.isa.report import DEFAULT_BASELINES
 from flox_isa.webhook.report import build_report, render_text
-from tests.unit.test_webhook_explain import NODES
+from tests.unit.webhook.test_explain import NODES
 
 CATALOG = default_catalog()
 FLEET: list[dict[str, Any]] = yaml.safe_load(open(NODES).read())["items"]  # noqa: SIM115

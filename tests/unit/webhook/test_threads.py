@@ -10,7 +10,7 @@ from flox_isa.isa import names
 from flox_isa.isa.placement import as_admission, ungated
 from flox_isa.webhook.decision import decision_key
 from flox_isa.webhook.models import Pod
-from tests.unit.test_webhook_decision import ENV, patched, pod, run
+from tests.unit.webhook.test_decision import ENV, patched, pod, run
 from tests.unit.webhook.test_gate import gating
 
 NODE = "m4-xlarge-0"
@@ -70,7 +70,7 @@ def test_gated_pods_get_them_at_admission_and_keep_the_note_when_placed() -> Non
 
 
 def _catalog_variants(*wanted: str) -> list[Any]:
-    from tests.unit.test_webhook_decision import CATALOG  # noqa: PLC0415
+    from tests.unit.webhook.test_decision import CATALOG  # noqa: PLC0415
 
     return [v for v in CATALOG.variants if v.name in wanted]
 

@@ -18,8 +18,8 @@ from cryptography import x509
 from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
 from flox_isa.webhook.certs import ServingCerts, write_serving_certs
 from flox_isa.webhook.serve import CertReloader, server_config
-from tests.unit.test_webhook_app import FLEET, review
-from tests.unit.test_webhook_decision import CATALOG
+from tests.unit.webhook.test_app import FLEET, review
+from tests.unit.webhook.test_decision import CATALOG
 
 
 def free_port() -> int:

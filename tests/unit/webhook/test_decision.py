@@ -26,7 +26,7 @@ from flox_isa.isa.scheduling import NodeState
 from flox_isa.webhook.decision import Context, Decision, decide, decision_key
 from flox_isa.webhook.models import Pod
 
-DATA = Path(__file__).parent.parent / "data" / "pods"
+DATA = Path(__file__).parent.parent.parent / "data" / "pods"
 CATALOG = default_catalog()
 OWN_NAMESPACE = "flox-isa"
 ENV = "yourorg/ticket-processor"

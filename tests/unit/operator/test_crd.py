@@ -18,7 +18,7 @@ from flox_isa.isa.planning import PLACEMENTS
 from flox_isa.operator import models
 from flox_isa.operator.crd import CRD_FILENAME, crd, crd_yaml, iter_schemas
 
-CHART_CRD = Path(__file__).parents[2] / "charts" / "flox-isa" / "crds" / CRD_FILENAME
+CHART_CRD = Path(__file__).parents[3] / "charts" / "flox-isa" / "crds" / CRD_FILENAME
 VERSION = crd()["spec"]["versions"][0]
 ROOT = VERSION["schema"]["openAPIV3Schema"]
 SPEC = ROOT["properties"]["spec"]

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flox_isa.isa import names
-from tests.unit.test_webhook_app import make_client, review
-from tests.unit.test_webhook_decision import CATALOG, ENV, apply_patch, pod, run
+from tests.unit.webhook.test_app import make_client, review
+from tests.unit.webhook.test_decision import CATALOG, ENV, apply_patch, pod, run
 
 CLIENT = make_client()
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

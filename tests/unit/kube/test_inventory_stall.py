@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from flox_isa.kube.inventory import STALL_SECONDS, WATCH_TIMEOUT_SECONDS, NodeInventory, Reflector
-from tests.unit.test_webhook_tls import free_port
+from tests.unit.webhook.test_tls import free_port
 
 NODE_LIST = {
     "kind": "NodeList",

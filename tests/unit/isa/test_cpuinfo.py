@@ -15,7 +15,7 @@ from flox_isa.isa.cpuinfo import (
 from flox_isa.isa.nfd_flags import ARM64_FLAGS, X86_FLAGS
 
 # Real /proc/cpuinfo files, each citing its source; the simulated fleet is built from them.
-DATA = Path(__file__).parents[2] / "flox_isa" / "devcluster" / "profiles" / "cpuinfo"
+DATA = Path(__file__).parents[3] / "flox_isa" / "devcluster" / "profiles" / "cpuinfo"
 ALL_FILES = sorted(DATA.glob("*.txt"))
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from flox_isa.cli import EXIT_INPUT, main
 from flox_isa.webhook.commands import EXIT_DENIED
-from tests.unit.test_webhook_decision import DATA
+from tests.unit.webhook.test_decision import DATA
 
 NODES = str(DATA / "nodes-default-fleet.yaml")
 

@@ -19,7 +19,7 @@ from flox_isa.webhook import app as webhook_app
 from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
 from flox_isa.webhook.decision import Decision
 from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
-from tests.unit.test_webhook_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod
+from tests.unit.webhook.test_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod
 
 FLEET = index_nodes(fleet_states())
 

@@ -14,7 +14,7 @@ from flox_isa.isa.nfd import labelled_flags, never_labelled, nfd_labels, x86_64_
 from flox_isa.isa.nfd_flags import ALL_FLAGS, ARM64_FLAGS, DEFAULT_LABEL_BLACKLIST, X86_FLAGS
 from flox_isa.isa.selection import choose
 
-NFD_DATA = Path(__file__).parent.parent / "data" / "nfd"
+NFD_DATA = Path(__file__).parent.parent.parent / "data" / "nfd"
 
 
 def real_labels(name: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.webhook.registration import webhook_configuration
 from tests.unit.label_selectors import called_webhooks, selects
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "flox-isa"
 RELEASE, NAMESPACE = "isa", "flox-system"
 CERT_MANAGER = ("--set", "certManager.enabled=true")

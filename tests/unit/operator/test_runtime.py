@@ -18,7 +18,7 @@ from flox_isa.operator.render import Owner, render
 from flox_isa.operator.workqueue import WorkQueue
 from flox_isa.webhook.decision import Context, decide
 from flox_isa.webhook.models import Pod
-from tests.unit.test_webhook_decision import fleet_states
+from tests.unit.webhook.test_decision import fleet_states
 
 CATALOG = default_catalog()
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)

@@ -29,9 +29,9 @@ from flox_isa.operator.reconcile import decide as reconcile
 from flox_isa.webhook.decision import Context
 from flox_isa.webhook.decision import decide as admit
 from flox_isa.webhook.models import Pod
-from tests.unit.test_webhook_decision import apply_patch
+from tests.unit.webhook.test_decision import apply_patch
 
-MANIFEST = Path(__file__).resolve().parents[1] / "data" / "flox" / "build-pytorch.toml"
+MANIFEST = Path(__file__).resolve().parents[2] / "data" / "flox" / "build-pytorch.toml"
 
 
 def rendered_environments(

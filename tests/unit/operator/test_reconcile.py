@@ -14,7 +14,7 @@ from flox_isa.isa.planning import group_eligible
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.operator.diff import Create, Delete, Update
 from flox_isa.operator.reconcile import build_status, decide, parse_spec, status_changed
-from tests.unit.test_planning import fleet
+from tests.unit.isa.test_planning import fleet
 
 CATALOG = default_catalog()
 NOW = "2030-01-01T00:00:00Z"

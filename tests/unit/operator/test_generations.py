@@ -9,8 +9,8 @@ import pytest
 from flox_isa.isa import names
 from flox_isa.operator.diff import Create
 from flox_isa.operator.reconcile import decide
-from tests.unit.test_operator_reconcile import CATALOG, groups, ticketworker
-from tests.unit.test_planning import fleet
+from tests.unit.isa.test_planning import fleet
+from tests.unit.operator.test_reconcile import CATALOG, groups, ticketworker
 
 NODES = fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1")
 

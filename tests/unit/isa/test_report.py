@@ -85,7 +85,7 @@ def test_bf16_training_ranks_count_as_no_throughput() -> None:
 def test_the_sized_line_lists_replicas_most_first_and_says_estimate() -> None:
     from flox_isa.isa.planning import group_eligible, plan_throughput  # noqa: PLC0415
     from flox_isa.isa.throughput import per_replica  # noqa: PLC0415
-    from tests.unit.test_planning import fleet  # noqa: PLC0415
+    from tests.unit.isa.test_planning import fleet  # noqa: PLC0415
 
     groups = group_eligible(fleet("m4.xlarge x1", "m6i.xlarge x2", "c8g.xlarge x1"), {})
 

@@ -23,8 +23,8 @@ from flox_isa.isa.doctor import (
     probe_result,
 )
 
-DATA = Path(__file__).parent.parent / "data" / "doctor"
-CPUINFO = Path(__file__).parents[2] / "flox_isa" / "devcluster" / "profiles" / "cpuinfo"
+DATA = Path(__file__).parent.parent.parent / "data" / "doctor"
+CPUINFO = Path(__file__).parents[3] / "flox_isa" / "devcluster" / "profiles" / "cpuinfo"
 ICELAKE = CPUINFO / "icelake-8375c.txt"  # m6i: AVX-512 with VNNI
 SKYLAKE = CPUINFO / "skylake-sp-8175m.txt"  # m5: AVX-512, no VNNI
 GRAVITON3 = CPUINFO / "graviton3-neoverse-v1.txt"  # SVE, no SVE2

@@ -4,7 +4,7 @@ webhook picks that node's best variant, or checks that it runs the pinned one.""
 from __future__ import annotations
 
 from flox_isa.isa import names
-from tests.unit.test_webhook_decision import ENV, context, patched, pod, run, selector_for
+from tests.unit.webhook.test_decision import ENV, context, patched, pod, run, selector_for
 
 M4 = "m4-xlarge-0"  # avx2 only
 C6G = "c6g-xlarge-1"  # armv8.2

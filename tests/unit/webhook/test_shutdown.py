@@ -19,9 +19,9 @@ from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
 from flox_isa.webhook.certs import ServingCerts, write_serving_certs
 from flox_isa.webhook.metrics import Metrics, serve_plain
 from flox_isa.webhook.serve import DrainingServer, server_config
-from tests.unit.test_webhook_app import FLEET, review
-from tests.unit.test_webhook_decision import CATALOG
-from tests.unit.test_webhook_tls import free_port
+from tests.unit.webhook.test_app import FLEET, review
+from tests.unit.webhook.test_decision import CATALOG
+from tests.unit.webhook.test_tls import free_port
 
 DELAY = 1.5
 

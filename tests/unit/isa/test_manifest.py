@@ -22,7 +22,7 @@ from flox_isa.isa.manifest import (
     plan_render,
     read_manifest,
 )
-from tests.unit.test_best_node_preference import variant
+from tests.unit.isa.test_best_node_preference import variant
 
 CATALOG = default_catalog()
 

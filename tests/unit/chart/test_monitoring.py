@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_chart import CHART, NAMESPACE, RELEASE, one, render, run_helm
+from tests.unit.chart.test_chart import CHART, NAMESPACE, RELEASE, one, render, run_helm
 
-RULES_TEST = Path(__file__).resolve().parents[1] / "data" / "prometheus" / "rules-test.yaml"
+RULES_TEST = Path(__file__).resolve().parents[2] / "data" / "prometheus" / "rules-test.yaml"
 RULES = ("--set", "metrics.prometheusRule.enabled=true")
 
 

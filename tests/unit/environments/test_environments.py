@@ -19,12 +19,12 @@ from flox_isa.cli import main
 from flox_isa.environments.manifests import GITIGNORE, MARKER
 from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, catalog_from_data, catalog_to_yaml
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "flox"
+DATA = Path(__file__).resolve().parents[2] / "data" / "flox"
 EXPECTED = DATA / "expected"
 # Flox's own JSON Schema, kept unmodified as test data (tests/data/flox/SCHEMA-SOURCE.md).
-SCHEMA = Path(__file__).resolve().parent.parent / "data" / "flox" / "manifest-v1.schema.json"
+SCHEMA = Path(__file__).resolve().parent.parent.parent / "data" / "flox" / "manifest-v1.schema.json"
 MANIFESTS = ("guide-single-variant", "guide-multi-variant", "build-pytorch")
-NODES = Path(__file__).resolve().parents[1] / "data" / "pods" / "nodes-default-fleet.yaml"
+NODES = Path(__file__).resolve().parents[2] / "data" / "pods" / "nodes-default-fleet.yaml"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

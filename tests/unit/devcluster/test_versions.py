@@ -91,7 +91,7 @@ def test_repository_go_mods_agree_with_versions_env() -> None:
 
 def test_every_go_module_file_is_package_data() -> None:
     """A wheel carries what `devcluster build` needs: each file under k8s/ is package data."""
-    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["flox_isa.devcluster"]
     files = [p.relative_to(K8S_DIR.parent).as_posix() for p in K8S_DIR.rglob("*") if p.is_file()]
     assert {"k8s/versions.env", "k8s/etcd/main.go", "k8s/kubernetes/go.sum"} <= set(files)

@@ -13,7 +13,7 @@ from flox_isa.isa import names
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import FleetIndexBuilder, OfferIndex, index_nodes
 from flox_isa.kube.inventory import NodeInventory, Reflector
-from tests.unit.test_webhook_decision import CATALOG, fleet_nodes, fleet_states
+from tests.unit.webhook.test_decision import CATALOG, fleet_nodes, fleet_states
 
 
 def many_nodes(count: int) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import pytest
 from flox_isa.isa import names
 from flox_isa.webhook.decision import decision_key
 from flox_isa.webhook.models import Pod
-from tests.unit.test_webhook_decision import ENV, patched, pod, run, selector_for
+from tests.unit.webhook.test_decision import ENV, patched, pod, run, selector_for
 
 GENERATIONS = names.GENERATIONS_ANNOTATION
 
