@@ -320,9 +320,10 @@ def _gated_placement(
 ) -> tuple[dict[str, Any], str] | None:
     """What the placement controller would do with a live pod it gates (None: not gated).
     The room comes from every pod of the cluster; without `list pods` it is unknown."""
-    gates = [g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or ()]
-    if names.PLACEMENT_GATE not in gates:
-        return None
+    from flox_isa.isa.placement import placement_gates  # noqa: PLC0415 - command-only
+
+    if names.PLACEMENT_GATE not in placement_gates(pod):
+        return None  # not ours to place: no need to list the cluster's pods
     from flox_isa.kube import reads  # noqa: PLC0415 - heavy, command-only
 
     async def every_pod(api: Any) -> list[dict[str, Any]] | None:

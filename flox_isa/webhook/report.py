@@ -19,6 +19,7 @@ from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.placement import placement_gates
 from flox_isa.isa.report import Placement, ReportRow, speedup, throughput_rows
 from flox_isa.isa.threads import container_cpu
 from flox_isa.isa.throughput import replica_cpus
@@ -231,7 +232,7 @@ def _pending_why(pod: Mapping[str, Any]) -> str:
     """Why a pod is not bound: its scheduling gates, else the scheduler's condition."""
     annotations = _meta(pod).get("annotations") or {}
     reason = annotations.get(names.REASON_ANNOTATION)
-    gates = [g.get("name") for g in (pod.get("spec") or {}).get("schedulingGates") or []]
+    gates = placement_gates(pod)
     parts = []
     if names.PLACEMENT_GATE in gates:
         parts.append("gated: waiting for flox-isa's placement controller")
