@@ -71,9 +71,16 @@ class Placement:
         wait_until("the webhook to see the placement Lease renewed", self.gating, timeout=60)
 
     def stop_operator(self) -> None:
+        """Stop the operator and wait until the webhook has seen it gone.
+
+        Without the wait, a restart races: the webhook still trusts the old Lease for up
+        to a poll, `start_operator` sees it gating, then it stops gating for a moment and
+        pins the test's pods at admission (a flake seen in CI).
+        """
         if self.operator is not None and self.operator.poll() is None:
             self.operator.send_signal(signal.SIGTERM)
             self.operator.wait(timeout=30)
+            wait_until("the webhook to stop gating", lambda: not self.gating(), timeout=30)
         self.operator = None
 
     def gating(self) -> bool:
@@ -370,8 +377,7 @@ def test_another_controllers_gate_holds_the_pod_until_it_is_removed(clean: Place
 
 
 def test_without_the_placement_loop_pods_are_pinned_at_admission(clean: Placement) -> None:
-    clean.stop_operator()  # a clean exit releases the Lease: the webhook stops gating at once
-    wait_until("the webhook to stop gating", lambda: not clean.gating(), timeout=30)
+    clean.stop_operator()  # a clean exit releases the Lease: the webhook stops gating
     clean.kubectl.apply(deployment("pinned", 2))
     pods = clean.settle("app=pinned", "2 Running", lambda p: len(running(p)) == 2)
     assert by_variant(pods) == {VNNI: 2}
@@ -380,7 +386,6 @@ def test_without_the_placement_loop_pods_are_pinned_at_admission(clean: Placemen
 
 def test_pods_gated_past_the_maximum_age_are_placed_as_admission_would(clean: Placement) -> None:
     clean.stop_operator()
-    wait_until("the webhook to stop gating", lambda: not clean.gating(), timeout=30)
     # Gated while no controller ran (here: gated at creation, which the webhook leaves as is).
     held = {**probe_pod(), "metadata": {"name": "old", "namespace": clean.namespace,
             "annotations": INT8}}  # fmt: skip
@@ -394,7 +399,6 @@ def test_pods_gated_past_the_maximum_age_are_placed_as_admission_would(clean: Pl
 
 def test_ungate_all_releases_every_gated_pod(clean: Placement) -> None:
     clean.stop_operator()
-    wait_until("the webhook to stop gating", lambda: not clean.gating(), timeout=30)
     for index in range(3):
         pod = {**probe_pod(), "metadata": {"name": f"gated-{index}", "namespace": clean.namespace,
                "annotations": INT8}}  # fmt: skip
