@@ -10,7 +10,7 @@ from typing import Any
 
 from flox_isa import args as arg_types
 from flox_isa.isa import names
-from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WHEN_FULL
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, DEFAULT_WRITE_CONCURRENCY, WHEN_FULL
 
 POSITIVE_SECONDS = arg_types.seconds(above_zero=True, maximum=86400)
 
@@ -93,8 +93,9 @@ def register(commands: Any) -> None:
         " the nodes it failed on for as long",
     )  # fmt: skip
     placement.add_argument(
-        "--placement-write-concurrency", type=arg_types.at_least_one, default=16, metavar="N",
-        help="placement writes in flight at once (default 16)",
+        "--placement-write-concurrency", type=arg_types.at_least_one, metavar="N",
+        default=DEFAULT_WRITE_CONCURRENCY,
+        help=f"placement writes in flight at once (default {DEFAULT_WRITE_CONCURRENCY})",
     )  # fmt: skip
     operator.set_defaults(handler=_operator)
 

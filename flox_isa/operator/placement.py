@@ -43,6 +43,7 @@ from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex, index_nodes
 from flox_isa.isa.placement import (
     DEFAULT_WHEN_FULL,
+    DEFAULT_WRITE_CONCURRENCY,
     Placement,
     RoomProbe,
     WhenFull,
@@ -76,7 +77,7 @@ class PlacementSettings:
     max_gate_age: float = 120.0  # older gated pods are placed as admission would
     lease_duration: float = 15.0
     progress_timeout: float = 30.0  # no placement for this long while pods wait: stop renewing
-    write_concurrency: int = 16
+    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
     event_flush: float = 5.0  # spill Events are aggregated per owner over this window
     # `flox-isa ungate --all`: our gate goes even while others remain, and a pod no
     # eligible node offers a variant for is pinned to the widest fit, as admission would.

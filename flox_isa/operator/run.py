@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flox_isa import logs
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex
-from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WhenFull
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, DEFAULT_WRITE_CONCURRENCY, WhenFull
 from flox_isa.kube.inventory import NodeInventory
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import Rest, load_connection
@@ -72,7 +72,7 @@ class Options:
     max_gate_age: float = 120.0
     placement_lease_duration: float = 15.0
     recover_after: float | None = None  # None: recovery off
-    write_concurrency: int = 16
+    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
 
 
 def default_lease_namespace() -> str:
