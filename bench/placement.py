@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from kubernetes import client, watch
 from flox_isa.devcluster import cluster as devcluster
 from flox_isa.devcluster.cluster import free_ports
 from flox_isa.isa import names
+from flox_isa.isa.placement import DEFAULT_WRITE_CONCURRENCY
 from flox_isa.kube.config import api_client
 from flox_isa.webhook.certs import write_serving_certs
 from flox_isa.webhook.registration import webhook_configuration
@@ -155,11 +157,39 @@ def deployment(name: str, replicas: int, *, opted_in: bool, selector: dict[str, 
     }  # fmt: skip
 
 
+def bind_other_pods(core: Any, count: int) -> None:
+    """Another team's pods, created bound round-robin on the VNNI nodes (`spec.nodeName`).
+
+    Bound at creation, they skip the ReplicaSet controller (about 20 creates/s here, its
+    client's rate limit) and the scheduler: 10,000 of them are set up in a minute or two.
+    """
+    nodes = sorted(n.metadata.name for n in core.list_node(label_selector="pool=vnni").items)
+    template: dict[str, Any] = deployment("other", 0, opted_in=False, selector={})["spec"][
+        "template"
+    ]
+    spec = {k: v for k, v in template["spec"].items() if k != "nodeSelector"}
+
+    def create(index: int) -> None:
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {**template["metadata"], "name": f"other-{index}"},
+               "spec": {**spec, "nodeName": nodes[index % len(nodes)]}}  # fmt: skip
+        core.create_namespaced_pod(NAMESPACE, pod)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for done, _ in enumerate(pool.map(create, range(count)), start=1):
+            if done % 2000 == 0:
+                print(f"    {done} created", flush=True)
+
+
 class Components:
     """The webhook and the operator, started per mode."""
 
     def __init__(
-        self, directory: Path, kubeconfig: Path, profile: Path | None = None, writers: int = 16
+        self,
+        directory: Path,
+        kubeconfig: Path,
+        profile: Path | None = None,
+        writers: int = DEFAULT_WRITE_CONCURRENCY,
     ) -> None:
         self.directory = directory
         self.writers = writers
@@ -304,7 +334,7 @@ def main() -> None:
     parser.add_argument("--avx2-nodes", type=int, default=100)
     parser.add_argument("--other-pods", type=int, default=400)
     parser.add_argument("--settle", type=float, default=600.0)
-    parser.add_argument("--write-concurrency", type=int, default=16, metavar="N",
+    parser.add_argument("--write-concurrency", type=int, default=DEFAULT_WRITE_CONCURRENCY, metavar="N",
                         help="the operator's --placement-write-concurrency")  # fmt: skip
     parser.add_argument("--profile-operator", type=Path, metavar="FILE",
                         help="profile the late-binding operator (stats to FILE)")  # fmt: skip
@@ -324,11 +354,8 @@ def main() -> None:
                 core: Any = client.CoreV1Api(api)
                 opted_in = {names.INJECT_LABEL: "true"}
                 core.create_namespace({"metadata": {"name": NAMESPACE, "labels": opted_in}})
-                apps: Any = client.AppsV1Api(api)
-                other = deployment("other", args.other_pods, opted_in=False,
-                                   selector={"pool": "vnni"})  # fmt: skip
-                apps.create_namespaced_deployment(NAMESPACE, other)
                 print(f"==> {args.other_pods} other pods on the VNNI pool", flush=True)
+                bind_other_pods(core, args.other_pods)
                 wait("the other pods Running",
                      lambda: pod_phases(core, "other")[0] == args.other_pods, 900)  # fmt: skip
                 registration = webhook_configuration(
