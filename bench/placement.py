@@ -334,7 +334,8 @@ def main() -> None:
     parser.add_argument("--avx2-nodes", type=int, default=100)
     parser.add_argument("--other-pods", type=int, default=400)
     parser.add_argument("--settle", type=float, default=600.0)
-    parser.add_argument("--write-concurrency", type=int, default=DEFAULT_WRITE_CONCURRENCY, metavar="N",
+    parser.add_argument("--write-concurrency", type=int, metavar="N",
+                        default=DEFAULT_WRITE_CONCURRENCY,
                         help="the operator's --placement-write-concurrency")  # fmt: skip
     parser.add_argument("--profile-operator", type=Path, metavar="FILE",
                         help="profile the late-binding operator (stats to FILE)")  # fmt: skip
