@@ -4,8 +4,8 @@ The API server calls /mutate for pods labelled `isa.flox.dev/inject: "true"` and
 /mutate/namespace-opt-in for pods in namespaces so labelled: it checked the
 namespace's label before calling, so the path is the namespace opt-in and the
 webhook reads no Namespace (see `registration`). The hot path (`MutateEndpoint`)
-reads the raw body, validates it once
-(`model_validate_json`), decides from in-memory data and writes JSON bytes. Every answer is
+reads the raw body, decodes it once into what a decision reads (`models.decode_review`,
+msgspec), decides from in-memory data and writes JSON bytes. Every answer is
 an AdmissionReview or, for a body that is not one, HTTP 400 with what was
 wrong; an unexpected error becomes a denial, never an HTTP 500.
 """
@@ -22,9 +22,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,12 +33,16 @@ from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex, OfferIndex
 from flox_isa.webhook.decision import Context, Decision, DecisionKey, decide, decision_key
 from flox_isa.webhook.metrics import Metrics
-from flox_isa.webhook.models import ADMISSION_API_VERSION, AdmissionRequest, AdmissionReview
+from flox_isa.webhook.models import (
+    ADMISSION_API_VERSION,
+    AdmissionRequest,
+    decode_review,
+    describe_review_error,
+)
 from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
 
 log = logging.getLogger("flox_isa.webhook")
 JSON = "application/json"
-MAX_ERRORS_SHOWN = 5
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the API server's own request limit is 3 MiB
 ANSWER_MEMO_SIZE = 4096
 # A uid as API servers make them (a UUID): JSON needs no escaping for it.
@@ -260,13 +264,13 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
     same = body_key(body, namespace_opted_in, state.gating)
     if same is not None:
         found = state.remembered(same.key)
-        if found is not None:  # a body validated before, but for its uid
+        if found is not None:  # a body decoded before, but for its uid
             return reply(found, same.uid, found.log_fields, remembered=True)
     try:
-        review = AdmissionReview.model_validate_json(body)
-    except ValidationError as exc:
+        review = decode_review(body)
+    except msgspec.DecodeError as exc:  # not JSON, or not an AdmissionReview
         state.metrics.request_counter("bad_request", "malformed-review", None).inc()
-        message = describe_validation_error(exc)
+        message = describe_malformed(exc, body)
         log.warning("malformed AdmissionReview", extra={"fields": {"error": message}})
         return 400, _error(message)
     request = review.request
@@ -406,15 +410,9 @@ def _log_fields(request: AdmissionRequest, decision: Decision) -> dict[str, Any]
     }
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """`request.uid: Field required; ...`: which field, what was wrong."""
-    parts = []
-    for error in exc.errors()[:MAX_ERRORS_SHOWN]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        message = error["msg"]
-        if error["type"] == "literal_error":
-            message = f"{message} (got {repr(error['input'])[:60]})"
-        parts.append(f"{where}: {message}")
-    more = exc.error_count() - MAX_ERRORS_SHOWN
-    suffix = f"; and {more} more" if more > 0 else ""
-    return "not an admission.k8s.io/v1 AdmissionReview: " + "; ".join(parts) + suffix
+def describe_malformed(exc: msgspec.DecodeError, body: bytes) -> str:
+    """`not an admission.k8s.io/v1 AdmissionReview: request.uid: ...`: which field, what
+    was wrong."""
+    where, what = describe_review_error(exc, body)
+    place = ".".join(str(part) for part in where) or "body"
+    return f"not an {ADMISSION_API_VERSION} AdmissionReview: {place}: {what}"

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from pydantic import ValidationError
+import msgspec
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
@@ -17,7 +17,7 @@ from flox_isa.isa.offer import OfferIndex, index_nodes
 from flox_isa.isa.recovery import added_selector_keys, base_spec
 from flox_isa.isa.yamltext import field_name
 from flox_isa.webhook.decision import Context, Decision, decide
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import Pod, describe_error, pod_from
 
 # Kinds whose pods come from `spec.template`.
 TEMPLATE_KINDS: Final = frozenset(
@@ -91,11 +91,10 @@ def pod_of(document: object) -> tuple[Pod, str]:
         meta["ownerReferences"] = [{"kind": "DaemonSet", "name": "", "controller": True}]
         template = {**template, "metadata": meta}
     try:
-        return Pod.model_validate(template), namespace
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(map(field_name, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
-        )
+        return pod_from(template), namespace
+    except msgspec.ValidationError as exc:
+        place, what = describe_error(exc, template)
+        details = f"{'.'.join(map(field_name, place)) or where}: {what}"
         raise PodDocumentError(f"{where} is not a valid pod: {details}") from None
 
 

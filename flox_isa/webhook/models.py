@@ -1,104 +1,111 @@
 """AdmissionReview (admission.k8s.io/v1) and the parts of a Pod the webhook reads.
 
-Only what a decision reads is modelled; everything else in the pod is skipped
-while parsing (`extra="ignore"`), so one `model_validate_json` over the raw
-body is the whole of the parsing. Types are checked, so the decision never
-meets a list where it expects a map.
+Only what a decision reads is modelled (msgspec Structs); everything else in the
+pod is skipped while decoding, so one `decode_review` over the raw body is the
+whole of the parsing (no dict of the body is ever built). Types are checked, so
+the decision never meets a list where it expects a map. A pod given as data (a
+file, an API object) becomes the same `Pod` through `pod_from`. Errors read
+`where: what` (`describe_error`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable
-from typing import Any, Literal, NotRequired
+import re
+from collections.abc import Hashable, Mapping
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import TypedDict
+import msgspec
 
 from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
 
 THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
+ADMISSION_KIND = "AdmissionReview"
 
 
-class _Model(BaseModel):
-    # Parsing keeps only keys in its string cache: values (env, names, uids) rarely repeat.
-    model_config = ConfigDict(extra="ignore", frozen=True, cache_strings="keys")
+class _Struct(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True, gc=False):
+    """Immutable (each subclass says `frozen=True` too, for mypy); API (camelCase) field
+    names; unset fields left out when dumped.
+
+    Not tracked by the garbage collector (`gc=False`): the decoded objects form no
+    reference cycles, and a request then adds nothing for the collector to scan.
+    """
 
 
-class OwnerReference(_Model):
+class OwnerReference(_Struct, frozen=True):
     kind: str = ""
     name: str = ""
     controller: bool | None = None
 
 
-class ObjectMeta(_Model):
+class ObjectMeta(_Struct, frozen=True):
     name: str | None = None
-    generate_name: str | None = Field(None, alias="generateName")
+    generate_name: str | None = None
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
-    owner_references: list[OwnerReference] | None = Field(None, alias="ownerReferences")
+    owner_references: list[OwnerReference] | None = None
 
 
-class Requirement(_Model):
+class Requirement(_Struct, frozen=True):
     key: str
     operator: str
     values: list[str] | None = None
 
 
-class NodeSelectorTerm(_Model):
-    match_expressions: list[Requirement] | None = Field(None, alias="matchExpressions")
-    match_fields: list[Requirement] | None = Field(None, alias="matchFields")
+class NodeSelectorTerm(_Struct, frozen=True):
+    match_expressions: list[Requirement] | None = None
+    match_fields: list[Requirement] | None = None
 
 
-class NodeSelector(_Model):
-    node_selector_terms: list[NodeSelectorTerm] = Field(alias="nodeSelectorTerms")
+class NodeSelector(_Struct, frozen=True):
+    node_selector_terms: list[NodeSelectorTerm]
 
 
-class NodeAffinity(_Model):
-    required: NodeSelector | None = Field(
-        None, alias="requiredDuringSchedulingIgnoredDuringExecution"
+class NodeAffinity(_Struct, frozen=True):
+    required: NodeSelector | None = msgspec.field(
+        default=None, name="requiredDuringSchedulingIgnoredDuringExecution"
     )
 
 
-class Affinity(_Model):
-    node_affinity: NodeAffinity | None = Field(None, alias="nodeAffinity")
+class Affinity(_Struct, frozen=True):
+    node_affinity: NodeAffinity | None = None
 
 
-class Toleration(_Model):
+class Toleration(_Struct, frozen=True):
     key: str | None = None
     operator: str | None = None
     value: str | None = None
     effect: str | None = None
 
 
-class SchedulingGate(_Model):
+class SchedulingGate(_Struct, frozen=True):
     name: str
 
 
-class EnvVar(TypedDict):
-    """An `env` entry: only its name is read (a TypedDict parses in half a model's time)."""
+class EnvVar(_Struct, frozen=True):
+    """An `env` entry: only its name is read."""
 
-    name: NotRequired[str]
+    name: str = ""
 
 
 # The API server sends quantities as strings; files may hold numbers (`cpu: 2`).
 Quantities = dict[str, str | int | float]
 
 
-class Resources(_Model):
+class Resources(_Struct, frozen=True):
     limits: Quantities | None = None
     requests: Quantities | None = None
 
 
-class Container(_Model):
+class Container(_Struct, frozen=True):
     """What thread tuning reads of a container (`isa.threads`)."""
 
     name: str = ""
     env: list[EnvVar] | None = None
-    env_from: list[dict[str, Any]] | None = Field(None, alias="envFrom")
+    env_from: list[dict[str, Any]] | None = None
     resources: Resources | None = None
 
     def cpu(self) -> ContainerCpu:
@@ -107,9 +114,7 @@ class Container(_Model):
         requests = (resources.requests if resources else None) or {}
         return ContainerCpu(
             name=self.name,
-            sets_threads=not THREAD_VARIABLES_SET.isdisjoint(
-                [e.get("name") for e in self.env or ()]
-            ),
+            sets_threads=not THREAD_VARIABLES_SET.isdisjoint([e.name for e in self.env or ()]),
             env_from=bool(self.env_from),
             cpu_limit=quantity_text(limits.get("cpu")),
             cpu_request=quantity_text(requests.get("cpu")),
@@ -119,19 +124,21 @@ class Container(_Model):
         )
 
 
-class PodSpec(_Model):
-    containers: list[Container] = []
-    init_containers: list[Container] | None = Field(None, alias="initContainers")
-    node_name: str | None = Field(None, alias="nodeName")
-    scheduling_gates: list[SchedulingGate] | None = Field(None, alias="schedulingGates")
-    node_selector: dict[str, str] | None = Field(None, alias="nodeSelector")
+class PodSpec(_Struct, frozen=True):
+    containers: list[Container] = msgspec.field(default_factory=list)
+    init_containers: list[Container] | None = None
+    node_name: str | None = None
+    scheduling_gates: list[SchedulingGate] | None = None
+    node_selector: dict[str, str] | None = None
     affinity: Affinity | None = None
     tolerations: list[Toleration] | None = None
 
 
-class Pod(_Model):
-    metadata: ObjectMeta = ObjectMeta()
-    spec: PodSpec = PodSpec()
+class Pod(
+    _Struct, frozen=True, dict=True, gc=True
+):  # dict: room for `threads_input` (computed once)
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: PodSpec = msgspec.field(default_factory=PodSpec)
 
     def gates(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.spec.scheduling_gates or ())
@@ -155,7 +162,7 @@ class Pod(_Model):
         spec = self.spec
         return (
             tuple(spec.node_selector.items()) if spec.node_selector else (),
-            spec.affinity.model_dump_json() if spec.affinity is not None else None,
+            msgspec.json.encode(spec.affinity) if spec.affinity is not None else None,
             tuple((t.key, t.operator, t.value, t.effect) for t in spec.tolerations or ()),
         )
 
@@ -163,37 +170,36 @@ class Pod(_Model):
         """The pod spec as `isa.scheduling` reads it: plain dicts, API field names."""
         spec: dict[str, Any] = {"nodeSelector": self.spec.node_selector or {}}
         if self.spec.affinity is not None:
-            spec["affinity"] = self.spec.affinity.model_dump(by_alias=True, exclude_none=True)
+            spec["affinity"] = msgspec.to_builtins(self.spec.affinity)
         if self.spec.tolerations:
-            spec["tolerations"] = [t.model_dump(exclude_none=True) for t in self.spec.tolerations]
+            spec["tolerations"] = msgspec.to_builtins(self.spec.tolerations)
         return spec
 
 
-class GroupVersionKind(_Model):
+class GroupVersionKind(_Struct, frozen=True):
     group: str = ""
     version: str = ""
     kind: str = ""
 
 
-class GroupVersionResource(_Model):
+class GroupVersionResource(_Struct, frozen=True):
     group: str = ""
     version: str = ""
     resource: str = ""
 
 
-class AdmissionRequest(_Model):
-    uid: str = Field(min_length=1)
+class AdmissionRequest(_Struct, frozen=True):
+    uid: Annotated[str, msgspec.Meta(min_length=1)]
     kind: GroupVersionKind
-    resource: GroupVersionResource | None = None
-    sub_resource: str | None = Field(None, alias="subResource")
     operation: str
+    resource: GroupVersionResource | None = None
+    sub_resource: str | None = None
     namespace: str = ""
     name: str = ""
     # Read as a Pod whatever the kind: every Pod field is optional and the rest is
-    # skipped, so another kind's object parses too and is then ignored (`is_pod_create`).
-    # (A "before" validator would make pydantic build the whole body as Python objects.)
+    # skipped, so another kind's object decodes too and is then ignored (`is_pod_create`).
     object: Pod | None = None
-    dry_run: bool = Field(False, alias="dryRun")
+    dry_run: bool = False
 
     @property
     def is_pod_create(self) -> bool:
@@ -206,7 +212,119 @@ class AdmissionRequest(_Model):
         )
 
 
-class AdmissionReview(_Model):
-    api_version: Literal["admission.k8s.io/v1"] = Field(alias="apiVersion")
+class ReviewEnvelope(_Struct, frozen=True):
+    """What says a body is an AdmissionReview at all (checked first when one is not)."""
+
+    api_version: Literal["admission.k8s.io/v1"]
     kind: Literal["AdmissionReview"]
+
+
+class AdmissionReview(ReviewEnvelope, frozen=True):
     request: AdmissionRequest
+
+
+_REVIEW_DECODER: Final = msgspec.json.Decoder(AdmissionReview)
+
+
+def decode_review(body: bytes) -> AdmissionReview:
+    """The AdmissionReview in a request body; raises `msgspec.DecodeError` (not JSON) or
+    its subclass `msgspec.ValidationError` (not a review), see `describe_error`."""
+    return _REVIEW_DECODER.decode(body)
+
+
+def pod_from(document: Mapping[str, Any]) -> Pod:
+    """A pod given as data (a file, an API object); raises `msgspec.ValidationError`."""
+    return msgspec.convert(document, Pod)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+# "Expected `str`, got `int` - at `$.spec.nodeSelector[...]`": what, then where.
+_WHERE = re.compile(r"(?s)(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_GOT = re.compile(r"got `(?P<type>\w+)`")
+_JSON_TYPES: Final[Mapping[type, str]] = {
+    dict: "object",
+    list: "array",
+    str: "str",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    type(None): "null",
+}
+
+# Where in a document: keys and list indices.
+Location = tuple[str | int, ...]
+# The review's literal fields: what an "Invalid enum value" error should have said.
+_LITERALS: Final[Mapping[Location, str]] = {
+    ("apiVersion",): ADMISSION_API_VERSION,
+    ("kind",): ADMISSION_KIND,
+}
+
+
+def describe_error(exc: msgspec.DecodeError, document: Any = None) -> tuple[Location, str]:
+    """(where, what) for a decoding error, e.g. (("request", "uid"), "Field required").
+
+    msgspec names a map's entry `[...]`; `document` (the data as plain JSON values, if
+    the caller has it) turns that into the key whose value has the wrong type.
+    """
+    text = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        return (), f"Invalid JSON: {text.removeprefix('JSON is malformed: ')}"
+    found = _WHERE.fullmatch(text)
+    what, path = (found["what"], found["path"] or "") if found else (text, "")
+    where: list[str | int] = []
+    for step in _STEP.finditer(path):
+        name, index = step.groups()
+        if name is not None:
+            where.append(name)
+        elif index == "...":
+            where.append(_wrong_key(document, where, what))
+        else:
+            where.append(int(index))
+    missing = _MISSING.fullmatch(what)
+    if missing:
+        return (*where, missing["field"]), "Field required"
+    expected = _LITERALS.get(tuple(where))
+    if what.startswith("Invalid enum value") and expected is not None:
+        return tuple(where), f"Input should be {expected!r} (got {what.split(' ', 3)[-1][:60]})"
+    return tuple(where), what
+
+
+def describe_review_error(exc: msgspec.DecodeError, body: bytes) -> tuple[Location, str]:
+    """`describe_error` for a body `decode_review` refused, the envelope's error first.
+
+    msgspec stops at the first error in the body's order (`request` may come before
+    `apiVersion`); a body that is not an AdmissionReview at all is said to be that.
+    """
+    if not isinstance(exc, msgspec.ValidationError):
+        return describe_error(exc)
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as not_json:  # the error came before the malformed part
+        return describe_error(not_json)
+    try:
+        msgspec.convert(document, ReviewEnvelope)
+    except msgspec.ValidationError as envelope:
+        return describe_error(envelope, document)
+    return describe_error(exc, document)
+
+
+def _wrong_key(document: Any, where: list[str | int], what: str) -> str:
+    """The first key of the map at `where` whose value has the type the error says it got."""
+    value = document
+    for part in where:
+        if isinstance(value, list) and isinstance(part, int):
+            value = value[part] if part < len(value) else None
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return "*"
+    got = _GOT.search(what)
+    if not isinstance(value, dict) or got is None:
+        return "*"
+    for key, entry in value.items():
+        if _JSON_TYPES.get(type(entry)) == got["type"]:
+            return str(key)
+    return "*"

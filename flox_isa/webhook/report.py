@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from pydantic import ValidationError
+import msgspec
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
@@ -24,7 +24,7 @@ from flox_isa.isa.report import Placement, ReportRow, speedup, throughput_rows
 from flox_isa.isa.threads import container_cpu
 from flox_isa.isa.throughput import replica_cpus
 from flox_isa.webhook.decision import Context, decide
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import Pod, pod_from
 
 FLOX_RUNTIME_CLASS: Final = "flox"
 NFD_CPU_MODEL: Final = "feature.node.kubernetes.io/cpu-model."
@@ -255,8 +255,8 @@ def _as_new(pod: Mapping[str, Any]) -> Pod | None:
     """The pod as a new pod like it would be admitted (no node), None if it does not parse."""
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}
     try:
-        return Pod.model_validate({**pod, "spec": spec})
-    except ValidationError:
+        return pod_from({**pod, "spec": spec})
+    except msgspec.ValidationError:
         return None
 
 

@@ -28,7 +28,7 @@ from flox_isa.operator.diff import Create
 from flox_isa.operator.reconcile import decide as reconcile
 from flox_isa.webhook.decision import Context
 from flox_isa.webhook.decision import decide as admit
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import apply_patch
 
 MANIFEST = Path(__file__).resolve().parents[2] / "data" / "flox" / "build-pytorch.toml"
@@ -67,7 +67,7 @@ def asked_for(catalog: Catalog) -> set[str]:
     template = copy.deepcopy(scenario.summarizer()["spec"]["template"])
     pod = {"apiVersion": "v1", "kind": "Pod", **template}
     pod["metadata"] = {**template["metadata"], "name": "summarizer-0"}
-    answer = admit(Pod.model_validate(pod), scenario.NAMESPACE, True, ctx)
+    answer = admit(pod_from(pod), scenario.NAMESPACE, True, ctx)
     assert answer.reason == "auto", answer.message
     patched = apply_patch(pod, answer.patch)
     environments.add(patched["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION])

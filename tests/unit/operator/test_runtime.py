@@ -17,7 +17,7 @@ from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.render import Owner, render
 from flox_isa.operator.workqueue import WorkQueue
 from flox_isa.webhook.decision import Context, decide
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import fleet_states
 
 CATALOG = default_catalog()
@@ -124,7 +124,7 @@ def test_the_webhook_guard_accepts_rendered_pods_unchanged(variant: str) -> None
     assert chosen is not None
     plan = Plan((Share(chosen, 1, 4.0, 1, outranking(CATALOG, chosen, spec.workload, None)),))
     (deployment,) = render(Owner("ns", "tw", "u"), spec, plan).values()
-    pod = Pod.model_validate(
+    pod = pod_from(
         {"metadata": {**deployment["spec"]["template"]["metadata"], "namespace": "ns"},
          "spec": deployment["spec"]["template"]["spec"]}
     )  # fmt: skip

@@ -259,6 +259,25 @@ class SwitchableFleet:
         return self.index
 
 
+class PlacementAlive:
+    def alive(self) -> bool:
+        return True
+
+
+def test_the_admission_edge_reads_the_pods_scheduling_gates() -> None:
+    state = WebhookState(CATALOG, StaticFleet(FLEET), OWN_NAMESPACE, placement=PlacementAlive())
+    client = TestClient(create_app(state))
+    _, new = post(client, review(pod()))
+    _, other_gate = post(client, review(pod(spec={"schedulingGates": [{"name": "other/gate"}]})))
+    _, ours = post(client, review(pod(spec={"schedulingGates": [{"name": names.PLACEMENT_GATE}]})))
+    gate = {"name": names.PLACEMENT_GATE}
+    assert {"op": "add", "path": "/spec/schedulingGates", "value": [gate]} in decoded_patch(new)
+    assert {"op": "add", "path": "/spec/schedulingGates/-", "value": gate} in decoded_patch(
+        other_gate
+    )
+    assert ours["response"]["allowed"] is True and decoded_patch(ours) == []
+
+
 def test_replicas_differing_only_in_name_get_one_decision_each_with_its_own_uid() -> None:
     client = make_client()
     answers = []

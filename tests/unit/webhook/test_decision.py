@@ -24,7 +24,7 @@ from flox_isa.isa.nodes import node_objects, node_state
 from flox_isa.isa.offer import FleetIndex, OfferIndex, index_nodes
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.webhook.decision import Context, Decision, decide, decision_key
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import Pod, pod_from
 
 DATA = Path(__file__).parent.parent.parent / "data" / "pods"
 CATALOG = default_catalog()
@@ -90,7 +90,7 @@ def run(
     namespace: str = "tickets",
     namespace_opted_in: bool = False,
 ) -> Decision:
-    return decide(Pod.model_validate(pod_dict), namespace, namespace_opted_in, ctx or context())
+    return decide(pod_from(pod_dict), namespace, namespace_opted_in, ctx or context())
 
 
 def apply_patch(document: Mapping[str, Any], patch: Any) -> dict[str, Any]:
@@ -629,7 +629,7 @@ def _drawn_pod(inputs: tuple[Any, ...]) -> Pod:
     flox_labels, flox_annotations, other_labels, other_annotations, selector = inputs
     labels, annotations = {**other_labels, **flox_labels}, {**other_annotations, **flox_annotations}
     spec = {"nodeSelector": selector} if selector else {}
-    return Pod.model_validate(pod(annotations, labels, spec, inject=False, env=None))
+    return pod_from(pod(annotations, labels, spec, inject=False, env=None))
 
 
 _KEY_CONTEXT = context()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flox_isa.isa import names
 from flox_isa.isa.offer import OfferIndex, index_nodes
 from flox_isa.webhook.decision import Context, decision_key
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod, run
 
 GATE = {"name": names.PLACEMENT_GATE}
@@ -62,11 +62,11 @@ def test_a_bad_when_full_value_is_denied_naming_the_annotation_and_the_values() 
 
 
 def test_whether_the_webhook_gates_is_part_of_the_memo_key() -> None:
-    parsed = Pod.model_validate(pod())
+    parsed = pod_from(pod())
     assert decision_key(parsed, "tickets", False, True) != decision_key(
         parsed, "tickets", False, False
     )
-    gated = Pod.model_validate(pod(spec={"schedulingGates": [GATE]}))
+    gated = pod_from(pod(spec={"schedulingGates": [GATE]}))
     assert decision_key(gated, "tickets", False, True) != decision_key(
         parsed, "tickets", False, True
     )

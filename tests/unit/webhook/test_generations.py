@@ -7,7 +7,7 @@ import pytest
 
 from flox_isa.isa import names
 from flox_isa.webhook.decision import decision_key
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import ENV, patched, pod, run, selector_for
 
 GENERATIONS = names.GENERATIONS_ANNOTATION
@@ -110,7 +110,6 @@ def test_the_webhook_applied_to_its_own_pinned_output_returns_no_patch() -> None
 
 def test_the_generations_map_is_part_of_the_decision_key() -> None:
     one, other = (
-        Pod.model_validate(pod({GENERATIONS: text}, env=f"{ENV}:3"))
-        for text in ("avx2=4", "avx2=5")
+        pod_from(pod({GENERATIONS: text}, env=f"{ENV}:3")) for text in ("avx2=4", "avx2=5")
     )
     assert decision_key(one, "tickets", False) != decision_key(other, "tickets", False)

@@ -9,7 +9,7 @@ import pytest
 from flox_isa.isa import names
 from flox_isa.isa.placement import as_admission, ungated
 from flox_isa.webhook.decision import decision_key
-from flox_isa.webhook.models import Pod
+from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import ENV, patched, pod, run
 from tests.unit.webhook.test_gate import gating
 
@@ -125,7 +125,7 @@ def test_applied_to_its_own_output_the_patch_is_empty(late_binding: bool) -> Non
 
 def test_resources_and_thread_env_are_in_the_decision_key() -> None:
     def key(body: dict[str, Any]) -> object:
-        return decision_key(Pod.model_validate(body), "tickets", False)
+        return decision_key(pod_from(body), "tickets", False)
 
     base = key(with_containers(worker("2")))
     assert base == key(with_containers(worker("2")))

@@ -1,0 +1,196 @@
+"""Pod creates through the real kube-apiserver: no webhook, bare webhooks (the floor), ours."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flox_isa.isa import names
+from flox_isa.webhook.certs import write_serving_certs
+from flox_isa.webhook.registration import NAMESPACE_OPT_IN_WEBHOOK, webhook_configuration
+from webhookbench.servers import ENTRY, free_port, wait_listening
+from webhookbench.streams import ENV, realistic_pod
+
+
+def apiserver_benchmark(kubeconfig: Path, count: int) -> None:
+    """Pod creates through kube-apiserver: no webhook, bare webhooks (the floor), ours."""
+    from kubernetes import client  # noqa: PLC0415 - only with --kubeconfig
+
+    from flox_isa.kube.config import api_client  # noqa: PLC0415 - only with --kubeconfig
+
+    run = uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory() as tmp, api_client(str(kubeconfig)) as api:
+        core: Any = client.CoreV1Api(api)  # dict bodies: the client's models are not needed
+        registrations: Any = client.AdmissionregistrationV1Api(api)
+        certs = write_serving_certs(Path(tmp))
+        hooks = _webhook_servers(kubeconfig, certs.cert_path, certs.key_path, Path(tmp))
+        plain = f"bench-plain-{run}"
+        sides = {f"bench-{key}-{run}": hook for key, hook in hooks.items()}
+        servers = [subprocess.Popen(h.argv, stderr=subprocess.DEVNULL) for h in sides.values()]
+        for name in (plain, *sides):
+            labels = {"bench.flox.dev/run": run}
+            if name != plain:
+                labels[names.INJECT_LABEL] = "true"
+                labels["bench.flox.dev/webhook"] = name
+            core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        configs = {side: f"flox-isa-bench-{side}" for side in sides}
+        try:
+            for side, config in configs.items():
+                wait_listening(sides[side].port)
+                registrations.create_mutating_webhook_configuration(
+                    _bench_webhook(config, side, sides[side].port, certs.ca_pem)
+                )
+            time.sleep(2)  # ours: the first node list
+            for side in configs:
+                _wait_effective(core, side)
+            calls_before = _webhook_calls(api)
+            timings = _interleaved_creates(core, (plain, *sides), count)
+            calls_after = _webhook_calls(api)
+        finally:
+            for config in configs.values():
+                registrations.delete_mutating_webhook_configuration(config)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=20)
+            for name in (plain, *sides):
+                core.delete_namespace(name)
+    medians = {ns: statistics.median(t) * 1000 for ns, t in timings.items()}
+    p99 = {ns: sorted(t)[int(len(t) * 0.99)] * 1000 for ns, t in timings.items()}
+    print(f"pod create through kube-apiserver ({count} each, interleaved, sequential;"
+          " the API server's own mean time per webhook call in brackets):")  # fmt: skip
+    print(f"  {'no webhook':30} p50 {medians[plain]:6.2f} ms   p99 {p99[plain]:6.2f} ms")
+    for side, hook in sides.items():
+        total = calls_after.get(side, (0.0, 0.0))[0] - calls_before.get(side, (0.0, 0.0))[0]
+        calls = calls_after.get(side, (0.0, 0.0))[1] - calls_before.get(side, (0.0, 0.0))[1]
+        call = f"[call {total / calls * 1000:.2f} ms]" if calls else ""
+        added = medians[side] - medians[plain]
+        print(f"  {hook.label:30} p50 {medians[side]:6.2f} ms   p99 {p99[side]:6.2f} ms"
+              f"   added {added:+6.2f} ms {call}")  # fmt: skip
+    ours = next(side for side, hook in sides.items() if hook.label.startswith("ours"))
+    floor = min(medians[side] for side in sides if side != ours)
+    print(f"  ours added {medians[ours] - medians[plain]:+.2f} ms at the median (target <= +1 ms);"
+          f" {medians[ours] - floor:+.2f} ms over the fastest bare webhook")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WebhookServer:
+    label: str
+    port: int
+    argv: list[str]
+
+
+def _webhook_servers(
+    kubeconfig: Path, cert: Path, key: Path, tmp: Path
+) -> dict[str, WebhookServer]:
+    """Ours, the bare ASGI app on the same uvicorn, and a bare Go net/http one (if Go is here)."""
+    ours, bare, go = free_port(), free_port(), free_port()
+    servers = {
+        "hook": WebhookServer("ours (flox-isa webhook)", ours, [
+            sys.executable, "-m", "flox_isa.cli", "webhook", "--host", "127.0.0.1",
+            "--port", str(ours), "--tls-cert", str(cert), "--tls-key", str(key),
+            "--kubeconfig", str(kubeconfig)]),  # logs as shipped: a line per decision
+        "floor": WebhookServer("bare ASGI on uvicorn", bare, [
+            sys.executable, str(ENTRY), "--serve", "bare", "--port", str(bare),
+            "--cert", str(cert), "--key", str(key)]),
+    }  # fmt: skip
+    binary = tmp / "floorhook"
+    source = ENTRY.parent / "floorhook"
+    if (
+        shutil.which("go")
+        and subprocess.run(
+            ["go", "build", "-o", str(binary), "."], cwd=source, check=False
+        ).returncode
+        == 0
+    ):
+        argv = [str(binary), "-addr", f"127.0.0.1:{go}", "-cert", str(cert), "-key", str(key)]
+        servers["gofloor"] = WebhookServer("bare Go net/http", go, argv)
+    return servers
+
+
+def _webhook_calls(api: Any) -> dict[str, tuple[float, float]]:
+    """Per bench configuration: (sum of seconds, count) the API server spent calling it."""
+    params = api.param_serialize(
+        method="GET", resource_path="/metrics", auth_settings=["BearerToken"]
+    )
+    response = api.call_api(*params)
+    response.read()
+    found: dict[str, tuple[float, float]] = {}
+    pattern = re.compile(
+        r"^apiserver_admission_webhook_admission_duration_seconds_(sum|count)\{.*"
+        r'name="([^"]+)\.'
+        + re.escape(NAMESPACE_OPT_IN_WEBHOOK)
+        + r'".*operation="CREATE".*\} (\S+)$'
+    )
+    for line in response.data.decode().splitlines():
+        match = pattern.match(line)
+        if match:
+            kind, side, value = match.groups()
+            total, count = found.get(side, (0.0, 0.0))
+            found[side] = (
+                (total + float(value), count) if kind == "sum" else (total, count + float(value))
+            )
+    return found
+
+
+def _bench_webhook(name: str, side: str, port: int, ca_pem: bytes) -> dict[str, Any]:
+    """The chart's two entries for namespace `side` only (its pods opt in by namespace).
+
+    Entry names are prefixed with `side`, so the API server's metrics tell the two apart.
+    """
+    config = webhook_configuration(
+        name, f"https://127.0.0.1:{port}", ca_pem,
+        namespace_labels={"bench.flox.dev/webhook": side},
+    )  # fmt: skip
+    for hook in config["webhooks"]:
+        hook["name"] = f"{side}.{hook['name']}"
+    return config
+
+
+def _bench_pod(name: str) -> dict[str, Any]:
+    pod = realistic_pod()
+    pod["metadata"] = {
+        "name": name,
+        "labels": {"app": "bench"},
+        "annotations": {names.ENVIRONMENT_ANNOTATION: ENV},
+    }
+    pod["spec"]["nodeSelector"] = {"bench.flox.dev/pool": "none"}  # stays Pending: no scheduling
+    pod["spec"]["volumes"] = [{"name": "cache", "emptyDir": {}}]
+    for container in pod["spec"]["containers"]:
+        container["volumeMounts"] = [{"name": "cache", "mountPath": "/cache"}]
+    del pod["status"]
+    return pod
+
+
+def _wait_effective(core: Any, namespace: str) -> None:
+    """Until a dry-run create comes back patched (either webhook adds a label)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = core.create_namespaced_pod(namespace, _bench_pod("probe"), dry_run="All")
+        if set(answer.metadata.labels or {}) - set(_bench_pod("probe")["metadata"]["labels"]):
+            return
+        time.sleep(0.3)
+    raise RuntimeError("the webhook configuration did not take effect")
+
+
+def _interleaved_creates(
+    core: Any, namespaces: tuple[str, ...], count: int
+) -> dict[str, list[float]]:
+    """`count` creates per namespace, taking turns (a rotating order), after 20 warm-ups each."""
+    timings: dict[str, list[float]] = {ns: [] for ns in namespaces}
+    for i in range(count + 20):
+        turn = i % len(namespaces)
+        for ns in namespaces[turn:] + namespaces[:turn]:
+            started = time.perf_counter()
+            core.create_namespaced_pod(ns, _bench_pod(f"p{i}"), _preload_content=False)
+            if i >= 20:
+                timings[ns].append(time.perf_counter() - started)
+    return timings

@@ -1,0 +1,65 @@
+"""Throughput and latency at saturation: every server up at once, loaded in turn.
+
+Each round loads every server with every stream, one after the other (bare, ours,
+quiet[, before] per stream, then kopf on fresh), so machine noise hits them alike;
+each server's best round is kept.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flox_isa.webhook.certs import write_serving_certs
+from webhookbench.client import load
+from webhookbench.report import Results, print_http
+from webhookbench.servers import ENTRY, free_port, running, server_argv
+from webhookbench.streams import STREAMS, request_sets
+
+
+def http_benchmarks(
+    seconds: float,
+    connections: int,
+    nodes: int,
+    rounds: int,
+    *,
+    baseline: Path | None = None,
+    streams: list[str] | None = None,
+) -> Results:
+    """`baseline`: a checkout of another revision, whose `ours` is loaded as `before`;
+    `streams`: which of STREAMS (all by default; kopf is loaded with fresh only)."""
+    streams = list(STREAMS) if streams is None else streams
+    sets = request_sets()
+    print(f"POST /mutate over TLS: bodies of {len(sets['replicas'][0])} bytes, {nodes} nodes,"
+          f" {connections} connections; {rounds} rounds x {seconds:g}s per server and stream,"
+          " best round shown; each server one process, the client another")  # fmt: skip
+    kinds = ["bare", "ours", "quiet", *(["before"] if baseline is not None else [])]
+    paths = dict.fromkeys(kinds, "/mutate")
+    runs = [(kind, stream) for stream in streams for kind in kinds]
+    if "fresh" in streams:
+        paths["kopf"] = "/flox"
+        runs.append(("kopf", "fresh"))
+    best: Results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = write_serving_certs(Path(tmp))
+        ports = {kind: free_port() for kind in paths}
+        argvs = {
+            kind: server_argv(
+                "ours" if kind == "before" else kind,
+                ports[kind],
+                certs.cert_path,
+                certs.key_path,
+                nodes,
+                entry=baseline / "bench" / "webhook.py" if kind == "before" and baseline else ENTRY,
+            )
+            for kind in paths
+        }
+        with running(argvs, ports):
+            for _ in range(rounds):
+                for kind, stream in runs:
+                    result = load(ports[kind], certs.ca_path, sets[stream], paths[kind],
+                                  seconds=seconds, connections=connections)  # fmt: skip
+                    if result["rps"] > best.get((kind, stream), {}).get("rps", 0.0):
+                        best[(kind, stream)] = result
+    print_http(best, list(paths), streams)
+    return best
