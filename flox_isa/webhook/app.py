@@ -25,7 +25,6 @@ from typing import Any, Protocol
 import msgspec
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic_core import to_json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flox_isa.isa import names
@@ -58,6 +57,8 @@ RESPONSE_HEAD = b'{"apiVersion":"%s","kind":"AdmissionReview","response":{"uid":
     ADMISSION_API_VERSION.encode()
 )
 STATUS_REASONS = {400: "BadRequest", 500: "InternalError", 503: "ServiceUnavailable"}
+# Answers' JSON (compact, UTF-8, keys in insertion order).
+ENCODER = msgspec.json.Encoder()
 # Path -> whether the API server has already found the pod's namespace opted in.
 MUTATE_PATHS = {POD_OPT_IN_PATH: False, NAMESPACE_OPT_IN_PATH: True}
 
@@ -380,7 +381,7 @@ def response_tail(decision: Decision) -> bytes:
     response: dict[str, Any] = {"allowed": decision.allowed}
     if decision.patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(to_json(decision.patch)).decode()
+        response["patch"] = base64.b64encode(ENCODER.encode(decision.patch)).decode()
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
     if not decision.allowed:
@@ -391,7 +392,7 @@ def response_tail(decision: Decision) -> bytes:
         }
     # '{"allowed":...}' -> ',"allowed":...}}': the response's fields after the uid, then
     # the closing braces of the response and of the review.
-    return b"," + to_json(response)[1:] + b"}"
+    return b"," + ENCODER.encode(response)[1:] + b"}"
 
 
 def _log_fields(request: AdmissionRequest, decision: Decision) -> dict[str, Any]:

@@ -35,7 +35,15 @@ from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants
 from flox_isa.isa.offer import Offer, OfferIndex
 from flox_isa.isa.placement import parse_when_full, ranked_candidates
 from flox_isa.isa.selection import fits, rank_key
-from flox_isa.isa.threads import Setting, env_entries, note_of, parse_override, with_note
+from flox_isa.isa.threads import (
+    ContainerCpu,
+    Override,
+    Setting,
+    env_entries,
+    note_of,
+    parse_override,
+    with_note,
+)
 from flox_isa.isa.threads import plan as plan_threads
 from flox_isa.webhook.models import Pod
 
@@ -247,9 +255,20 @@ def read_inputs(pod: Pod, catalog: Catalog) -> Inputs | None:
     elif environment is not None:
         allowed = pinned_candidates(environment, allowed, generations)
     override = parse_override(annotations.get(names.THREADS_ANNOTATION))
-    threads = plan_threads(*pod.threads_input, override=override)
-    note = note_of(threads, override)
+    threads, note = thread_plan(*pod.threads_input, override)
     return Inputs(environment, workload, allowed, guard_variant, source, generations, threads, note)
+
+
+@functools.lru_cache(maxsize=1024)
+def thread_plan(
+    containers: tuple[ContainerCpu, ...],
+    init_containers: tuple[ContainerCpu, ...],
+    override: Override,
+) -> tuple[tuple[Setting, ...], str]:
+    """The thread settings (`isa.threads.plan`) and their note, remembered: the pods of
+    one workload share their containers' CPUs, and a fresh decision is mostly this."""
+    threads = plan_threads(containers, init_containers, override=override)
+    return threads, note_of(threads, override)
 
 
 def check_guard_generation(
