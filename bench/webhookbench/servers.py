@@ -32,9 +32,11 @@ UID = re.compile(rb'"uid":\s*"([^"]*)"')
 
 
 def ours_app(nodes: int) -> Any:
+    from flox_isa.kube.inventory import freeze_long_lived  # noqa: PLC0415 - server process only
     from flox_isa.webhook.app import StaticFleet, WebhookState, create_app  # noqa: PLC0415 - server process only
 
     state = WebhookState(CATALOG, StaticFleet(fleet(nodes)), "flox-isa")
+    freeze_long_lived()  # as the node inventory does after a full list
     return create_app(state)
 
 
@@ -106,6 +108,8 @@ def serve_kopf(port: int, cert: Path, key: Path, nodes: int) -> None:
         warnings.extend(decision.warnings)
         for op in decision.patch:  # JSONPatch ops -> kopf's merge-style patch
             *parents, last = [p.replace("~1", "/") for p in op["path"].split("/")[1:]]
+            if any(part.isdigit() or part == "-" for part in (*parents, last)):
+                continue  # into a list (a container's env): a merge patch cannot; kopf does less
             target = patch
             for part in parents:
                 target = target.setdefault(part, {})

@@ -22,6 +22,7 @@ The request path only reads a published, immutable snapshot: no I/O, no lock.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
@@ -193,6 +194,7 @@ class NodeInventory:
         builder.replace(self._states(objects))
         self._builder = builder
         self._publish()
+        freeze_long_lived()
 
     @staticmethod
     def _states(objects: Iterable[dict[str, Any]]) -> Iterator[NodeState]:
@@ -218,6 +220,13 @@ class NodeInventory:
     def _publish(self) -> None:
         self._index = self._builder.index()
         self._on_change(self._index)
+
+
+def freeze_long_lived() -> None:
+    """Move what the process holds now (the inventory just listed) out of the collector's
+    sight (`gc.freeze`): a full collection walked every node, the longest pause of the
+    admission path (issue 12). Freed as usual when released; a full list is rare."""
+    gc.freeze()
 
 
 class _StalledError(Exception):

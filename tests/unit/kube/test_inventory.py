@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from collections.abc import Iterator
@@ -234,3 +235,15 @@ def test_a_list_failing_half_way_keeps_the_previous_fleet() -> None:
     assert after is not None and after.node_count == 3
     # A relist is a new fleet to the operator's caches, whose key is the version.
     assert after.version > before.version
+
+
+def test_a_full_list_moves_the_inventory_out_of_the_collectors_sight() -> None:
+    gc.unfreeze()
+    try:
+        inventory = NodeInventory()
+        inventory.apply("ADDED", many_nodes(1)[0])
+        assert gc.get_freeze_count() == 0  # a watch event does not freeze
+        inventory.replace(many_nodes(3))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
