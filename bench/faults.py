@@ -2,12 +2,13 @@
 a table. Each fault runs while a load generator creates opted-in pods (dry runs: the API
 server's full admission chain, nothing stored) at a steady rate.
 
-    python bench/faults.py [--rate 10] [--only stall,cert,operator,fuzz] [--kubeconfig FILE]
+    python bench/faults.py [--rate 10] [--only stall,cert,operator,...] [--kubeconfig FILE]
 
 Refusals are the API server's own count, apiserver_admission_webhook_rejection_count
 {error_type="calling_webhook_error"} for this run's webhook configuration (the webhook's
 failures, not the API server's), plus the load's failed creates. "Wrong" counts
-answers that contradict the fleet at the time they were given.
+answers that contradict the fleet at the time they were given, plus operator pods bound
+to a node that lacks their variant's instructions.
 
 Cases:
 - stall: the webhook reaches the API server through a local TCP proxy that black-holes
@@ -18,12 +19,26 @@ Cases:
 - operator: two `flox-isa operator` replicas; the leader gets SIGTERM right after a scale
   of its TicketWorker: time to exit, time until the standby holds the Lease, time until
   the Deployments match the new replica count.
+- leader-fleet: two replicas; the leader is frozen (SIGSTOP) just before 6 Graviton nodes
+  join its TicketWorker's pool, so it cannot act on the change, then killed (SIGKILL, no
+  Lease release): time until the standby leads and its Deployments match the plan for
+  the new fleet (the pure core's plan on a fresh node list).
+- apiserver: the devcluster's kube-apiserver is stopped and started again (same flags,
+  ports and etcd data) under load, with a webhook and an operator (a 120 s Lease, so the
+  same leader rides it out) running; right after, the pool's nodes are relabelled and the
+  TicketWorker scaled: time until the webhook's answers and the operator's Deployments
+  follow. Creates that fail while the API server is down are its own, reported apart.
+  Needs the devcluster this script starts (skipped with --kubeconfig).
 - fuzz: 10,000 fuzzed AdmissionReviews posted straight to the webhook while the load runs:
   HTTP 500s, crashes, RSS before and after.
+- relabel1000 (last: it leaves 1,000 more nodes until the cleanup): 1,000 nodes added, then
+  relabelled at once (an NFD upgrade: AVX-512 taken away, 16 patches in flight): time
+  until the webhook's answers follow, until its inventory (nodes, groups from its
+  /metrics) equals an index built from a fresh list, until the operator's node count
+  (/healthz) does and its Deployments match the new plan.
 
 Not covered here (see the issue-16 report): the rolling restart behind a Service
-(aggregator routing, network namespaces), a kube-apiserver restart, 1,000 nodes
-relabelled at once.
+(aggregator routing, network namespaces).
 """
 
 from __future__ import annotations
@@ -144,6 +159,24 @@ class Webhook:
                 return int(r.status)
         except OSError:
             return 0
+
+    def text(self, path: str) -> str:
+        import urllib.request  # noqa: PLC0415 - only here
+
+        try:
+            with urllib.request.urlopen(self.url + path, context=self.context(), timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    def inventory(self) -> tuple[int, int]:
+        """(nodes, node groups) of its inventory, from its /metrics."""
+        found = {"flox_isa_inventory_nodes": -1, "flox_isa_inventory_node_groups": -1}
+        for line in self.text("/metrics").splitlines():
+            name, _, value = line.partition(" ")
+            if name in found:
+                found[name] = int(float(value))
+        return found["flox_isa_inventory_nodes"], found["flox_isa_inventory_node_groups"]
 
     def log_lines(self) -> list[dict[str, Any]]:
         lines = []
@@ -342,7 +375,7 @@ class Harness:
         with contextlib.suppress(Exception):
             self.registrations.delete_mutating_webhook_configuration(name)
 
-    def pool(self, size: int, instance_type: str, pool: str) -> list[str]:
+    def pool(self, size: int, instance_type: str, pool: str, prefix: str = "") -> list[str]:
         template = next(
             n for n in fleets.node_manifests(fleets.load_fleet(None))
             if n["metadata"]["labels"][names.INSTANCE_TYPE_LABEL] == instance_type
@@ -352,7 +385,7 @@ class Harness:
         manifests = []
         for i in range(size):
             node = copy.deepcopy(template)
-            name = f"{pool}-{i}"
+            name = f"{prefix or pool}-{i}"
             node["metadata"]["name"] = name
             node["metadata"]["labels"]["kubernetes.io/hostname"] = name
             node["metadata"]["labels"][POOL_LABEL] = pool
@@ -507,71 +540,200 @@ def fault_cert(h: Harness) -> Row:
         webhook.stop()
 
 
-def fault_operator(h: Harness) -> Row:
-    from flox_isa.operator.crd import crd_yaml  # noqa: PLC0415
+class Operators:
+    """`flox-isa operator` replicas sharing one Lease in one namespace, and what they made."""
 
-    namespace = h.namespace("operator")
-    kubectl = _kubectl(h.kubeconfig)
-    subprocess.run([*kubectl, "apply", "-f", "-"], input=crd_yaml(), text=True, check=True,
-                   capture_output=True)  # fmt: skip
-    subprocess.run([*kubectl, "wait", "--for=condition=Established",
-                    "crd/ticketworkers.isa.flox.dev"], check=True, capture_output=True)  # fmt: skip
-    logs = h.directory / "operators"
-    logs.mkdir()
+    def __init__(self, h: Harness, namespace: str, lease_seconds: float = 15.0) -> None:
+        from flox_isa.operator.crd import crd_yaml  # noqa: PLC0415
 
-    def start(index: int) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "flox_isa.cli", "operator", "--kubeconfig", str(h.kubeconfig),
-                "--namespace", namespace, "--lease-namespace", namespace, "--lease-name", "faults",
-                "--health-port", "0"]  # fmt: skip
-        with (logs / f"operator-{index}.log").open("wb") as sink:
-            return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        self.h, self.namespace, self.lease_seconds = h, namespace, lease_seconds
+        self.kubectl = _kubectl(h.kubeconfig)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs = h.directory / f"operators-{namespace}"
+        self.logs.mkdir()
+        subprocess.run([*self.kubectl, "apply", "-f", "-"], input=crd_yaml(), text=True,
+                       check=True, capture_output=True)  # fmt: skip
+        established = ["wait", "--for=condition=Established", "crd/ticketworkers.isa.flox.dev"]
+        subprocess.run([*self.kubectl, *established], check=True, capture_output=True)
 
-    def holder() -> str:
+    def start(self, health_port: int = 0) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "flox_isa.cli", "operator", "--kubeconfig",
+                str(self.h.kubeconfig), "--namespace", self.namespace, "--lease-namespace",
+                self.namespace, "--lease-name", "faults", "--lease-duration",
+                str(self.lease_seconds), "--health-port", str(health_port)]  # fmt: skip
+        with (self.logs / f"operator-{len(self.processes)}.log").open("wb") as sink:
+            process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def holder(self) -> str:
         with contextlib.suppress(Exception):
-            lease = h.api.call_api(*h.api.param_serialize(
-                method="GET", auth_settings=["BearerToken"],
-                resource_path=f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/faults",
+            lease = self.h.api.call_api(*self.h.api.param_serialize(
+                method="GET", auth_settings=["BearerToken"], resource_path=(
+                    f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/faults"),
             ))  # fmt: skip
             lease.read()
             return str((json.loads(lease.data).get("spec") or {}).get("holderIdentity") or "")
         return ""
 
-    def replicas() -> int:
-        out = subprocess.run([*kubectl, "get", "deployments", "-n", namespace, "-o", "json"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-        return sum(int(d["spec"].get("replicas") or 0) for d in json.loads(out)["items"])
+    def leads(self, process: subprocess.Popen[bytes]) -> bool:
+        return f"-{process.pid}-" in self.holder()
 
-    tw = {"apiVersion": "isa.flox.dev/v1alpha1", "kind": "TicketWorker",
-          "metadata": {"name": "faults", "namespace": namespace},
-          "spec": {"environment": ENV, "workload": "int8-inference", "replicas": 4}}  # fmt: skip
-    first = start(0)
-    second: subprocess.Popen[bytes] | None = None
+    def apply(self, tw: dict[str, Any]) -> None:
+        subprocess.run([*self.kubectl, "apply", "-f", "-"], input=yaml.safe_dump(tw), text=True,
+                       check=True, capture_output=True)  # fmt: skip
+
+    def scale(self, name: str, replicas: int) -> None:
+        subprocess.run([*self.kubectl, "scale", f"tw/{name}", "-n", self.namespace,
+                        f"--replicas={replicas}"], check=True, capture_output=True)  # fmt: skip
+
+    def split(self) -> dict[str, int]:
+        """Replicas by variant of the Deployments in the namespace."""
+        command = [*self.kubectl, "get", "deployments", "-n", self.namespace, "-o", "json"]
+        out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+        with contextlib.suppress(ValueError):
+            return {
+                d["metadata"]["labels"].get(names.VARIANT_LABEL, "?"): int(
+                    d["spec"].get("replicas") or 0
+                )
+                for d in json.loads(out)["items"]
+            }
+        return {}
+
+    def replicas(self) -> int:
+        return sum(self.split().values())
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=30)
+            if process.poll() is None:
+                process.kill()
+
+
+def ticketworker(namespace: str, replicas: int, pool: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"environment": ENV, "workload": "int8-inference", "replicas": replicas}
+    if pool:
+        spec["template"] = {"spec": {"nodeSelector": {POOL_LABEL: pool}}}
+    return {"apiVersion": "isa.flox.dev/v1alpha1", "kind": "TicketWorker",
+            "metadata": {"name": "faults", "namespace": namespace}, "spec": spec}  # fmt: skip
+
+
+def planned(h: Harness, replicas: int, pool: str) -> dict[str, int]:
+    """The operator's plan for `pool` on a fresh node list (the pure core, fed independently)."""
+    from flox_isa.isa.catalog import default_catalog  # noqa: PLC0415
+    from flox_isa.isa.nodes import node_state  # noqa: PLC0415
+    from flox_isa.isa.planning import group_eligible, plan_replicas  # noqa: PLC0415
+
+    nodes = [node_state(n) for n in fresh_nodes(h)]
+    pod_spec = {"nodeSelector": {POOL_LABEL: pool}, "runtimeClassName": "flox"}
+    plan = plan_replicas(default_catalog(), group_eligible(nodes, pod_spec),
+                         workload="int8-inference", replicas=replicas)  # fmt: skip
+    return {share.variant.name: share.replicas for share in plan.shares}
+
+
+def fresh_nodes(h: Harness) -> list[dict[str, Any]]:
+    from flox_isa.devcluster.nodes import request_json  # noqa: PLC0415
+
+    return list(request_json(h.api, "GET", "/api/v1/nodes")["items"])
+
+
+def misplaced(h: Harness, namespace: str) -> int:
+    """Pods of the namespace bound to a node that lacks their variant's instructions."""
+    from flox_isa.devcluster.nodes import request_json  # noqa: PLC0415
+    from flox_isa.isa.catalog import default_catalog  # noqa: PLC0415
+    from flox_isa.isa.features import features_from_labels  # noqa: PLC0415
+    from flox_isa.isa.selection import fits  # noqa: PLC0415
+
+    catalog = default_catalog()
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in fresh_nodes(h)}
+    wrong = 0
+    for pod in request_json(h.api, "GET", f"/api/v1/namespaces/{namespace}/pods")["items"]:
+        node = (pod.get("spec") or {}).get("nodeName")
+        variant = catalog.get((pod["metadata"].get("labels") or {}).get(names.VARIANT_LABEL, ""))
+        if node in labels and variant is not None:
+            wrong += not fits(variant, features_from_labels(labels[node]))
+    return wrong
+
+
+def converged(ops: Operators, h: Harness, replicas: int, pool: str) -> Callable[[], bool]:
+    def check() -> bool:
+        split = ops.split()
+        return sum(split.values()) == replicas and split == planned(h, replicas, pool)
+
+    return check
+
+
+def fault_operator(h: Harness) -> Row:
+    namespace = h.namespace("operator")
+    ops = Operators(h, namespace)
+    first = ops.start(0)
     try:
-        wait(lambda: f"-{first.pid}-" in holder(), 60, "a leader")
-        second = start(1)
-        subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(tw), text=True,
-                       check=True, capture_output=True)  # fmt: skip
-        wait(lambda: replicas() == 4, 60, "4 replicas")
-        subprocess.run([*kubectl, "scale", "tw/faults", "-n", namespace, "--replicas=9"],
-                       check=True, capture_output=True)  # fmt: skip
+        wait(lambda: ops.leads(first), 60, "a leader")
+        second = ops.start(0)
+        ops.apply(ticketworker(namespace, 4))
+        wait(lambda: ops.replicas() == 4, 60, "4 replicas")
+        ops.scale("faults", 9)
         signalled = time.monotonic()
         first.send_signal(15)
         code = first.wait(timeout=60)
         exited = time.monotonic() - signalled
-        standby_pid = second.pid
-        wait(lambda: f"-{standby_pid}-" in holder(), 60, "the standby to lead")
+        wait(lambda: ops.leads(second), 60, "the standby to lead")
         leads = time.monotonic() - signalled
-        wait(lambda: replicas() == 9, 60, "9 replicas")
-        converged = time.monotonic() - signalled
+        wait(lambda: ops.replicas() == 9, 60, "9 replicas")
+        converged_after = time.monotonic() - signalled
         recovery = (f"exit {exited:.1f} s (code {code}), standby leads {leads:.1f} s,"
-                    f" scale done {converged:.1f} s after SIGTERM (Lease 15 s)")  # fmt: skip
+                    f" scale done {converged_after:.1f} s after SIGTERM (Lease 15 s)")  # fmt: skip
         return Row("operator leader SIGTERM mid-scale", "TicketWorker 4 -> 9 replicas", 0,
-                   0, 0, recovery)  # fmt: skip
+                   0, misplaced(h, namespace), recovery)  # fmt: skip
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
+        ops.stop()
+
+
+def fault_leader_fleet(h: Harness) -> Row:
+    """The leader is frozen (SIGSTOP) just before the fleet changes, so it cannot act on
+    the change, then killed (SIGKILL, no Lease release): the standby must lead once the
+    Lease expires and plan on the new fleet."""
+    import signal  # noqa: PLC0415
+
+    pool = f"fleet-{RUN}"
+    h.pool(6, "m4.xlarge", pool)
+    namespace = h.namespace("fleet")
+    ops = Operators(h, namespace)
+    first = ops.start(0)
+    try:
+        wait(lambda: ops.leads(first), 60, "a leader")
+        second = ops.start(0)
+        ops.apply(ticketworker(namespace, 8, pool))
+        wait(converged(ops, h, 8, pool), 60, "the first plan")
+        before = ops.split()
+        first.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        h.pool(6, "c8g.xlarge", pool, prefix=f"{pool}-arm")  # Graviton4 joins the pool
+        after = planned(h, 8, pool)
+        if after == before:
+            raise RuntimeError(f"the fleet change does not change the plan ({after})")
+        first.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        first.wait(timeout=30)
+        wait(lambda: ops.leads(second), 90, "the standby to lead")
+        leads = time.monotonic() - killed
+        wait(converged(ops, h, 8, pool), 90, "the plan for the new fleet")
+        done = time.monotonic() - killed
+        time.sleep(5)  # the new pods are scheduled and bound
+        wrong = misplaced(h, namespace)
+        recovery = (
+            f"standby leads {leads:.1f} s after the kill ({killed - frozen:.1f} s frozen"
+            f" before), {before} -> {after} {done:.1f} s after the kill (Lease 15 s)"
+        )
+        return Row("operator leader killed mid-fleet-change", "6 avx2 nodes + 6 armv9 join",
+                   0, 0, wrong, recovery)  # fmt: skip
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            first.send_signal(signal.SIGCONT)
+        ops.stop()
 
 
 def _kubectl(kubeconfig: Path) -> list[str]:
@@ -677,8 +839,160 @@ def fault_fuzz(h: Harness, count: int = 10_000) -> Row:
         webhook.stop()
 
 
+def relabel(h: Harness, nodes: list[str], workers: int = 16) -> float:
+    """Take AVX-512 away from `nodes` at once (an NFD upgrade), `workers` patches in flight;
+    the seconds it took."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    started = time.monotonic()
+    patch = {"metadata": {"labels": {AVX512: None}}}
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda node: h.core.patch_node(node, patch), nodes))
+    return time.monotonic() - started
+
+
+def answers_follow(load: Load, variant: str) -> Callable[[], bool]:
+    def check() -> bool:
+        recent = [a for a in load.answers if a.at > time.monotonic() - 1.5 and a.ok]
+        return bool(recent) and all(a.variant == variant for a in recent)
+
+    return check
+
+
+def fresh_inventory(h: Harness) -> tuple[int, int]:
+    """(nodes, node groups) of an index built from a fresh list, as the webhook groups them."""
+    from flox_isa.isa.nodes import node_state  # noqa: PLC0415
+    from flox_isa.isa.offer import index_nodes  # noqa: PLC0415
+
+    index = index_nodes(node_state(n) for n in fresh_nodes(h))
+    return index.node_count, len(index.groups)
+
+
+def operator_nodes(port: int) -> int:
+    import urllib.request  # noqa: PLC0415 - only here
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return int(json.loads(r.read()).get("stats", {}).get("nodes", -1))
+    except (OSError, ValueError):
+        return -1
+
+
+def fault_apiserver(h: Harness) -> Row:
+    """The kube-apiserver is stopped and started again (same flags, ports, etcd data) under
+    load; right after, the pool's nodes are relabelled and the TicketWorker scaled: only
+    watches that came back see either."""
+    from flox_isa.devcluster.cluster import ClusterState, restart_component  # noqa: PLC0415
+
+    fault = "kube-apiserver restarted"
+    directory = h.kubeconfig.parent
+    if ClusterState.load(directory) is None:
+        return Row(fault, "-", 0, 0, 0, "skipped: needs the devcluster this script starts")
+    pool = f"restart-{RUN}"
+    nodes = h.pool(20, "m6i.xlarge", pool)
+    webhook = new_webhook(h, "restart")
+    namespace = h.namespace("restart")
+    pod = probe_pod(pool)
+    # A long Lease: the leader rides the restart out, so what recovers is its watches.
+    ops = Operators(h, h.namespace("restart-operator"), lease_seconds=120)
+    try:
+        webhook.start()
+        name = h.register(webhook, "restart")
+        effective(h, namespace, pod)
+        leader = ops.start(0)
+        wait(lambda: ops.leads(leader), 60, "a leader")
+        ops.apply(ticketworker(ops.namespace, 4, pool))
+        wait(converged(ops, h, 4, pool), 60, "the first plan")
+        before = rejections(h.api, name)
+        with Load(h.core, namespace, h.rate, pod) as load:
+            time.sleep(5)
+            refused = rejections(h.api, name) - before
+            stopped_at = time.monotonic()
+            down = restart_component(directory, "kube-apiserver", log=lambda _line: None)
+            up_at = time.monotonic()
+            relabel(h, nodes)
+            ops.scale("faults", 7)
+            relabelled_at = time.monotonic()
+            webhook_back = wait(answers_follow(load, "avx2"), 120, "answers to follow") + (
+                relabelled_at - up_at
+            )
+            operator_back = wait(converged(ops, h, 7, pool), 120, "the new plan") + (
+                relabelled_at - up_at
+            )
+            time.sleep(2)
+        refused += rejections(h.api, name)  # the API server's counters restarted with it
+        during = [a for a in load.answers if stopped_at <= a.at <= up_at]
+        failed = sum(not a.ok for a in load.answers if a not in during)
+        stale = [a for a in load.answers if a.at > relabelled_at and a.ok and a.variant != "avx2"]
+        same = ops.leads(leader)
+        recovery = (
+            f"API server back in {down:.1f} s ({sum(not a.ok for a in during)} creates failed"
+            f" meanwhile, not counted); after it: webhook answers follow a relabel"
+            f" {webhook_back:.1f} s, operator plan {operator_back:.1f} s"
+            f" (same leader: {same})"
+        )
+        time.sleep(3)
+        return Row(fault, _load(load), refused, failed, len(stale) + misplaced(h, ops.namespace),
+                   recovery)  # fmt: skip
+    finally:
+        h.unregister(f"faults-restart-{RUN}")
+        webhook.stop()
+        ops.stop()
+
+
+def fault_relabel_1000(h: Harness, count: int = 1000) -> Row:
+    """An NFD upgrade: `count` nodes relabelled at once while the webhook and the operator
+    watch them; both inventories must end equal to a fresh list, the operator re-plan."""
+    pool = f"nfd-{RUN}"
+    t0 = time.monotonic()
+    nodes = h.pool(count, "m6i.xlarge", pool)
+    created = time.monotonic() - t0
+    webhook = new_webhook(h, "nfd")
+    namespace = h.namespace("nfd")
+    pod = probe_pod(pool)
+    ops = Operators(h, h.namespace("nfd-operator"))
+    health = free_port()
+    try:
+        webhook.start()
+        name = h.register(webhook, "nfd")
+        effective(h, namespace, pod)
+        leader = ops.start(health)
+        wait(lambda: ops.leads(leader), 60, "a leader")
+        ops.apply(ticketworker(ops.namespace, 10, pool))
+        wait(converged(ops, h, 10, pool), 120, "the first plan")
+        before = rejections(h.api, name)
+        with Load(h.core, namespace, h.rate, pod) as load:
+            time.sleep(3)
+            patched = relabel(h, nodes)
+            relabelled_at = time.monotonic()
+            follows = wait(answers_follow(load, "avx2"), 180, "answers to follow")
+            fresh = fresh_inventory(h)
+            same = wait(lambda: webhook.inventory() == fresh, 120, "the webhook's inventory")
+            operator = wait(lambda: operator_nodes(health) == fresh[0], 120, "operator nodes")
+            plan = wait(converged(ops, h, 10, pool), 180, "the new plan")
+            time.sleep(2)
+        refused = rejections(h.api, name) - before
+        stale = [a for a in load.answers if a.at > relabelled_at + follows and a.ok
+                 and a.variant != "avx2"]  # fmt: skip
+        time.sleep(3)
+        recovery = (
+            f"{count} nodes created in {created:.0f} s, patched in {patched:.1f} s; webhook"
+            f" answers follow {follows:.1f} s after the last patch, its inventory equals a fresh"
+            f" list ({fresh[0]} nodes, {fresh[1]} groups) {same:.1f} s later, the operator's"
+            f" node count {operator:.1f} s, its plan {plan:.1f} s"
+        )
+        return Row(f"{count} nodes relabelled at once (NFD upgrade)", _load(load), refused,
+                   load.failed(), len(stale) + misplaced(h, ops.namespace), recovery)  # fmt: skip
+    finally:
+        h.unregister(f"faults-nfd-{RUN}")
+        webhook.stop()
+        ops.stop()
+
+
 FAULTS: dict[str, Callable[[Harness], Row]] = {
-    "stall": fault_stall, "cert": fault_cert, "operator": fault_operator, "fuzz": fault_fuzz,
+    "stall": fault_stall, "cert": fault_cert, "operator": fault_operator,
+    "leader-fleet": fault_leader_fleet, "apiserver": fault_apiserver, "fuzz": fault_fuzz,
+    "relabel1000": fault_relabel_1000,
 }  # fmt: skip
 
 

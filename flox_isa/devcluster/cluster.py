@@ -93,7 +93,10 @@ class ClusterState:
             return None
         except (json.JSONDecodeError, OSError) as exc:
             raise DevclusterError(f"unreadable {directory / STATE_FILE}: {exc}") from exc
-        records = [ProcessRecord(**p) for p in data.pop("processes")]
+        records = [
+            ProcessRecord(**{**p, "argv": tuple(p.get("argv") or ())})
+            for p in data.pop("processes")
+        ]
         data["directory"] = Path(data["directory"])
         return cls(processes=records, **data)
 
@@ -319,6 +322,39 @@ def down(directory: Path = DEFAULT_DIR, log: Log = print, keep_logs: bool = Fals
     return True
 
 
+def restart_component(directory: Path, name: str, log: Log = print) -> float:
+    """Stop one running component and start it again with the same command line and log
+    (a fault test's kube-apiserver restart); return once it is healthy, with the seconds
+    it took from the stop. State (etcd's data, ports, PKI) is kept; clients reconnect."""
+    directory = directory.resolve()
+    state = ClusterState.load(directory)
+    if state is None:
+        raise DevclusterError(f"no devcluster in {directory}")
+    found = [i for i, p in enumerate(state.processes) if p.name == name]
+    if not found or not state.processes[found[0]].argv:
+        known = ", ".join(p.name for p in state.processes)
+        raise DevclusterError(f"no restartable component {name!r} in {directory} (has: {known})")
+    index = found[0]
+    record = state.processes.pop(index)
+    started = time.monotonic()
+    processes.stop(record)
+    files = pki.PkiFiles.at(directory / "pki")
+    component = Component(name, record.argv, record.health_url, _needs_client_cert(name))
+    count = len(state.processes)
+    try:
+        _start_component(component, state, files, log)
+    finally:
+        if len(state.processes) > count:  # spawned: back in its place (`down` stops
+            state.processes.insert(index, state.processes.pop())  # in reverse start order)
+        state.save()
+    return time.monotonic() - started
+
+
+def _needs_client_cert(component: str) -> bool:
+    """Only the API server's health check (/readyz) wants a client certificate."""
+    return component == "kube-apiserver"
+
+
 @dataclass(frozen=True, slots=True)
 class ComponentStatus:
     name: str
@@ -337,7 +373,7 @@ def status(directory: Path = DEFAULT_DIR) -> tuple[ClusterState | None, list[Com
     report = []
     for record in state.processes:
         running = processes.is_alive(record)
-        needs_cert = record.name == "kube-apiserver"
-        healthy = running and _healthy(record.health_url, _tls_context(files, needs_cert))
+        context = _tls_context(files, _needs_client_cert(record.name))
+        healthy = running and _healthy(record.health_url, context)
         report.append(ComponentStatus(record.name, record.pid, running, healthy, record.log))
     return state, report

@@ -20,6 +20,8 @@ class ProcessRecord:
     start_ticks: int
     log: str
     health_url: str
+    # Its command line: `cluster.restart_component` starts it again exactly so.
+    argv: tuple[str, ...] = ()
 
 
 def start_ticks(pid: int) -> int | None:
@@ -60,7 +62,8 @@ def spawn(
             start_new_session=True,
         )
     ticks = start_ticks(process.pid)
-    return ProcessRecord(name, process.pid, ticks or 0, str(log), health_url), process
+    record = ProcessRecord(name, process.pid, ticks or 0, str(log), health_url, tuple(argv))
+    return record, process
 
 
 def stop(record: ProcessRecord, grace_seconds: float = 10.0) -> bool:

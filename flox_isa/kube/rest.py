@@ -129,13 +129,17 @@ class Rest:
             return json.loads(text) if text else {}
 
     async def watch(
-        self, path: str, params: Mapping[str, str], timeout: float
+        self, path: str, params: Mapping[str, str], timeout: float, stall: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """The events of a watch (`watch=true` is added), one dict per line, until it ends."""
+        """The events of a watch (`watch=true` is added), one dict per line, until it ends.
+
+        The server ends it after `timeout` s; no byte for `stall` s (default `timeout` + 30)
+        raises aiohttp.SocketTimeoutError (a black-holed connection sends no error either)."""
         if self._session is None:
             raise RuntimeError("Rest is used outside `async with`")
         query = {**params, "watch": "true", "timeoutSeconds": str(round(timeout))}
-        limit = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30)
+        silent = stall if stall is not None else timeout + 30
+        limit = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=silent)
         async with self._session.get(
             path.lstrip("/"), params=query, headers={"Accept": JSON}, timeout=limit
         ) as response:

@@ -32,7 +32,7 @@ from flox_isa.isa.placement import DEFAULT_WHEN_FULL, DEFAULT_WRITE_CONCURRENCY,
 from flox_isa.kube.inventory import NodeInventory
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import Rest, load_connection
-from flox_isa.kube.watch import ListWatch
+from flox_isa.kube.watch import WATCH_RESTART_REASONS, ListWatch
 from flox_isa.operator.controller import Controller, Settings
 from flox_isa.operator.handlers import build_registry, operator_settings
 from flox_isa.operator.placement import PlacementController, PlacementSettings
@@ -271,9 +271,14 @@ def operator_metrics(state: dict[str, Any]) -> bytes:
         "# HELP flox_isa_operator_inventory_nodes Nodes in the leader's node inventory.",
         "# TYPE flox_isa_operator_inventory_nodes gauge",
         f"flox_isa_operator_inventory_nodes {controller.fleet.node_count if controller else 0}",
-        "# HELP flox_isa_operator_watch_restarts_total Node list/watch restarts (leader only).",
+        "# HELP flox_isa_operator_watch_restarts_total Node list/watch restarts by reason"
+        " (gone, error, stalled; leader only).",
         "# TYPE flox_isa_operator_watch_restarts_total counter",
-        f"flox_isa_operator_watch_restarts_total {nodes.restarts if nodes else 0}",
+        *(
+            f'flox_isa_operator_watch_restarts_total{{reason="{reason}"}}'
+            f" {nodes.restart_reasons.get(reason, 0) if nodes else 0}"
+            for reason in WATCH_RESTART_REASONS
+        ),
     ]
     return ("\n".join(lines) + "\n").encode()
 

@@ -23,6 +23,9 @@ Fixtures (use them from any tests/e2e/test_*.py; mark the tests `pytest.mark.e2e
     - ``delete_nodes(names)`` -- delete nodes; the pod garbage collector removes their
       pods within about a minute (ReplicaSets then reschedule them elsewhere).
     - ``fleet_node_names: list[str]`` -- the nodes `up` created.
+    - ``restart_apiserver()`` -- stop the kube-apiserver and start it again (same flags,
+      ports and etcd data), back once healthy; skips the test on an external cluster.
+      Every client reconnects; the rest of the session keeps using the cluster.
     - ``request(method, path, body=None) -> Any`` -- a raw JSON API call (plain dicts in
       and out). Use it for bodies the typed client rejects: kubernetes>=37 validates dict
       bodies against its pydantic models (a Deployment's pod template may not carry
@@ -114,6 +117,13 @@ class DevCluster:
     def delete_nodes(self, names: list[str]) -> None:
         with self.api_client() as api:
             node_api.delete_nodes(api, names)
+
+    def restart_apiserver(self) -> None:
+        """Stop the kube-apiserver and start it again (same flags, ports and etcd data);
+        return once it is healthy. Only on the session's own cluster (else the test skips)."""
+        if not self.managed:
+            pytest.skip("restarting the kube-apiserver needs the local devcluster")
+        devcluster.restart_component(self.dir, "kube-apiserver", log=lambda _line: None)
 
     def token_kubeconfig(self, user: str, token: str, path: Path) -> Path:
         """A kubeconfig at `path` for this cluster that authenticates with a bearer `token`."""

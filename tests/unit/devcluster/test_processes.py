@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -98,3 +99,30 @@ def test_failed_start_names_the_component_shows_its_log_and_leaves_nothing_runni
     assert processes.start_ticks(sleeper_pid) is None  # stopped (and reaped)
     assert ClusterState.load(directory) is None  # down ran: no state left
     assert (directory / "crasher.log").exists()  # the logs stay for the post-mortem
+
+
+def test_restart_component_starts_the_same_command_again_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _sleeper(tmp_path), dataclasses.replace(_sleeper(tmp_path), name="other")
+    state = ClusterState(tmp_path, "v1.34.4", "https://127.0.0.1:1", [first, second])
+    state.save()
+    monkeypatch.setattr(cluster, "_healthy", lambda _url, _context: True)
+    try:
+        took = cluster.restart_component(tmp_path, "sleeper", log=lambda _m: None)
+        loaded = ClusterState.load(tmp_path)
+        assert loaded is not None and took >= 0
+        restarted = loaded.processes[0]
+        assert restarted.pid != first.pid and restarted.argv == first.argv
+        assert processes.is_alive(restarted) and not processes.is_alive(first)
+        assert loaded.processes[1] == second  # untouched, and the order kept
+    finally:
+        cluster.down(tmp_path, log=lambda _m: None)
+
+
+def test_restart_component_names_what_it_cannot_restart(tmp_path: Path) -> None:
+    with pytest.raises(cluster.DevclusterError, match="no devcluster"):
+        cluster.restart_component(tmp_path, "kube-apiserver")
+    ClusterState(tmp_path, "v1.34.4", "https://127.0.0.1:1", []).save()
+    with pytest.raises(cluster.DevclusterError, match="no restartable component 'etcd'"):
+        cluster.restart_component(tmp_path, "etcd")

@@ -18,6 +18,7 @@ class FakeNodes:
     def __init__(self, listed: bool) -> None:
         self.synced = asyncio.Event()
         self.restarts = 0
+        self.restart_reasons = {"gone": 0, "error": 1, "stalled": 2}
         if listed:
             self.synced.set()
 
@@ -51,3 +52,11 @@ def test_metrics_say_who_leads() -> None:
     standby = operator_metrics(state("standby", 1.0)).decode()
     assert "flox_isa_operator_leader 0\n" in standby
     assert "flox_isa_operator_ticketworkers_degraded 0\n" in standby
+
+
+def test_metrics_count_node_watch_restarts_by_reason() -> None:
+    leader = operator_metrics(state("leader", 1.0)).decode()
+    assert 'flox_isa_operator_watch_restarts_total{reason="stalled"} 2\n' in leader
+    assert 'flox_isa_operator_watch_restarts_total{reason="error"} 1\n' in leader
+    standby = operator_metrics(state("standby", 1.0)).decode()
+    assert 'flox_isa_operator_watch_restarts_total{reason="stalled"} 0\n' in standby
