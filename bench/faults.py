@@ -566,6 +566,12 @@ class Operators:
         self.processes.append(process)
         return process
 
+    def leader_and_standby(self) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        """Two replicas, the first started (and leading) before the second."""
+        first = self.start(0)
+        wait(lambda: self.leads(first), 60, "a leader")
+        return first, self.start(0)
+
     def holder(self) -> str:
         with contextlib.suppress(Exception):
             lease = self.h.api.call_api(*self.h.api.param_serialize(
@@ -669,10 +675,8 @@ def converged(ops: Operators, h: Harness, replicas: int, pool: str) -> Callable[
 def fault_operator(h: Harness) -> Row:
     namespace = h.namespace("operator")
     ops = Operators(h, namespace)
-    first = ops.start(0)
     try:
-        wait(lambda: ops.leads(first), 60, "a leader")
-        second = ops.start(0)
+        first, second = ops.leader_and_standby()
         ops.apply(ticketworker(namespace, 4))
         wait(lambda: ops.replicas() == 4, 60, "4 replicas")
         ops.scale("faults", 9)
@@ -702,10 +706,9 @@ def fault_leader_fleet(h: Harness) -> Row:
     h.pool(6, "m4.xlarge", pool)
     namespace = h.namespace("fleet")
     ops = Operators(h, namespace)
-    first = ops.start(0)
+    first: subprocess.Popen[bytes] | None = None
     try:
-        wait(lambda: ops.leads(first), 60, "a leader")
-        second = ops.start(0)
+        first, second = ops.leader_and_standby()
         ops.apply(ticketworker(namespace, 8, pool))
         wait(converged(ops, h, 8, pool), 60, "the first plan")
         before = ops.split()
@@ -731,7 +734,7 @@ def fault_leader_fleet(h: Harness) -> Row:
         return Row("operator leader killed mid-fleet-change", "6 avx2 nodes + 6 armv9 join",
                    0, 0, wrong, recovery)  # fmt: skip
     finally:
-        with contextlib.suppress(ProcessLookupError):
+        if first is not None and first.poll() is None:
             first.send_signal(signal.SIGCONT)
         ops.stop()
 
@@ -878,6 +881,28 @@ def operator_nodes(port: int) -> int:
         return -1
 
 
+def start_both(
+    h: Harness,
+    webhook: Webhook,
+    suffix: str,
+    ops: Operators,
+    *,
+    replicas: int,
+    pool: str,
+    health_port: int = 0,
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """The webhook serving `faults-<suffix>-<run>` (its configuration's name) and one operator
+    leading, its TicketWorker on `pool` planned; the configuration's name and the leader."""
+    webhook.start()
+    name = h.register(webhook, suffix)
+    effective(h, f"faults-{suffix}-{RUN}", probe_pod(pool))
+    leader = ops.start(health_port)
+    wait(lambda: ops.leads(leader), 60, "a leader")
+    ops.apply(ticketworker(ops.namespace, replicas, pool))
+    wait(converged(ops, h, replicas, pool), 120, "the first plan")
+    return name, leader
+
+
 def fault_apiserver(h: Harness) -> Row:
     """The kube-apiserver is stopped and started again (same flags, ports, etcd data) under
     load; right after, the pool's nodes are relabelled and the TicketWorker scaled: only
@@ -896,13 +921,7 @@ def fault_apiserver(h: Harness) -> Row:
     # A long Lease: the leader rides the restart out, so what recovers is its watches.
     ops = Operators(h, h.namespace("restart-operator"), lease_seconds=120)
     try:
-        webhook.start()
-        name = h.register(webhook, "restart")
-        effective(h, namespace, pod)
-        leader = ops.start(0)
-        wait(lambda: ops.leads(leader), 60, "a leader")
-        ops.apply(ticketworker(ops.namespace, 4, pool))
-        wait(converged(ops, h, 4, pool), 60, "the first plan")
+        name, leader = start_both(h, webhook, "restart", ops, replicas=4, pool=pool)
         before = rejections(h.api, name)
         with Load(h.core, namespace, h.rate, pod) as load:
             time.sleep(5)
@@ -953,13 +972,7 @@ def fault_relabel_1000(h: Harness, count: int = 1000) -> Row:
     ops = Operators(h, h.namespace("nfd-operator"))
     health = free_port()
     try:
-        webhook.start()
-        name = h.register(webhook, "nfd")
-        effective(h, namespace, pod)
-        leader = ops.start(health)
-        wait(lambda: ops.leads(leader), 60, "a leader")
-        ops.apply(ticketworker(ops.namespace, 10, pool))
-        wait(converged(ops, h, 10, pool), 120, "the first plan")
+        name, _ = start_both(h, webhook, "nfd", ops, replicas=10, pool=pool, health_port=health)
         before = rejections(h.api, name)
         with Load(h.core, namespace, h.rate, pod) as load:
             time.sleep(3)
@@ -1007,7 +1020,8 @@ def print_table(rows: list[Row]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=False)) + "  " + c[-1])
     print(
         "refused: the API server's calling_webhook_error rejections; failed: the load's failed"
-        " creates (and, for fuzz, HTTP 500s); wrong: answers contradicting the fleet."
+        " creates (and, for fuzz, HTTP 500s); wrong: answers contradicting the fleet, and"
+        " operator pods on nodes that lack their variant's instructions."
     )
 
 
