@@ -42,7 +42,7 @@ README = (CHART / "README.md").read_text()
 def tool(name: str, env: str, default: Path) -> str:
     for candidate in (os.environ.get(env), str(default), shutil.which(name)):
         if candidate and Path(candidate).is_file():
-            return candidate
+            return str(Path(candidate).resolve())  # absolute: hadolint runs elsewhere
     message = f"no {name}: run `make scanners` (or set {env})"
     if os.environ.get("CI"):
         pytest.fail(message)
