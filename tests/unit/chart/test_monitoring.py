@@ -45,7 +45,7 @@ def test_rules_are_valid_prometheus_rules(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 rules found" in result.stdout
+    assert "9 rules found" in result.stdout
 
 
 def test_each_alert_fires_when_it_should_and_not_otherwise(tmp_path: Path) -> None:
