@@ -37,8 +37,16 @@ Cases:
   /metrics) equals an index built from a fresh list, until the operator's node count
   (/healthz) does and its Deployments match the new plan.
 
-Not covered here (see the issue-16 report): the rolling restart behind a Service
-(aggregator routing, network namespaces).
+- service: the chart's own MutatingWebhookConfiguration (the Service form) in front of 3
+  webhook processes, each on an address of the run's own (a veth pair into a network
+  namespace the script creates and removes: needs root and `ip`); the script plays kubelet
+  and endpoint controller, publishing them in a selector-less Service's EndpointSlice, which
+  the API server follows (the devcluster runs it with --enable-aggregator-routing). Rolling
+  restart: SIGTERM one process, mark its endpoint not ready a second later, wait for it to
+  exit, start it again, mark it ready, next. What it proves: the chart's registration, the
+  API server's pooled connections moving off a draining process (Connection: close during
+  shutdownDelay), the drain. What it cannot: kubelet, probe and endpoint propagation
+  delays, the CNI.
 """
 
 from __future__ import annotations
@@ -109,17 +117,21 @@ class Webhook:
     ca: KeyPair
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    dns_names: tuple[str, ...] = ()
+    shutdown_delay: float = 0.0
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def log(self) -> Path:
         return self.directory / "webhook.log"
 
     def write_leaf(self) -> None:
-        leaf = issue(self.ca, "flox-isa-webhook", ip_addresses=("127.0.0.1",), server=True)
+        leaf = issue(self.ca, "flox-isa-webhook", ip_addresses=(self.host,),
+                     dns_names=self.dns_names, server=True)  # fmt: skip
         # Key first, then the certificate: the webhook only swaps in a pair that matches.
         (self.directory / "tls.key").write_bytes(leaf.key_pem)
         (self.directory / "tls.crt").write_bytes(leaf.cert_pem)
@@ -127,10 +139,10 @@ class Webhook:
     def start(self) -> None:
         self.write_leaf()
         argv = [
-            sys.executable, "-m", "flox_isa.cli", "webhook", "--host", "127.0.0.1",
+            sys.executable, "-m", "flox_isa.cli", "webhook", "--host", self.host,
             "--port", str(self.port), "--tls-cert", str(self.directory / "tls.crt"),
             "--tls-key", str(self.directory / "tls.key"), "--kubeconfig", str(self.kubeconfig),
-            "--shutdown-delay", "0", "--no-late-binding",
+            "--shutdown-delay", str(self.shutdown_delay), "--no-late-binding",
         ]  # fmt: skip
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
@@ -1002,7 +1014,154 @@ def fault_relabel_1000(h: Harness, count: int = 1000) -> Row:
         ops.stop()
 
 
+# --- the webhook's rolling restart behind a Service ------------------------------------------
+
+SERVICE_PROCESSES = 3
+SHUTDOWN_DELAY = 10.0  # the chart's webhook.shutdownDelaySeconds
+PROPAGATION = 1.0  # SIGTERM to "endpoint not ready": the endpoint controller's delay here
+
+
+@contextlib.contextmanager
+def own_addresses(count: int) -> Iterator[list[str]]:
+    """`count` addresses of this run's own: on the host end of a veth pair into a network
+    namespace it creates and removes. EndpointSlices refuse loopback addresses; these are
+    in 198.18.0.0/15, kept for benchmarks (RFC 2544), so never another host's."""
+    netns, host, peer = f"fxi-{RUN}", f"fxh{RUN}", f"fxn{RUN}"
+    taken = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    octet = next(o for o in random.sample(range(256), 256) if f"198.18.{o}." not in taken)
+    addresses = [f"198.18.{octet}.{10 + i}" for i in range(count)]
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", netns)
+    try:
+        ip("link", "add", host, "type", "veth", "peer", "name", peer, "netns", netns)
+        for address in addresses:
+            ip("addr", "add", f"{address}/32", "dev", host)
+        ip("link", "set", host, "up")
+        ip("-n", netns, "link", "set", peer, "up")
+        yield addresses
+    finally:
+        subprocess.run(["ip", "link", "del", host], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+
+
+def chart_registration(namespace: str, ca_pem: bytes, scope: str) -> dict[str, Any]:
+    """The chart's own MutatingWebhookConfiguration (the Service form), confined to `scope`."""
+    import base64  # noqa: PLC0415 - only here
+
+    from flox_isa.devcluster.build import bin_dir  # noqa: PLC0415
+
+    rendered = subprocess.run(
+        [str(bin_dir() / "helm"), "template", "flox-isa", str(ROOT / "charts" / "flox-isa"),
+         "--namespace", namespace],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    config: dict[str, Any] = next(
+        d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "MutatingWebhookConfiguration"
+    )
+    config["metadata"] = {"name": f"faults-service-{RUN}"}
+    for hook in config["webhooks"]:
+        hook["name"] = f"{config['metadata']['name']}.{hook['name']}"  # `rejections` reads it
+        hook["clientConfig"]["caBundle"] = base64.b64encode(ca_pem).decode()
+        selector = hook.setdefault("namespaceSelector", {})
+        selector.setdefault("matchExpressions", []).append(
+            {"key": RUN_LABEL, "operator": "In", "values": [scope]}
+        )
+    return config
+
+
+def endpoint_slice(service: str, port: int, ready: dict[str, bool]) -> dict[str, Any]:
+    """What the endpoint controller would publish for the webhook pods, as the harness says."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"{service}-faults", "labels": {
+            "kubernetes.io/service-name": service,
+            "endpointslice.kubernetes.io/managed-by": "faults.flox.dev"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [address],
+             "conditions": {"ready": up, "serving": True, "terminating": not up}}
+            for address, up in ready.items()
+        ],
+    }  # fmt: skip
+
+
+def fault_service(h: Harness) -> Row:
+    from kubernetes import client  # noqa: PLC0415
+
+    discovery: Any = client.DiscoveryV1Api(h.api)
+    service_ns = f"faults-svcns-{RUN}"
+    h.core.create_namespace({"metadata": {"name": service_ns}})
+    h.made.append(("namespace", service_ns))
+    namespace = h.namespace("service")
+    ca = make_ca("faults-service-ca")
+    config = chart_registration(service_ns, ca.cert_pem, f"service-{RUN}")
+    target = config["webhooks"][0]["clientConfig"]["service"]
+    service, port = target["name"], free_port()
+    dns = (f"{service}.{service_ns}.svc",)
+    with own_addresses(SERVICE_PROCESSES) as addresses:
+        hooks = []
+        for index, address in enumerate(addresses):
+            directory = h.directory / f"service-{index}"
+            directory.mkdir(parents=True)
+            hooks.append(Webhook(directory, h.kubeconfig, ca, port, host=address,
+                                 dns_names=dns, shutdown_delay=SHUTDOWN_DELAY))  # fmt: skip
+        try:
+            for hook in hooks:
+                hook.start()
+            h.core.create_namespaced_service(service_ns, {
+                "metadata": {"name": service},
+                "spec": {"ports": [{"name": "https", "port": target.get("port", 443),
+                                    "targetPort": port, "protocol": "TCP"}]}})  # fmt: skip
+            ready = dict.fromkeys(addresses, True)
+            discovery.create_namespaced_endpoint_slice(
+                service_ns, endpoint_slice(service, port, ready)
+            )
+            h.registrations.create_mutating_webhook_configuration(config)
+            h.made.append(("webhook", config["metadata"]["name"]))
+            pod = probe_pod(None)
+            effective(h, namespace, pod)
+            before = rejections(h.api, config["metadata"]["name"])
+            started = time.monotonic()
+            with Load(h.core, namespace, h.rate, pod) as load:
+                time.sleep(5)
+                for hook in hooks:  # the rollout, one process at a time (maxUnavailable 1)
+                    assert hook.process is not None
+                    hook.process.terminate()
+                    time.sleep(PROPAGATION)
+                    ready[hook.host] = False
+                    discovery.replace_namespaced_endpoint_slice(
+                        f"{service}-faults", service_ns, endpoint_slice(service, port, ready)
+                    )
+                    hook.process.wait(timeout=SHUTDOWN_DELAY + 30)
+                    hook.start()
+                    ready[hook.host] = True
+                    discovery.replace_namespaced_endpoint_slice(
+                        f"{service}-faults", service_ns, endpoint_slice(service, port, ready)
+                    )
+                    time.sleep(3)
+                took = time.monotonic() - started
+                time.sleep(5)
+            refused = rejections(h.api, config["metadata"]["name"]) - before
+            wrong = sum(1 for a in load.answers if a.ok and not a.variant)
+            return Row(
+                f"webhook rolling restart behind a Service ({SERVICE_PROCESSES} processes,"
+                " EndpointSlices)", _load(load), refused, load.failed(), wrong,
+                f"{SERVICE_PROCESSES} restarts in {took:.0f} s (shutdownDelay"
+                f" {SHUTDOWN_DELAY:.0f} s, endpoint not ready {PROPAGATION:.0f} s after SIGTERM)",
+            )  # fmt: skip
+        finally:
+            h.unregister(config["metadata"]["name"])
+            for hook in hooks:
+                hook.stop()
+
+
 FAULTS: dict[str, Callable[[Harness], Row]] = {
+    "service": fault_service,
     "stall": fault_stall, "cert": fault_cert, "operator": fault_operator,
     "leader-fleet": fault_leader_fleet, "apiserver": fault_apiserver, "fuzz": fault_fuzz,
     "relabel1000": fault_relabel_1000,

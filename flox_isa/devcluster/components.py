@@ -88,6 +88,10 @@ def kube_apiserver(bins: Path, files: pki.PkiFiles, ports: Ports) -> Component:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         # The `kubernetes` Endpoints may not hold a loopback address: don't try every 10s.
         "--endpoint-reconciler-type=none",
+        # No kube-proxy here, so a Service's ClusterIP leads nowhere: reach Service-registered
+        # webhooks (the chart's form) through their EndpointSlices, as `bench/faults.py`'s
+        # rolling restart does.
+        "--enable-aggregator-routing=true",
         "--authorization-mode=Node,RBAC",
         f"--enable-admission-plugins={ADMISSION_PLUGINS}",
         f"--disable-admission-plugins={DISABLED_ADMISSION_PLUGINS}",
