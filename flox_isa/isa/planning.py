@@ -225,18 +225,20 @@ def resize(  # noqa: PLR0917
     replicas: Mapping[str, int],
     workload: Workload,
     allowed: Collection[str] | None,
+    keep: Collection[str] = (),
 ) -> Plan:
-    """`plan` with `replicas` per variant: its shares kept while they have replicas (and
-    those it plans with none, such as the best variant), others added."""
+    """`plan` with `replicas` per variant: a share for each variant with replicas, and for
+    those in `keep` (the room-blind plan's: their Deployments stay, even at 0, however
+    the room moves)."""
     groups = tuple(groups)
     mine = {s.variant.name: s for s in plan.shares}
     shares = []
     for variant in catalog.variants:
         count = int(replicas.get(variant.name, 0))
         if variant.name in mine:
-            if count > 0 or mine[variant.name].replicas == 0:
+            if count > 0 or variant.name in keep:
                 shares.append(dataclasses.replace(mine[variant.name], replicas=count))
-        elif count > 0:
+        elif count > 0 or variant.name in keep:
             shares.append(_share(catalog, groups, variant, count, workload, allowed))
     return Plan(tuple(shares), plan.problem)
 

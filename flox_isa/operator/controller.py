@@ -145,6 +145,8 @@ class Controller:
 
     def ticketworker_gone(self, key: Key) -> None:
         self._memory.pop(key, None)
+        if self.rooms is not None:
+            self.rooms.forget(key)
         if self.queue is not None:
             self.queue.forget(key)
         log.info("ticketworker deleted; the garbage collector removes its Deployments",
@@ -251,6 +253,12 @@ class Controller:
         decision = decide(tw, self.settings.catalog, self.groups_for, actual, capacity)
         if decision.memory is not None:
             self._memory[key] = decision.memory
+        if self.rooms is not None and decision.room is not None and decision.plan is not None:
+            assert decision.spec is not None
+            pod_spec = decision.spec.template.spec.model_dump(by_alias=True, exclude_none=True,
+                                                              mode="json")  # fmt: skip
+            planned = {s.variant.name: s.replicas for s in decision.plan.shares}
+            self.rooms.claim(key, decision.room, planned, pod_spec)
         if decision.recheck is not None:
             self._enqueue(key, decision.recheck)
         # One TicketWorker's Deployments are independent: write them concurrently.

@@ -234,7 +234,8 @@ def _calm_plan(  # noqa: PLR0917
     now = capacity.wall.timestamp()
     result = replan(planned, live or None, ranked, counts.stuck, capacity.memory, anchor, now,
                     calm, spec.when_full)  # fmt: skip
-    plan = resize(catalog, groups, ideal, result.replicas, spec.workload, allowed)
+    keep = {s.variant.name for s in blind.shares}
+    plan = resize(catalog, groups, ideal, result.replicas, spec.workload, allowed, keep)
     memory = result.memory
     waits: list[float] = []
     if spec.when_full != "wait":  # when a move may come due: a bound or the interval ends

@@ -171,3 +171,38 @@ def test_stuck_pods_move_calmly_when_next_best_is_allowed() -> None:
     text = move_message(move, decision.room, 300)
     assert text == ("4 replicas avx512vnni → armv9: avx512vnni full for 400 s (Unschedulable"
                     " over 300 s), armv9 has room for 6")  # fmt: skip
+
+
+def test_a_burst_of_new_ticketworkers_does_not_plan_the_same_room_twice() -> None:
+    rooms = Rooms(planner(NODES, BUSY), CATALOG)
+    plans = {}
+    for name in ("a", "b"):
+        tw = ticketworker(workload="int8-inference", template=ONE_CPU, placement="best")
+        tw["metadata"]["name"] = name
+        key = ("ns", name)
+        capacity = Capacity(functools.partial(rooms.room_for, key), (), Memory(), WALL)
+        decision = decide(tw, CATALOG, groups(NODES), {}, capacity)
+        assert decision.room is not None and decision.plan is not None
+        planned = {s.variant.name: s.replicas for s in decision.plan.shares}
+        rooms.claim(key, decision.room, planned, ONE_CPU["spec"])
+        plans[name] = planned
+    # a holds the one VNNI slot and 3 Graviton4 slots until its pods take them.
+    assert plans == {"a": {"avx512vnni": 1, "armv9": 3},
+                     "b": {"avx2": 1, "avx512vnni": 0, "armv9": 3}}  # fmt: skip
+    room = rooms.room_for(("ns", "b"), ONE_CPU["spec"], "int8-inference", None)
+    assert room.of("avx512vnni") == 0
+    rooms.forget(("ns", "a"))
+    room = rooms.room_for(("ns", "b"), ONE_CPU["spec"], "int8-inference", None)
+    assert (room.of("avx512vnni"), room.of("armv9")) == (1, 6)  # b's own claims are not load
+
+
+def test_room_that_comes_and_goes_never_deletes_the_best_variants_deployment() -> None:
+    full = [pod("busy-0", "m6i-xlarge-0", "3920m"), pod("busy-1", "m6i-xlarge-1", "3920m")]
+    world = World(full, replicas=4, placement="best")
+    world.reconcile()
+    assert replicas(world) == {"avx512vnni": 0, "armv9": 4}
+    for busy in (BUSY, full, BUSY):  # one VNNI slot frees up, is taken, frees up again
+        world.planner.replace_pods(busy)
+        decision = world.reconcile()
+        assert decision.actions == () and decision.moves == ()  # calm: nothing moves yet
+    assert replicas(world) == {"avx512vnni": 0, "armv9": 4}
