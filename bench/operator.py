@@ -1,6 +1,7 @@
 """Operator benchmark (not a test): converge and react times, and RSS, at 1,000 and 5,000 nodes.
 
     python bench/operator.py [--kubeconfig FILE] [--sizes 1000 5000] [--ticketworkers 50]
+    python bench/operator.py --scenario busy [--sizes 5000] [--ticketworkers 50]
 
 Without --kubeconfig it starts its own devcluster (default fleet) and stops it at the end.
 Per size: simulated nodes (m4, c5, m6i, c6g, labelled bench.flox.dev/pool) are added
@@ -17,6 +18,14 @@ registers thousands of new nodes' Leases minutes after they turn Ready, and on a
 2-core machine that storm, not the operator, would set the times.
 
 Targets at 5,000 nodes: converge <= 10 s, react <= 2 s, RSS <= 200 MB.
+
+`--scenario busy` (issue 14): N int8 TicketWorkers (placement best, 3-CPU replicas: one per
+xlarge node) on the same pool, half of whose VNNI nodes (the best pool for int8) another
+team's pods fill; the replicas ask for 1.6x the room the free half has. The operator runs
+twice, in one cluster, one after the other: room-blind (`--no-capacity-planning`, today's
+plan: every replica on avx512vnni) and planned by free room. Per mode: converge (from
+applying the TicketWorkers until every pod is Running or Unschedulable and the Deployments
+hold every replica) and the replicas Pending at the end (10 s later).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from flox_isa.devcluster import cluster as devcluster
 from flox_isa.devcluster.fleet import node_manifests, parse_fleet
 from flox_isa.devcluster.nodes import nodes_like
 from flox_isa.isa.catalog import WORKLOADS, default_catalog
+from flox_isa.isa.names import INSTANCE_TYPE_LABEL
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.planning import group_eligible, plan_replicas
 from flox_isa.kube.rest import ApiError, Rest, load_connection
@@ -139,17 +149,21 @@ async def wait_ready(api: Rest, at_least: int, timeout: float = 600, pool: str =
         await asyncio.sleep(1)
 
 
-def ticketworkers(count: int) -> list[dict[str, Any]]:
+def ticketworkers(
+    count: int, stem: str = "bench", replicas: int = 10, **spec: Any
+) -> list[dict[str, Any]]:
+    """`count` TicketWorkers on the pool, workloads in turn (`spec` overrides)."""
     return [
         {
             "apiVersion": "isa.flox.dev/v1alpha1",
             "kind": "TicketWorker",
-            "metadata": {"name": f"bench-{i}", "namespace": NAMESPACE},
+            "metadata": {"name": f"{stem}-{i}", "namespace": NAMESPACE},
             "spec": {
                 "environment": f"acme/service-{i}",
                 "workload": WORKLOADS[i % len(WORKLOADS)],
-                "replicas": 10,
+                "replicas": replicas,
                 "template": {"spec": {"nodeSelector": {POOL: "true"}}},
+                **spec,
             },
         }
         for i in range(count)
@@ -195,6 +209,26 @@ async def until_matches(
         await asyncio.sleep(0.05)
 
 
+def start_operator(kubeconfig: Path, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flox_isa.cli", "operator", "--kubeconfig", str(kubeconfig),
+         "--namespace", NAMESPACE, "--no-leader-election", "--health-port", str(HEALTH_PORT),
+         *flags],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def wait_indexed(size: int) -> None:
+    """Until the operator has indexed `size` nodes (before any handler runs)."""
+    while True:
+        try:
+            if healthz().get("stats", {}).get("nodes", 0) >= size:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+
+
 def healthz() -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/healthz", timeout=2) as r:
         return dict(json.loads(r.read()))
@@ -216,20 +250,10 @@ async def run_size(api: Rest, kubeconfig: Path, size: int, count: int, logs: Pat
     await grow_pool(api, size)
     await wait_settled(api)
     await create(api, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "flox_isa.cli", "operator", "--kubeconfig", str(kubeconfig),
-         "--namespace", NAMESPACE, "--no-leader-election", "--health-port", str(HEALTH_PORT)],
-        stdout=(logs / f"operator-{size}.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    operator = start_operator(kubeconfig, logs / f"operator-{size}.log")
     try:
         started = time.monotonic()
-        while True:  # the node index is filled before any handler runs
-            try:
-                if healthz().get("stats", {}).get("nodes", 0) >= size:
-                    break
-            except OSError:
-                pass
-            await asyncio.sleep(0.2)
+        await wait_indexed(size)
         print(f"  operator indexed {size}+ nodes in {time.monotonic() - started:.1f}s")
         tws = ticketworkers(count)
         want = await expected(api, tws)
@@ -295,14 +319,136 @@ async def wait_gone(api: Rest, path: str, timeout: float = 180) -> None:
         await asyncio.sleep(1)
 
 
+async def prepare(api: Rest) -> None:
+    await create(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd())
+    runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                     "metadata": {"name": "flox"}, "handler": "flox"}  # fmt: skip
+    await create(api, "/apis/node.k8s.io/v1/runtimeclasses", runtime_class)
+    await asyncio.sleep(2)  # CRD established
+
+
+async def bench_busy(kubeconfig: Path, size: int, count: int, logs: Path) -> list[BusyResult]:
+    async with Rest(load_connection(str(kubeconfig)), timeout=120, limit=64) as api:
+        await prepare(api)
+        return await run_busy(api, kubeconfig, size, count, logs)
+
+
 async def bench(kubeconfig: Path, sizes: list[int], count: int, logs: Path) -> list[Result]:
     async with Rest(load_connection(str(kubeconfig)), timeout=120, limit=64) as api:
-        await create(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd())
-        runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
-                         "metadata": {"name": "flox"}, "handler": "flox"}  # fmt: skip
-        await create(api, "/apis/node.k8s.io/v1/runtimeclasses", runtime_class)
-        await asyncio.sleep(2)  # CRD established
+        await prepare(api)
         return [await run_size(api, kubeconfig, size, count, logs) for size in sorted(sizes)]
+
+
+BUSY_NAMESPACE = "flox-isa-bench-busy"
+
+
+async def fill_nodes(api: Rest, nodes: Sequence[str]) -> None:
+    """Another team's pods, bound to `nodes` (no scheduler): each takes its node's CPU."""
+    await create(api, "/api/v1/namespaces", {"metadata": {"name": BUSY_NAMESPACE}})
+
+    def body(node: str) -> dict[str, Any]:
+        container = {"name": "c", "image": "busy", "resources": {"requests": {"cpu": "3"}}}
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"busy-{node}"[:63], "namespace": BUSY_NAMESPACE},
+                "spec": {"nodeName": node, "containers": [container]}}  # fmt: skip
+
+    path = f"/api/v1/namespaces/{BUSY_NAMESPACE}/pods"
+    await gather_limited([functools.partial(create, api, path, body(n)) for n in nodes])
+
+
+async def settle_pods(
+    api: Rest, namespace: str, desired: int, started: float, timeout: float = 900
+) -> tuple[float, int, int]:
+    """Until the Deployments hold `desired` replicas and every pod is Running or
+    Unschedulable: (seconds, Running, Pending) then."""
+    deployments = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    while True:
+        listed = await api.get(
+            deployments, {"labelSelector": "app.kubernetes.io/managed-by=flox-isa"}
+        )
+        planned = sum(d["spec"]["replicas"] for d in listed["items"])
+        running = pending = undecided = 0
+        for pod in (await api.get(pods))["items"]:
+            if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                undecided += 1
+                continue
+            phase = (pod.get("status") or {}).get("phase")
+            if phase == "Running":
+                running += 1
+            elif any(c.get("reason") == "Unschedulable"
+                     for c in (pod.get("status") or {}).get("conditions") or ()):  # fmt: skip
+                pending += 1
+            else:
+                undecided += 1
+        if planned == desired and running + pending == desired and not undecided:
+            return time.monotonic() - started, running, pending
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(
+                f"not settled: {running} Running, {pending} Pending, {undecided} other"
+            )
+        await asyncio.sleep(0.5)
+
+
+@dataclass
+class BusyResult:
+    mode: str
+    converge: float
+    running: int
+    pending: int
+
+
+async def run_busy(
+    api: Rest, kubeconfig: Path, size: int, count: int, logs: Path
+) -> list[BusyResult]:
+    print(f"== busy: {size} nodes, half the VNNI pool full")
+    await grow_pool(api, size)
+    await wait_settled(api)
+    vnni = sorted(n["metadata"]["name"] for n in await pool_nodes(api)
+                  if n["metadata"]["labels"].get(INSTANCE_TYPE_LABEL) == "m6i.xlarge")  # fmt: skip
+    await fill_nodes(api, vnni[: len(vnni) // 2])
+    free = len(vnni) - len(vnni) // 2
+    replicas = max(1, round(free * 1.6 / count))
+    desired = replicas * count
+    print(f"  {len(vnni)} VNNI nodes, {len(vnni) // 2} busy: room for {free} 3-CPU replicas;"
+          f" {count} TicketWorkers x {replicas} = {desired} replicas")  # fmt: skip
+    results = []
+    for mode, flag in (("room-blind (today)", "--no-capacity-planning"),
+                       ("by free room", "--capacity-planning")):  # fmt: skip
+        await create(api, "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
+        operator = start_operator(kubeconfig, logs / f"operator-busy-{size}{flag}.log", flag)
+        try:
+            await wait_indexed(size)
+            three_cpus = {"name": "w", "resources": {"requests": {"cpu": "3"}}}
+            template = {"spec": {"nodeSelector": {POOL: "true"}, "containers": [three_cpus]}}
+            tws = ticketworkers(count, "busy", replicas, workload="int8-inference",
+                                placement="best", template=template)  # fmt: skip
+            path = f"/apis/isa.flox.dev/v1alpha1/namespaces/{NAMESPACE}/ticketworkers"
+            started = time.monotonic()
+            await gather_limited([functools.partial(create, api, path, tw) for tw in tws])
+            converge, _, _ = await settle_pods(api, NAMESPACE, desired, started)
+            await asyncio.sleep(10)
+            _, running, pending = await settle_pods(api, NAMESPACE, desired, time.monotonic())
+            print(f"  {mode}: converged in {converge:.1f}s; at the end {running} Running,"
+                  f" {pending} Pending")  # fmt: skip
+            results.append(BusyResult(mode, converge, running, pending))
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+        await api.delete(f"/api/v1/namespaces/{NAMESPACE}")
+        await wait_gone(api, f"/api/v1/namespaces/{NAMESPACE}", timeout=600)
+    return results
+
+
+def report_busy(results: list[BusyResult]) -> None:
+    print(f"\n{'plan':<20} {'converge s':>11} {'Running':>8} {'Pending':>8}")
+    for r in results:
+        print(f"{r.mode:<20} {r.converge:>11.1f} {r.running:>8} {r.pending:>8}")
+    blind, room = results
+    print(
+        f"by free room / room-blind: converge {room.converge / blind.converge:.2f}x,"
+        f" Pending {room.pending} vs {blind.pending}"
+    )
 
 
 def report(results: list[Result]) -> None:
@@ -330,6 +476,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--ticketworkers", type=int, default=50)
     parser.add_argument("--logs", type=Path, help="keep the operator logs here")
+    parser.add_argument("--scenario", choices=("react", "busy"), default="react",
+                        help="react: converge/react/RSS; busy: half the best pool full,"
+                        " room-blind vs by free room (largest --sizes only)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flox-isa-bench-") as tmp:
         directory = Path(tmp)
@@ -339,7 +488,11 @@ def main() -> int:
         if kubeconfig is None:
             kubeconfig = devcluster.up(directory / "cluster").kubeconfig
         try:
-            report(asyncio.run(bench(kubeconfig, args.sizes, args.ticketworkers, logs)))
+            if args.scenario == "busy":
+                size = max(args.sizes)
+                report_busy(asyncio.run(bench_busy(kubeconfig, size, args.ticketworkers, logs)))
+            else:
+                report(asyncio.run(bench(kubeconfig, args.sizes, args.ticketworkers, logs)))
         finally:
             if args.kubeconfig is None:
                 devcluster.down(directory / "cluster")

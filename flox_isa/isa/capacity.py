@@ -114,6 +114,7 @@ class Ledger:
     """What counts on each node, by pod uid; one owner (the placement loop) mutates it."""
 
     def __init__(self) -> None:
+        self.version = 0  # changes with every count and release (readers cache by it)
         self._entries: dict[str, Entry] = {}
         self._used: dict[str, dict[str, int]] = {}  # bound + reserved, per node
         self._nominated: dict[str, dict[str, Entry]] = {}  # node -> uid -> entry
@@ -124,6 +125,7 @@ class Ledger:
     def copy(self) -> Ledger:
         """An independent ledger with the same counts (for what-if planning)."""
         other = Ledger()
+        other.version = self.version
         other._entries = dict(self._entries)
         other._used = {node: dict(used) for node, used in self._used.items()}
         other._nominated = {node: dict(pods) for node, pods in self._nominated.items()}
@@ -137,6 +139,7 @@ class Ledger:
     ) -> None:
         """Count pod `uid` on `node` (replacing whatever it counted before)."""
         self.release(uid)
+        self.version += 1
         entry = Entry(node, dict(requests), kind, priority)
         self._entries[uid] = entry
         if kind == "nominated":
@@ -171,6 +174,7 @@ class Ledger:
         entry = self._entries.pop(uid, None)
         if entry is None:
             return False
+        self.version += 1
         if entry.kind == "nominated":
             nominated = self._nominated[entry.node]
             del nominated[uid]

@@ -59,6 +59,12 @@ def register(commands: Any) -> None:
         metavar="N",
         help="concurrent reconciles (default: 16)",
     )
+    operator.add_argument(
+        "--capacity-planning", action=argparse.BooleanOptionalAction, default=True,
+        help="plan TicketWorker replicas by the room free on each variant's nodes (other"
+        " pods' requests counted, per node) and move them calmly when a variant is full;"
+        " --no-capacity-planning splits by allocatable CPU only (default: on)",
+    )  # fmt: skip
     placement = operator.add_argument_group("capacity-aware placement (late binding)")
     placement.add_argument(
         "--placement", action=argparse.BooleanOptionalAction, default=True,
@@ -156,6 +162,7 @@ def _operator(args: argparse.Namespace) -> int:
             placement_lease_duration=args.placement_lease_duration,
             recover_after=args.recover_unschedulable_after,
             write_concurrency=args.placement_write_concurrency,
+            capacity_planning=args.capacity_planning,
         )
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Coroutine, Iterable, Mapping
@@ -24,15 +25,20 @@ from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.offer import FleetIndex, constraints_key
 from flox_isa.isa.planning import eligible_groups
+from flox_isa.isa.replan import Memory
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.operator import models
+from flox_isa.operator.capacity import Rooms
 from flox_isa.operator.diff import Action, Create, Delete, describe, owned_by
 from flox_isa.operator.events import event_body, events_path
+from flox_isa.operator.placement import Planner
 from flox_isa.operator.reconcile import (
     APPLY_FAILED,
+    Capacity,
     Decision,
     build_status,
     decide,
+    move_message,
     status_changed,
 )
 from flox_isa.operator.render import FIELD_MANAGER, Owner
@@ -64,7 +70,9 @@ class Settings:
     debounce: float = 0.05  # coalesce the events of one write burst
     fleet_debounce: float = 0.1  # coalesce node churn; a longer burst costs reconciles, not writes
     status_debounce: float = 1.0  # coalesce rollout progress into one status write
+    capacity_debounce: float = 5.0  # coalesce other pods' churn (the room) into one re-plan
     resync: float = 300.0  # re-check everything now and then (drift we cannot watch)
+    growable: frozenset[str] | None = None  # variants whose pools can grow (None: all)
 
 
 @dataclass
@@ -98,12 +106,32 @@ class Controller:
         self._written: dict[tuple[str, str], str] = {}
         # namespace -> (listed at, the names and metadata of its Deployments)
         self._listed: dict[str, tuple[float, asyncio.Future[dict[str, Mapping[str, Any]]]]] = {}
+        # Capacity-aware planning (None: room-blind, as before it): the room, and what
+        # calm re-planning remembers per TicketWorker.
+        self.capacity: Planner | None = None
+        self.capacity_synced: asyncio.Event | None = None
+        self.rooms: Rooms | None = None
+        self._memory: dict[Key, Memory] = {}
 
     # -- fed by kopf handlers -------------------------------------------------------------
 
     def attach(self, ticketworkers: IndexView, deployments: IndexView) -> None:
         self._ticketworkers = ticketworkers
         self._deployments = deployments
+
+    def attach_capacity(self, planner: Planner, synced: asyncio.Event) -> None:
+        """Plan by the room `planner` accounts (its pod watch sets `synced` once listed)."""
+        self.capacity = planner
+        self.capacity_synced = synced
+        self.rooms = Rooms(planner, self.settings.catalog)
+        planner.pod_listeners.append(self.pod_changed)
+
+    def pod_changed(self, key: Key | None) -> None:
+        """A pod changed: a TicketWorker's own (its status, at once), and the room of all."""
+        if key is not None and self._ticketworkers is not None and self.ticketworker(key):
+            self._enqueue(key, self.settings.status_debounce)
+        for other in self.keys():
+            self._enqueue(other, self.settings.capacity_debounce)
 
     def fleet_changed(self, fleet: FleetIndex) -> None:
         """A new fleet snapshot (only when something a decision reads changed)."""
@@ -116,6 +144,9 @@ class Controller:
         self._enqueue(key, self.settings.debounce)
 
     def ticketworker_gone(self, key: Key) -> None:
+        self._memory.pop(key, None)
+        if self.rooms is not None:
+            self.rooms.forget(key)
         if self.queue is not None:
             self.queue.forget(key)
         log.info("ticketworker deleted; the garbage collector removes its Deployments",
@@ -161,6 +192,8 @@ class Controller:
     async def _worker(self, number: int) -> None:
         await self.synced.wait()
         await self.fleet_listed.wait()
+        if self.capacity_synced is not None:
+            await self.capacity_synced.wait()
         while True:
             key = await self.queue.get()
             failed = False
@@ -208,7 +241,26 @@ class Controller:
             return
         self.stats.reconciles += 1
         actual = self.deployments(key)
-        decision = decide(tw, self.settings.catalog, self.groups_for, actual)
+        capacity = None
+        if self.capacity is not None and self.rooms is not None:
+            capacity = Capacity(
+                functools.partial(self.rooms.room_for, key),
+                tuple(self.capacity.owned.get(key, {}).values()),
+                self._memory.get(key, Memory()),
+                dt.datetime.now(dt.UTC),
+                self.settings.growable,
+            )
+        decision = decide(tw, self.settings.catalog, self.groups_for, actual, capacity)
+        if decision.memory is not None:
+            self._memory[key] = decision.memory
+        if self.rooms is not None and decision.room is not None and decision.plan is not None:
+            assert decision.spec is not None
+            pod_spec = decision.spec.template.spec.model_dump(by_alias=True, exclude_none=True,
+                                                              mode="json")  # fmt: skip
+            planned = {s.variant.name: s.replicas for s in decision.plan.shares}
+            self.rooms.claim(key, decision.room, planned, pod_spec)
+        if decision.recheck is not None:
+            self._enqueue(key, decision.recheck)
         # One TicketWorker's Deployments are independent: write them concurrently.
         outcomes = await asyncio.gather(
             *(self._write(decision.owner, a) for a in decision.actions), return_exceptions=True
@@ -241,6 +293,12 @@ class Controller:
         if transient:
             await self._publish(tw, decision, actual, failures)
             raise transient[0]
+        if decision.moves and decision.spec is not None:
+            bound = decision.spec.replan.unschedulable_seconds
+            for move in decision.moves:
+                message = move_message(move, decision.room, bound)
+                log.info(message, extra={"ticketworker": "/".join(key), "reason": "Moved"})
+                self._background(self._event(decision.owner, "Normal", "MovedReplicas", message))
         if done:
             # A burst of writes (a fleet change touches every TicketWorker) goes first;
             # the status follows once it has settled, from the next reconcile.

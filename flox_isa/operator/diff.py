@@ -85,7 +85,7 @@ def diff(
     """
     actions: list[Action] = []
     for name, body in desired.items():
-        variant = _variant(body)
+        variant = variant_label(body)
         live = actual.get(name)
         if live is None:
             actions.append(Create(name, variant, body))
@@ -97,7 +97,7 @@ def diff(
     for name in sorted(set(actual) - set(desired)):
         live = actual[name]
         if owned_by(live, owner) and not terminating(live):
-            actions.append(Delete(name, _variant(live), live["metadata"].get("uid", "")))
+            actions.append(Delete(name, variant_label(live), live["metadata"].get("uid", "")))
     return tuple(actions)
 
 
@@ -174,7 +174,7 @@ def _same_quantity(path: str, desired: Any, actual: Any) -> bool:
     return a is not None and a == b
 
 
-def _variant(body: Mapping[str, Any]) -> str:
+def variant_label(body: Mapping[str, Any]) -> str:
     return str(((body.get("metadata") or {}).get("labels") or {}).get(names.VARIANT_LABEL, ""))
 
 

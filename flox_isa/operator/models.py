@@ -24,7 +24,14 @@ from flox_isa.isa.contract import (
     is_environment,
     is_pinned,
 )
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WHEN_FULL, WhenFull
 from flox_isa.isa.planning import DEFAULT_PLACEMENT, Placement
+from flox_isa.isa.replan import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_MAX_MOVE_PERCENT,
+    DEFAULT_UNSCHEDULABLE_SECONDS,
+    Calm,
+)
 from flox_isa.isa.threads import MAX_THREADS, THREADS_COUNT, THREADS_OFF, container_cpu
 from flox_isa.isa.throughput import replica_cpus
 
@@ -169,6 +176,38 @@ class PodTemplate(_Model):
     spec: PodSpec = Field(default_factory=PodSpec)
 
 
+MAX_REPLAN_SECONDS: Final = 86_400
+WHEN_FULL_MESSAGE: Final = f"must be one of {', '.join(WHEN_FULL)}"
+
+
+class ReplanSpec(_Model):
+    """How calmly replicas move between variants when the room changes (`isa.replan`)."""
+
+    unschedulable_seconds: int = Field(
+        DEFAULT_UNSCHEDULABLE_SECONDS,
+        ge=1,
+        le=MAX_REPLAN_SECONDS,
+        description="A replica moves off a variant only once its pods have been Unschedulable"
+        " this long (long enough for a node to be provisioned), and back to a better variant"
+        " only once the plan has seen room there this long.",
+    )
+    interval_seconds: int = Field(
+        DEFAULT_INTERVAL_SECONDS,
+        ge=1,
+        le=MAX_REPLAN_SECONDS,
+        description="At most one batch of moves per interval.",
+    )
+    max_move_percent: int = Field(
+        DEFAULT_MAX_MOVE_PERCENT,
+        ge=1,
+        le=100,
+        description="A batch moves at most this percentage of the replicas (at least 1).",
+    )
+
+    def calm(self) -> Calm:
+        return Calm(self.unschedulable_seconds, self.interval_seconds, self.max_move_percent)
+
+
 class TicketWorkerSpec(_Model):
     """What the user asks for: one workload, replicas spread over the best ISA builds."""
 
@@ -279,8 +318,27 @@ class TicketWorkerSpec(_Model):
     )
     placement: Placement = Field(
         DEFAULT_PLACEMENT,
-        description="spread: replicas in proportion to each variant's node CPU;"
-        " best: all replicas on the best variant the fleet offers.",
+        description="spread: replicas in proportion to each variant's node CPU (its free CPU"
+        " once a share would not fit), each share up to the room its nodes have; best: the"
+        " best variant the fleet offers, up to the room its nodes have, then (spec.whenFull)"
+        " the next in rank order.",
+    )
+    when_full: WhenFull = Field(
+        DEFAULT_WHEN_FULL,
+        description="When a variant's nodes have no room for its replicas: next-best moves"
+        " them to the next variant in rank order with room; wait keeps them on the best"
+        " growable variant, Unschedulable, for an autoscaler to grow its pool (as the pod"
+        f" annotation {names.WHEN_FULL_ANNOTATION}).",
+        json_schema_extra={
+            "maxLength": 16,
+            "x-kubernetes-validations": [
+                _cel(" || ".join(f"self == '{value}'" for value in WHEN_FULL), WHEN_FULL_MESSAGE)
+            ],
+        },
+    )
+    replan: ReplanSpec = Field(
+        default_factory=ReplanSpec,
+        description="How calmly replicas move between variants when the room changes.",
     )
     template: PodTemplate = Field(
         default_factory=PodTemplate, description="The pod template (a core/v1 PodTemplateSpec)."
@@ -341,7 +399,7 @@ class TicketWorkerSpec(_Model):
         return value
 
 
-ConditionType = Literal["Ready", "Progressing", "Degraded", "TargetReachable"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "TargetReachable", "CapacityLimited"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -371,6 +429,15 @@ class VariantStatus(_Model):
     )
     expected_throughput: float | None = Field(
         None, description="throughputPerReplica x ready replicas (an estimate unless measured)."
+    )
+    unschedulable_replicas: int | None = Field(
+        None,
+        description="Pods of this variant the scheduler found no node for (while room is known).",
+    )
+    room: int | None = Field(
+        None,
+        description="Replicas of this TicketWorker the variant's eligible nodes have room for"
+        " now (per node, its own pods not counted); none while room is unknown.",
     )
 
 

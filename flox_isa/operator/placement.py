@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -236,9 +236,37 @@ class Planner:
         self._holding = False  # the last batch held pods back until reserved room binds
         self._offers: OfferIndex | None = None
         self._allocatable: dict[str, Resources] = {}
+        # TicketWorker (namespace, name) -> uid -> its pod (latest body): the operator
+        # plans by room without counting a TicketWorker's own pods as others' load.
+        self.owned: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+        self._owner: dict[str, tuple[str, str]] = {}  # uid -> its TicketWorker
+        self.pod_listeners: list[Callable[[tuple[str, str] | None], None]] = []
+
+    @property
+    def allocatable(self) -> Mapping[str, Resources]:
+        """Each node's allocatable resources, in capacity units."""
+        return self._allocatable
 
     def _changed(self) -> None:
         """Something may now be placeable (the controller wakes its loop)."""
+
+    def _pod_seen(self, pod: Mapping[str, Any], gone: bool = False) -> None:
+        """Index a TicketWorker's pod; tell the listeners (the TicketWorker's key, or None
+        for another pod: the room changed)."""
+        uid = uid_of(pod)
+        metadata = pod.get("metadata") or {}
+        name = (metadata.get("labels") or {}).get(names.TICKETWORKER_LABEL)
+        key = (str(metadata.get("namespace") or ""), str(name)) if name else None
+        before = self._owner.pop(uid, None)
+        if before is not None:
+            self.owned.get(before, {}).pop(uid, None)
+            if not self.owned.get(before, True):
+                del self.owned[before]
+        if key is not None and not gone:
+            self.owned.setdefault(key, {})[uid] = pod
+            self._owner[uid] = key
+        for listener in self.pod_listeners:
+            listener(key or before)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -254,8 +282,15 @@ class Planner:
         self.gated.clear()
         self._pinned.clear()
         self._stuck.clear()
+        self.owned.clear()
+        self._owner.clear()
+        listeners, self.pod_listeners = self.pod_listeners, []
         for pod in pods:
             self._apply(pod)
+            self._pod_seen(pod, (pod.get("status") or {}).get("phase") in DONE_PHASES)
+        self.pod_listeners = listeners
+        for listener in listeners:
+            listener(None)
         self._changed()
 
     def pod_changed(self, kind: str, pod: dict[str, Any]) -> None:
@@ -263,6 +298,8 @@ class Planner:
             self._forget(uid_of(pod))
         else:
             self._apply(pod)
+        done = (pod.get("status") or {}).get("phase") in DONE_PHASES
+        self._pod_seen(pod, kind == "DELETED" or done)
 
     def _forget(self, uid: str) -> None:
         self.ledger.release(uid)

@@ -7,27 +7,35 @@ returned into the status to publish. The kopf layer only fetches and sends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import ValidationError
 
-from flox_isa.isa.catalog import Catalog
+from flox_isa.isa import names
+from flox_isa.isa.catalog import Catalog, Workload
 from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.inputs import InvalidInputError
 from flox_isa.isa.names import THREADS_ANNOTATION
 from flox_isa.isa.planning import (
     Plan,
+    Room,
     ThroughputPlan,
     describe_plan,
     plan_replicas,
     plan_throughput,
+    ranked_variants,
+    resize,
     unknown_variants,
 )
+from flox_isa.isa.recovery import unschedulable_seconds
+from flox_isa.isa.replan import Memory, Move, replan
 from flox_isa.isa.throughput import per_replica, unmeasured_ranks
 from flox_isa.operator import models
-from flox_isa.operator.diff import Action, diff, owned_by, terminating
+from flox_isa.operator.diff import Action, diff, owned_by, terminating, variant_label
 from flox_isa.operator.render import Owner, deployment_name, pods_selector, render, tune_threads
 
 INVALID_SPEC: Final = "InvalidSpec"
@@ -35,6 +43,28 @@ NO_ELIGIBLE_NODES: Final = "NoEligibleNodes"
 APPLY_FAILED: Final = "ApplyFailed"
 
 GroupsFor = Callable[[Mapping[str, Any]], Sequence[FeatureGroup]]
+# (template pod spec, workload, allowed variants) -> the room one replica sees
+RoomFor = Callable[[Mapping[str, Any], Workload, Collection[str] | None], Room]
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What the reconcile reads of the capacity accounting (None in `decide`: room-blind)."""
+
+    room_for: RoomFor
+    pods: Sequence[Mapping[str, Any]]  # the TicketWorker's own pods, as last seen
+    memory: Memory
+    wall: dt.datetime
+    growable: Collection[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodCounts:
+    """Per variant: pods Unschedulable now, and those past the bound (count, longest s)."""
+
+    unschedulable: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    stuck: Mapping[str, tuple[int, float]] = dataclasses.field(default_factory=dict)
+    waits: tuple[float, ...] = ()  # seconds until each younger Unschedulable pod is past it
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +82,12 @@ class Decision:
     actions: tuple[Action, ...]
     problem: Problem | None = None
     throughput: ThroughputPlan | None = None  # spec.throughput's plan
+    room: Room | None = None  # None: room unknown (room-blind plan)
+    blind: Plan | None = None  # the room-blind plan (today's), to say what room changed
+    moves: tuple[Move, ...] = ()
+    memory: Memory | None = None
+    pods: PodCounts = PodCounts()
+    recheck: float | None = None  # seconds until a calm move may be due (None: not needed)
 
     @property
     def summary(self) -> str:
@@ -122,6 +158,7 @@ def decide(
     catalog: Catalog,
     groups_for: GroupsFor,
     actual: Mapping[str, Mapping[str, Any]],
+    capacity: Capacity | None = None,
 ) -> Decision:
     """What to write for one TicketWorker. A bad spec writes nothing but its status."""
     owner = owner_of(ticketworker)
@@ -130,31 +167,121 @@ def decide(
     if spec is None:
         return Decision(owner, generation, None, None, (), problem)
     pod_spec = spec.template.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    allowed = spec.allowed_variants()
+    groups = groups_for(pod_spec)
+    room = capacity.room_for(pod_spec, spec.workload, allowed) if capacity else None
     sized: ThroughputPlan | None = None
+    blind: Plan | None
+    calm: tuple[tuple[Move, ...], Memory | None, PodCounts, float | None] = (
+        (),
+        None,
+        PodCounts(),
+        None,
+    )
     if spec.throughput is not None:
         cpus, workload, measured = spec.replica_cpus(), spec.workload, spec.throughput_per_replica
         sized = plan_throughput(
             catalog,
-            groups_for(pod_spec),
+            groups,
             workload=workload,
             target=spec.throughput,
             replica_cpus=cpus,
             tickets_of=lambda v: per_replica(v, workload, cpus, measured).tickets or 0.0,
-            allowed=spec.allowed_variants(),
+            allowed=allowed,
+            room=room,
         )
-        plan = sized.plan
+        plan, blind = sized.plan, None
     else:
-        plan = plan_replicas(
-            catalog,
-            groups_for(pod_spec),
-            workload=spec.workload,
-            replicas=spec.effective_replicas(),
-            placement=spec.placement,
-            allowed=spec.allowed_variants(),
-        )
+        blind = plan_replicas(catalog, groups, workload=spec.workload,
+                              replicas=spec.effective_replicas(), placement=spec.placement,
+                              allowed=allowed)  # fmt: skip
+        plan = blind
+        if capacity is not None and room is not None and not blind.problem:
+            plan, calm = _calm_plan(catalog, groups, spec, blind, room, capacity, owner, actual)
     problem = Problem(NO_ELIGIBLE_NODES, plan.problem) if plan.problem else None
     actions = diff(owner, render(owner, spec, plan), actual)
-    return Decision(owner, generation, spec, plan, actions, problem, sized)
+    moves, memory, counts, recheck = calm
+    return Decision(owner, generation, spec, plan, actions, problem, sized, room, blind,
+                    moves, memory, counts, recheck)  # fmt: skip
+
+
+def _calm_plan(  # noqa: PLR0917
+    catalog: Catalog,
+    groups: Sequence[FeatureGroup],
+    spec: models.TicketWorkerSpec,
+    blind: Plan,
+    room: Room,
+    capacity: Capacity,
+    owner: Owner,
+    actual: Mapping[str, Mapping[str, Any]],
+) -> tuple[Plan, tuple[tuple[Move, ...], Memory | None, PodCounts, float | None]]:
+    """The room-aware plan, reached calmly from what runs (`isa.replan`)."""
+    allowed = spec.allowed_variants()
+    ideal = plan_replicas(catalog, groups, workload=spec.workload,
+                          replicas=spec.effective_replicas(), placement=spec.placement,
+                          allowed=allowed, room=room, when_full=spec.when_full,
+                          growable=capacity.growable)  # fmt: skip
+    ranked = [v.name for v in ranked_variants(catalog, room, spec.workload, allowed)]
+    planned = {**dict.fromkeys(ranked, 0), **{s.variant.name: s.replicas for s in ideal.shares}}
+    live = {
+        variant_label(d): int((d.get("spec") or {}).get("replicas") or 0)
+        for d in actual.values()
+        if owned_by(d, owner) and not terminating(d)
+    }
+    calm = spec.replan.calm()
+    counts = pod_counts(capacity.pods, capacity.wall, calm.unschedulable_seconds)
+    anchor = (spec.placement, tuple((s.variant.name, s.node_count) for s in blind.shares))
+    now = capacity.wall.timestamp()
+    result = replan(planned, live or None, ranked, counts.stuck, capacity.memory, anchor, now,
+                    calm, spec.when_full)  # fmt: skip
+    keep = {s.variant.name for s in blind.shares}
+    plan = resize(catalog, groups, ideal, result.replicas, spec.workload, allowed, keep)
+    memory = result.memory
+    waits: list[float] = []
+    if spec.when_full != "wait":  # when a move may come due: a bound or the interval ends
+        deficits = [n for n in planned if planned[n] > result.replicas.get(n, 0)]
+        waits += counts.waits
+        waits += [calm.unschedulable_seconds - (now - memory.room_since.get(n, now))
+                  for n in deficits]  # fmt: skip
+        if (counts.stuck or deficits) and memory.last_move is not None:
+            waits.append(calm.interval_seconds - (now - memory.last_move))
+    waits = [w for w in waits if w > 0]
+    recheck = max(1.0, min(waits)) if waits else None
+    return plan, (result.moves, memory, counts, recheck)
+
+
+def pod_counts(pods: Sequence[Mapping[str, Any]], wall: dt.datetime, bound: float) -> PodCounts:
+    """Per variant, the pods the scheduler found no node for, and those past `bound`."""
+    unschedulable: dict[str, int] = {}
+    stuck: dict[str, tuple[int, float]] = {}
+    waits: list[float] = []
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        if metadata.get("deletionTimestamp") or (pod.get("spec") or {}).get("nodeName"):
+            continue
+        seconds = unschedulable_seconds(pod, wall)
+        if seconds is None:
+            continue
+        variant = str((metadata.get("labels") or {}).get(names.VARIANT_LABEL))
+        unschedulable[variant] = unschedulable.get(variant, 0) + 1
+        if seconds > bound:
+            count, longest = stuck.get(variant, (0, 0.0))
+            stuck[variant] = (count + 1, max(longest, seconds))
+        else:
+            waits.append(bound - seconds + 0.5)
+    return PodCounts(unschedulable, stuck, tuple(waits))
+
+
+def move_message(move: Move, room: Room | None, bound: float) -> str:
+    """The Event of one move: `3 replicas avx512vnni → armv9: avx512vnni full for 300 s,
+    armv9 has room for 12`."""
+    replicas = f"{move.replicas} replica{_s(move.replicas)}"
+    has = f"{move.target} has room for {room.of(move.target)}" if room else "room unknown"
+    if move.why == "unschedulable":
+        why = f"{move.source} full for {move.seconds:.0f} s (Unschedulable over {bound:g} s)"
+    else:
+        why = f"room back on {move.target} for {move.seconds:.0f} s"
+    return f"{replicas} {move.source} → {move.target}: {why}, {has}"
 
 
 def build_status(
@@ -210,6 +337,12 @@ def _fleet_status(
                 throughput_per_replica=one.tickets,
                 throughput_source=one.source,
                 expected_throughput=round(one.tickets * ready, 3) if one.tickets else None,
+                unschedulable_replicas=(
+                    decision.pods.unschedulable.get(share.variant.name, 0)
+                    if decision.room
+                    else None
+                ),
+                room=decision.room.of(share.variant.name) if decision.room else None,
             )
         )
     owned = [d for d in actual.values() if owned_by(d, decision.owner)]
@@ -275,6 +408,32 @@ def _target_reachable(sized: ThroughputPlan) -> Triple:
     )
 
 
+def _capacity_limited(decision: Decision) -> Triple | None:
+    """Whether room keeps the plan from today's (room-blind) one: by how much, and where
+    the replicas went (None: room unknown, or sized by throughput)."""
+    spec, room, blind, plan = decision.spec, decision.room, decision.blind, decision.plan
+    if spec is None or room is None or blind is None or plan is None or blind.problem:
+        return None
+    measure = room.of if spec.placement == "best" else room.on_best_nodes
+    shorts = [(s.variant.name, s.replicas, measure(s.variant.name)) for s in blind.shares
+              if s.replicas > measure(s.variant.name)]  # fmt: skip
+    if not shorts:
+        return (
+            "False",
+            "RoomEnough",
+            f"room for every replica of the plan ({describe_plan(blind)})",
+        )
+    parts = "; ".join(f"{v} has room for {have} of {want} ({want - have} short)"
+                      for v, want, have in shorts)  # fmt: skip
+    message = f"{parts}: plan {describe_plan(plan)}"
+    if spec.when_full == "wait":
+        message += " (whenFull: wait: the excess waits, Unschedulable, for its pool to grow)"
+    unschedulable = sum(decision.pods.unschedulable.values())
+    if unschedulable:
+        message += f"; {unschedulable} pod{_s(unschedulable)} Unschedulable"
+    return ("True", "WaitingForRoom" if spec.when_full == "wait" else "Spilled", message)
+
+
 def _conditions(
     decision: Decision,
     status: models.TicketWorkerStatus,
@@ -313,6 +472,9 @@ def _conditions(
     )
     if decision.throughput is not None:
         kinds += (("TargetReachable", _target_reachable(decision.throughput)),)
+    limited = _capacity_limited(decision)
+    if limited is not None:
+        kinds += (("CapacityLimited", limited),)
     out = []
     for kind, (state, reason, message) in kinds:
         old = before.get(kind)

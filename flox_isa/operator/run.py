@@ -35,7 +35,7 @@ from flox_isa.kube.rest import Rest, load_connection
 from flox_isa.kube.watch import WATCH_RESTART_REASONS, ListWatch
 from flox_isa.operator.controller import Controller, Settings
 from flox_isa.operator.handlers import build_registry, operator_settings
-from flox_isa.operator.placement import PlacementController, PlacementSettings
+from flox_isa.operator.placement import PlacementController, PlacementSettings, Planner
 
 log = logging.getLogger("flox_isa.operator")
 
@@ -73,6 +73,7 @@ class Options:
     placement_lease_duration: float = 15.0
     recover_after: float | None = None  # None: recovery off
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
+    capacity_planning: bool = True  # plan TicketWorkers by free room (else allocatable CPU)
 
 
 def default_lease_namespace() -> str:
@@ -114,7 +115,9 @@ async def _main(options: Options) -> int:
             if options.leader_election and not await _first(elector.acquire(), stopping.wait()):
                 return 0
             state["role"] = "leader"
-            settings = Settings(options.catalog, identity=options.identity)
+            settings = Settings(
+                options.catalog, identity=options.identity, growable=options.growable
+            )
             if options.workers is not None:
                 settings.workers = options.workers
             controller = Controller(settings, api)
@@ -158,9 +161,20 @@ async def _lead(
     state: dict[str, Any],
 ) -> int:
     """Run kopf until a signal, kopf's own exit, or the loss of the Lease."""
-    state["nodes"] = watcher = _watch_nodes(controller.api, controller, placement)
+    capacity: Planner | None = None
+    pods: ListWatch | None = None
+    if options.capacity_planning and placement is not None:
+        capacity = placement
+        controller.attach_capacity(placement, placement.pods.synced)
+    elif options.capacity_planning:  # no placement controller: a pod watch of our own
+        capacity = Planner(PlacementSettings(options.catalog, "", options.identity))
+        pods = ListWatch(controller.api, "/api/v1/pods", capacity.replace_pods,
+                         capacity.pod_changed)  # fmt: skip
+        controller.attach_capacity(capacity, pods.synced)
+    state["nodes"] = watcher = _watch_nodes(controller.api, controller, capacity or placement)
     nodes = asyncio.create_task(watcher.run())
     placing = asyncio.create_task(placement.run()) if placement else None
+    watching = asyncio.create_task(pods.run()) if pods else None
     kopf_stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
@@ -193,6 +207,9 @@ async def _lead(
     await _stop_within(operator, KOPF_STOP_SECONDS)
     if placing is not None:
         await _stop_within(placing, CANCEL_WAIT_SECONDS)
+    if watching is not None:
+        watching.cancel()
+        await _stop_within(watching, CANCEL_WAIT_SECONDS)
     nodes.cancel()
     await _stop_within(nodes, CANCEL_WAIT_SECONDS)
     log.info("stopped", extra={"seconds": round(asyncio.get_running_loop().time() - began, 2)})
@@ -203,15 +220,14 @@ async def _lead(
     return 0
 
 
-def _watch_nodes(
-    api: Rest, controller: Controller, placement: PlacementController | None
-) -> ListWatch:
-    """The node inventory's list+watch, on the operator's one API client, in its loop."""
+def _watch_nodes(api: Rest, controller: Controller, planner: Planner | None) -> ListWatch:
+    """The node inventory's list+watch, on the operator's one API client, in its loop
+    (`planner`: the placement controller, or the capacity accounting of its own)."""
 
     def publish(fleet: FleetIndex) -> None:
+        if planner is not None:
+            planner.fleet_changed(fleet)  # first: the reconciles it triggers read its room
         controller.fleet_changed(fleet)
-        if placement is not None:
-            placement.fleet_changed(fleet)
 
     inventory = NodeInventory(publish)
     return ListWatch(api, "/api/v1/nodes", inventory.replace, inventory.apply)

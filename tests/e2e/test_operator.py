@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,12 @@ from flox_isa.isa import names
 from flox_isa.isa.catalog import Workload, default_catalog
 from flox_isa.isa.features import features_from_labels
 from flox_isa.isa.nodes import node_state
+from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.planning import group_eligible, plan_replicas
 from flox_isa.isa.selection import fits
+from flox_isa.operator.capacity import Rooms
 from flox_isa.operator.crd import crd_yaml
+from flox_isa.operator.placement import PlacementSettings, Planner
 from tests.e2e.conftest import DevCluster, NodeFactory
 from tests.e2e.polling import wait_until
 
@@ -144,21 +148,29 @@ def replicas_by_variant(kubectl: Kubectl, namespace: str, tw: str) -> dict[str, 
     }
 
 
-def expected_split(
+def expected_split(  # noqa: PLR0917 - the cluster, then the plan's inputs
     kubectl: Kubectl,
     replicas: int,
     workload: Workload,
     pod_spec: dict[str, Any],
     allowed: list[str] | None = None,
+    owner: tuple[str, str] = ("", ""),
 ) -> dict[str, int]:
-    """The plan for the cluster's nodes right now (the pure core, fed independently)."""
-    nodes = [node_state(n) for n in kubectl.json("get", "nodes")["items"]]
+    """The plan for the cluster's nodes and pods right now (the pure core, fed
+    independently): by free room, the TicketWorker `owner`'s own pods not counted."""
+    listed = kubectl.json("get", "nodes")["items"]
+    nodes = [node_state(n) for n in listed]
+    accounting = Planner(PlacementSettings(CATALOG, lease_namespace="", identity="e2e"))
+    accounting.fleet_changed(index_nodes(nodes))
+    accounting.replace_pods(kubectl.json("get", "pods", "-A")["items"])
+    room = Rooms(accounting, CATALOG).room_for(owner, pod_spec, workload, allowed)
     plan = plan_replicas(
         CATALOG,
         group_eligible(nodes, pod_spec),
         workload=workload,
         replicas=replicas,
         allowed=allowed,
+        room=room,
     )
     return {s.variant.name: s.replicas for s in plan.shares}
 
@@ -412,6 +424,11 @@ INVALID = [
     ({"environment": "a/b", "workload": "fp64"}, ["spec.workload", 'Unsupported value: "fp64"']),
     ({"environment": "a/b", "replicas": -1}, ["spec.replicas", "greater than or equal to 0"]),
     ({"environment": "a/b", "placement": "all"}, ["spec.placement", "Unsupported value"]),
+    ({"environment": "a/b", "whenFull": "later"}, ["spec.whenFull", "Unsupported value"]),
+    (
+        {"environment": "a/b", "replan": {"maxMovePercent": 0}},
+        ["spec.replan.maxMovePercent", "greater than or equal to 1"],
+    ),
     (
         {"environment": "a/b", "template": RESERVED_ANNOTATION},
         ["spec.template.metadata.annotations", "is set by the operator from spec.environment"],
@@ -551,7 +568,8 @@ def test_two_replicas_one_acts_and_the_survivor_converges(
         lambda: f"-{survivor.pid}-" in lease_holder(kubectl, namespace, "ha"),
         timeout=LEASE_SECONDS * 4,
     )
-    expected = expected_split(kubectl, 11, "int8-inference", {"runtimeClassName": "flox"})
+    expected = expected_split(kubectl, 11, "int8-inference", {"runtimeClassName": "flox"},
+                              owner=(namespace, "ha"))  # fmt: skip
     wait_until(
         "converged to 11",
         lambda: replicas_by_variant(kubectl, namespace, "ha") == expected,
@@ -593,3 +611,135 @@ def test_a_clean_sigterm_releases_the_lease_and_the_standby_leads_without_waitin
         timeout=45,  # below the 90 s the Lease would otherwise take to expire
     )
     assert second.poll() is None
+
+
+# -- planned by free room (issue 14) --------------------------------------------------------
+
+ONE_CPU_TEMPLATE = {"containers": [{"name": "w", "resources": {"requests": {"cpu": "1"}}}]}
+QUICK_REPLAN = {"unschedulableSeconds": 5, "intervalSeconds": 2, "maxMovePercent": 100}
+
+
+def busy_pod(namespace: str, node: str, cpu: str) -> dict[str, Any]:
+    """Another team's pod, bound to `node` (no scheduler), using `cpu` of its room."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"busy-{node}"[:60], "namespace": namespace,
+                         "labels": {"app": "busy"}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busy",
+                     "resources": {"requests": {"cpu": cpu}}}]}}  # fmt: skip
+
+
+def tw_pods(kubectl: Kubectl, namespace: str, tw: str) -> list[dict[str, Any]]:
+    found = kubectl.json("get", "pods", "-n", namespace, "-l", f"{names.TICKETWORKER_LABEL}={tw}")
+    return [p for p in found["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def running_by_variant(kubectl: Kubectl, namespace: str, tw: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pod in tw_pods(kubectl, namespace, tw):
+        if pod["status"].get("phase") == "Running":
+            variant = pod["metadata"]["labels"][names.VARIANT_LABEL]
+            counts[variant] = counts.get(variant, 0) + 1
+    return counts
+
+
+def unschedulable(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+               for c in pod["status"].get("conditions") or ())  # fmt: skip
+
+
+def busy_vnni_fleet(kubectl: Kubectl, namespace: str, nodes: NodeFactory) -> list[str]:
+    """2 VNNI nodes (one slot left for a 1-CPU replica, another team's pods fill the rest)
+    and 2 Graviton4 nodes, all in this test's pool."""
+    vnni = nodes.add("m6i.xlarge", 2, labels={POOL: namespace})
+    nodes.add("c8g.xlarge", 2, labels={POOL: namespace})
+    kubectl.apply(busy_pod(namespace, vnni[0], "3920m"))
+    kubectl.apply(busy_pod(namespace, vnni[1], "2900m"))
+
+    def busy_running() -> bool:
+        busy = kubectl.json("get", "pods", "-n", namespace, "-l", "app=busy")["items"]
+        return all(p["status"].get("phase") == "Running" for p in busy)
+
+    wait_until("the busy pods Running", busy_running)
+    return vnni
+
+
+def test_best_on_busy_vnni_nodes_spills_then_moves_back_when_room_frees(
+    kubectl: Kubectl, operators: Operators, namespace: str, nodes: NodeFactory
+) -> None:
+    busy_vnni_fleet(kubectl, namespace, nodes)
+    operators.start(namespace)
+    template = {"spec": {"nodeSelector": {POOL: namespace}, **ONE_CPU_TEMPLATE}}
+    kubectl.apply(ticketworker(namespace, "fits", 6, placement="best", template=template,
+                               replan=QUICK_REPLAN))  # fmt: skip
+    # avx512 (52) ranks above armv9 (41) for int8 but runs only on the full VNNI nodes.
+    wait_until("1 replica on avx512vnni, 5 spilled to armv9",
+               lambda: replicas_by_variant(kubectl, namespace, "fits")
+               == {"avx512vnni": 1, "armv9": 5})  # fmt: skip
+    wait_until("all 6 Running", lambda: running_by_variant(kubectl, namespace, "fits")
+               == {"avx512vnni": 1, "armv9": 5})  # fmt: skip
+    assert_pods_run_where_their_variant_can(kubectl, namespace, "fits", 6)
+    limited = wait_until("CapacityLimited", lambda: condition(kubectl, namespace, "fits",
+                                                              "CapacityLimited"))  # fmt: skip
+    assert (limited["status"], limited["reason"]) == ("True", "Spilled")
+    assert limited["message"].startswith("avx512vnni has room for 1 of 6 (5 short)")
+    status = kubectl.json("get", "tw", "fits", "-n", namespace)["status"]
+    room = {v["variant"]: v["room"] for v in status["variants"]}
+    assert room == {"avx512vnni": 1, "armv9": 6}
+    # The other team leaves: room on the VNNI nodes, for longer than the bound (5 s here).
+    kubectl.run("delete", "pods", "-n", namespace, "-l", "app=busy", "--wait=true")
+    wait_until("every replica back on avx512vnni",
+               lambda: replicas_by_variant(kubectl, namespace, "fits") == {"avx512vnni": 6},
+               timeout=90)  # fmt: skip
+    wait_until("6 Running on avx512vnni",
+               lambda: running_by_variant(kubectl, namespace, "fits") == {"avx512vnni": 6},
+               timeout=90)  # fmt: skip
+    events = kubectl.run("get", "events", "-n", namespace,
+                         "--field-selector", "reason=MovedReplicas")  # fmt: skip
+    assert "5 replicas armv9 → avx512vnni: room back on avx512vnni" in events, events
+    wait_until("CapacityLimited=False", lambda: condition(
+        kubectl, namespace, "fits", "CapacityLimited").get("status") == "False")  # fmt: skip
+
+
+def test_wait_keeps_the_excess_unschedulable_on_the_best_variant_until_next_best(
+    kubectl: Kubectl, operators: Operators, namespace: str, nodes: NodeFactory
+) -> None:
+    busy_vnni_fleet(kubectl, namespace, nodes)
+    operators.start(namespace)
+    template = {"spec": {"nodeSelector": {POOL: namespace}, **ONE_CPU_TEMPLATE}}
+    tw = ticketworker(namespace, "waits", 4, placement="best", whenFull="wait",
+                      template=template, replan=QUICK_REPLAN)  # fmt: skip
+    kubectl.apply(tw)
+    wait_until(
+        "every replica on avx512vnni",
+        lambda: replicas_by_variant(kubectl, namespace, "waits") == {"avx512vnni": 4},
+    )
+
+    def one_running_three_unschedulable() -> bool:
+        pods = tw_pods(kubectl, namespace, "waits")
+        return (sum(p["status"].get("phase") == "Running" for p in pods) == 1
+                and sum(unschedulable(p) for p in pods) == 3)  # fmt: skip
+
+    wait_until("1 Running, 3 Unschedulable", one_running_three_unschedulable)
+    time.sleep(8)  # past the bound: with wait, still nothing moves
+    assert replicas_by_variant(kubectl, namespace, "waits") == {"avx512vnni": 4}
+
+    def status_says_so() -> Any:
+        status = kubectl.json("get", "tw", "waits", "-n", namespace).get("status") or {}
+        variants = {v["variant"]: v for v in status.get("variants") or ()}
+        vnni = variants.get("avx512vnni") or {}
+        return vnni if vnni.get("unschedulableReplicas") == 3 else None
+
+    vnni = wait_until("status: 3 Unschedulable on avx512vnni", status_says_so)
+    assert (vnni["desiredReplicas"], vnni["room"]) == (4, 1)
+    limited = condition(kubectl, namespace, "waits", "CapacityLimited")
+    assert (limited["status"], limited["reason"]) == ("True", "WaitingForRoom")
+    # next-best now: the pods Unschedulable past the bound move to armv9, all Running.
+    tw["spec"]["whenFull"] = "next-best"
+    kubectl.apply(tw)
+    wait_until("3 moved to armv9", lambda: replicas_by_variant(kubectl, namespace, "waits")
+               == {"avx512vnni": 1, "armv9": 3}, timeout=60)  # fmt: skip
+    wait_until("all 4 Running", lambda: running_by_variant(kubectl, namespace, "waits")
+               == {"avx512vnni": 1, "armv9": 3}, timeout=90)  # fmt: skip
+    events = kubectl.run("get", "events", "-n", namespace,
+                         "--field-selector", "reason=MovedReplicas")  # fmt: skip
+    assert "3 replicas avx512vnni → armv9: avx512vnni full for" in events, events

@@ -1,0 +1,208 @@
+"""TicketWorkers planned by free room (issue 14): the reconcile on the placement accounting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any
+
+from flox_isa.isa import names
+from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.offer import index_nodes
+from flox_isa.isa.replan import Memory
+from flox_isa.isa.scheduling import NodeState
+from flox_isa.operator.capacity import Rooms
+from flox_isa.operator.placement import PlacementSettings, Planner
+from flox_isa.operator.reconcile import Capacity, Decision, build_status, decide, move_message
+from tests.unit.isa.test_planning import fleet
+from tests.unit.operator.test_reconcile import NOW, FakeCluster, conditions, groups, ticketworker
+
+CATALOG = default_catalog()
+NODES = fleet("m6i.xlarge x2", "c8g.xlarge x2", "m4.xlarge x1")
+WALL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+ONE_CPU = {"spec": {"containers": [{"name": "w", "resources": {"requests": {"cpu": "1"}}}]}}
+
+
+def pod(  # noqa: PLR0917 - test shorthand
+    uid: str,
+    node: str | None,
+    cpu: str = "1",
+    namespace: str = "other",
+    labels: dict[str, str] | None = None,
+    unschedulable_for: float | None = None,
+    wall: dt.datetime = WALL,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": "Running" if node else "Pending"}
+    if unschedulable_for is not None:
+        since = (wall - dt.timedelta(seconds=unschedulable_for)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        status["conditions"] = [{**condition, "lastTransitionTime": since}]
+    spec: dict[str, Any] = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"uid": uid, "name": uid, "namespace": namespace, "labels": labels or {}},
+            "spec": spec, "status": status}  # fmt: skip
+
+
+BUSY = [pod("busy-0", "m6i-xlarge-0", "3920m"), pod("busy-1", "m6i-xlarge-1", "2900m")]
+
+
+def planner(nodes: list[NodeState], pods: list[dict[str, Any]]) -> Planner:
+    found = Planner(PlacementSettings(CATALOG, lease_namespace="", identity="test"))
+    found.fleet_changed(index_nodes(nodes))
+    found.replace_pods(pods)
+    return found
+
+
+class World:
+    """One TicketWorker reconciled on a fleet whose pods a `Planner` accounts."""
+
+    def __init__(self, pods: list[dict[str, Any]], **spec: Any) -> None:
+        self.tw = ticketworker(workload="int8-inference", template=ONE_CPU, **spec)
+        self.planner = planner(NODES, pods)
+        self.rooms = Rooms(self.planner, CATALOG)
+        self.cluster = FakeCluster()
+        self.memory = Memory()
+        self.wall = WALL
+
+    def decide(self) -> Decision:
+        key = ("ns", "tw")
+        capacity = Capacity(functools.partial(self.rooms.room_for, key),
+                            tuple(self.planner.owned.get(key, {}).values()), self.memory,
+                            self.wall)  # fmt: skip
+        decision = decide(self.tw, CATALOG, groups(NODES), self.cluster.deployments, capacity)
+        assert decision.memory is not None
+        self.memory = decision.memory
+        return decision
+
+    def reconcile(self) -> Decision:
+        decision = self.decide()
+        self.cluster.apply(decision.actions)
+        self.tw["status"] = build_status(decision, self.cluster.deployments, self.tw["status"],
+                                         NOW)  # fmt: skip
+        return decision
+
+    def run_pods(self, placed: dict[str, list[str]], stuck: dict[str, float] | None = None) -> None:
+        """The TicketWorker's pods: per variant, bound to these nodes (one per entry), and
+        `stuck` more per variant Unschedulable for that long."""
+        pods: list[dict[str, Any]] = []
+        for variant, nodes in placed.items():
+            for i, node in enumerate(nodes):
+                labels = {names.TICKETWORKER_LABEL: "tw", names.VARIANT_LABEL: variant}
+                pods.append(pod(f"tw-{variant}-{i}", node, namespace="ns", labels=labels))
+        for variant, seconds in (stuck or {}).items():
+            for i in range(self.cluster.deployments[f"tw-{variant}"]["spec"]["replicas"]
+                           - len(placed.get(variant, []))):  # fmt: skip
+                labels = {names.TICKETWORKER_LABEL: "tw", names.VARIANT_LABEL: variant}
+                pods.append(pod(f"tw-{variant}-stuck-{i}", None, namespace="ns", labels=labels,
+                                unschedulable_for=seconds, wall=self.wall))  # fmt: skip
+        self.planner.replace_pods([*BUSY, *pods])
+
+
+def replicas(world: World) -> dict[str, int]:
+    return {d["metadata"]["labels"][names.VARIANT_LABEL]: d["spec"]["replicas"]
+            for d in world.cluster.deployments.values()}  # fmt: skip
+
+
+def message(status: dict[str, Any], kind: str) -> str:
+    return str(next(c["message"] for c in status["conditions"] if c["type"] == kind))
+
+
+def test_best_on_busy_vnni_nodes_spills_in_rank_order_and_says_so() -> None:
+    world = World(BUSY, replicas=8, placement="best")
+    world.reconcile()
+    assert replicas(world) == {"avx512vnni": 1, "armv9": 6, "avx2": 1}
+    status = world.tw["status"]
+    assert conditions(status)["CapacityLimited"] == ("True", "Spilled")
+    assert message(status, "CapacityLimited") == (
+        "avx512vnni has room for 1 of 8 (7 short): plan avx2=1 avx512vnni=1 armv9=6"
+    )
+    rooms = {v["variant"]: v["room"] for v in status["variants"]}
+    assert rooms == {"avx2": 4, "avx512vnni": 1, "armv9": 6}  # avx2 runs on every x86 node
+
+
+def test_its_own_pods_are_not_load_the_plan_stays() -> None:
+    world = World(BUSY, replicas=8, placement="best")
+    world.reconcile()
+    world.run_pods({"avx512vnni": ["m6i-xlarge-1"], "armv9": ["c8g-xlarge-0"] * 3
+                    + ["c8g-xlarge-1"] * 3, "avx2": ["m4-xlarge-0"]})  # fmt: skip
+    world.memory = Memory()  # a new leader: nothing remembered
+    decision = world.reconcile()
+    assert decision.actions == () and decision.moves == ()
+    assert replicas(world) == {"avx512vnni": 1, "armv9": 6, "avx2": 1}
+    assert {v["variant"]: v["room"] for v in world.tw["status"]["variants"]}["armv9"] == 6
+
+
+def test_an_idle_fleet_gets_todays_plan() -> None:
+    world = World([], replicas=6, placement="best")
+    world.reconcile()
+    assert replicas(world) == {"avx512vnni": 6}
+    assert conditions(world.tw["status"])["CapacityLimited"] == ("False", "RoomEnough")
+
+
+def test_wait_keeps_the_excess_unschedulable_on_the_best_variant() -> None:
+    world = World(BUSY, replicas=8, placement="best", whenFull="wait")
+    world.reconcile()
+    assert replicas(world) == {"avx512vnni": 8}
+    world.run_pods({"avx512vnni": ["m6i-xlarge-1"]}, stuck={"avx512vnni": 30})
+    world.reconcile()
+    status = world.tw["status"]
+    assert conditions(status)["CapacityLimited"] == ("True", "WaitingForRoom")
+    assert message(status, "CapacityLimited").endswith("; 7 pods Unschedulable")
+    (vnni,) = status["variants"]
+    assert (vnni["desiredReplicas"], vnni["unschedulableReplicas"], vnni["room"]) == (8, 7, 1)
+
+
+def test_stuck_pods_move_calmly_when_next_best_is_allowed() -> None:
+    world = World(BUSY, replicas=8, placement="best", whenFull="wait",
+                  replan={"unschedulableSeconds": 300, "intervalSeconds": 60,
+                          "maxMovePercent": 50})  # fmt: skip
+    world.reconcile()
+    world.tw["spec"]["whenFull"] = "next-best"
+    world.run_pods({"avx512vnni": ["m6i-xlarge-1"]}, stuck={"avx512vnni": 100})
+    world.wall = WALL + dt.timedelta(seconds=120)
+    decision = world.reconcile()
+    assert decision.moves == () and replicas(world) == {"avx512vnni": 8}  # not stuck long enough
+    assert decision.recheck is not None and 0 < decision.recheck <= 300
+    world.run_pods({"avx512vnni": ["m6i-xlarge-1"]}, stuck={"avx512vnni": 400})
+    decision = world.reconcile()
+    (move,) = decision.moves
+    assert replicas(world) == {"avx512vnni": 4, "armv9": 4}  # 50% of 8, armv9 first in rank
+    text = move_message(move, decision.room, 300)
+    assert text == ("4 replicas avx512vnni → armv9: avx512vnni full for 400 s (Unschedulable"
+                    " over 300 s), armv9 has room for 6")  # fmt: skip
+
+
+def test_a_burst_of_new_ticketworkers_does_not_plan_the_same_room_twice() -> None:
+    rooms = Rooms(planner(NODES, BUSY), CATALOG)
+    plans = {}
+    for name in ("a", "b"):
+        tw = ticketworker(workload="int8-inference", template=ONE_CPU, placement="best")
+        tw["metadata"]["name"] = name
+        key = ("ns", name)
+        capacity = Capacity(functools.partial(rooms.room_for, key), (), Memory(), WALL)
+        decision = decide(tw, CATALOG, groups(NODES), {}, capacity)
+        assert decision.room is not None and decision.plan is not None
+        planned = {s.variant.name: s.replicas for s in decision.plan.shares}
+        rooms.claim(key, decision.room, planned, ONE_CPU["spec"])
+        plans[name] = planned
+    # a holds the one VNNI slot and 3 Graviton4 slots until its pods take them.
+    assert plans == {"a": {"avx512vnni": 1, "armv9": 3},
+                     "b": {"avx2": 1, "avx512vnni": 0, "armv9": 3}}  # fmt: skip
+    room = rooms.room_for(("ns", "b"), ONE_CPU["spec"], "int8-inference", None)
+    assert room.of("avx512vnni") == 0
+    rooms.forget(("ns", "a"))
+    room = rooms.room_for(("ns", "b"), ONE_CPU["spec"], "int8-inference", None)
+    assert (room.of("avx512vnni"), room.of("armv9")) == (1, 6)  # b's own claims are not load
+
+
+def test_room_that_comes_and_goes_never_deletes_the_best_variants_deployment() -> None:
+    full = [pod("busy-0", "m6i-xlarge-0", "3920m"), pod("busy-1", "m6i-xlarge-1", "3920m")]
+    world = World(full, replicas=4, placement="best")
+    world.reconcile()
+    assert replicas(world) == {"avx512vnni": 0, "armv9": 4}
+    for busy in (BUSY, full, BUSY):  # one VNNI slot frees up, is taken, frees up again
+        world.planner.replace_pods(busy)
+        decision = world.reconcile()
+        assert decision.actions == () and decision.moves == ()  # calm: nothing moves yet
+    assert replicas(world) == {"avx512vnni": 0, "armv9": 4}
