@@ -149,7 +149,9 @@ def test_after_a_kube_apiserver_restart_the_webhook_and_the_operator_see_the_fle
     wait_until(
         "the webhook to see the relabel", lambda: webhook.variant(pool) == "avx2", timeout=90
     )
-    after = expected_split(kubectl, 6, "int8-inference", template["spec"])
+    # The plan's own pods are not load on its room (owner): as the operator counts.
+    after = expected_split(kubectl, 6, "int8-inference", template["spec"],
+                           owner=(namespace, "restart"))  # fmt: skip
     assert set(after) != set(first), (first, after)  # the relabel changes the plan
     wait_until(
         "the operator's new plan",
@@ -169,14 +171,19 @@ def test_the_leader_killed_mid_fleet_change_the_standby_leads_and_plans_the_new_
     first = operators.start(namespace, lease="fleet")
     wait_until("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "fleet"))
     second = operators.start(namespace, lease="fleet")
-    kubectl.apply(ticketworker(namespace, "fleet", 6, template=template))
+    # A new leader has no memory of the plan the Deployments were made under, so it
+    # reaches a fleet change made during the handover calmly (`isa.replan`): short bounds
+    # here, so that it does within the test.
+    calm = {"unschedulableSeconds": 2, "intervalSeconds": 1, "maxMovePercent": 100}
+    kubectl.apply(ticketworker(namespace, "fleet", 6, template=template, replan=calm))
     before = expected_split(kubectl, 6, "int8-inference", template["spec"])
     wait_until("the first plan", lambda: replicas_by_variant(kubectl, namespace, "fleet") == before)
 
     first.send_signal(signal.SIGSTOP)  # it holds the Lease but can no longer act
     try:
         nodes.add("c8g.xlarge", 2, labels={POOL: namespace})  # Graviton4 (SVE2) joins
-        after = expected_split(kubectl, 6, "int8-inference", template["spec"])
+        after = expected_split(kubectl, 6, "int8-inference", template["spec"],
+                               owner=(namespace, "fleet"))  # its own pods are not load  # fmt: skip
         assert set(after) != set(before), (before, after)
         assert replicas_by_variant(kubectl, namespace, "fleet") == before  # nobody acted
         first.send_signal(signal.SIGKILL)  # no Lease release: the standby waits for expiry
