@@ -50,6 +50,7 @@ from flox_isa.webhook.registration import webhook_configuration
 NAMESPACE = "bench-placement"
 LEASE_NAMESPACE = "default"
 PER_NODE = 7
+FLEET_ENTRY_NODES = 500
 MODES = ("admission", "late")
 WATCH: Any = watch.Watch  # untyped
 
@@ -125,11 +126,14 @@ class Timeline:
 
 def fleet_file(directory: Path, vnni: int, avx2: int) -> Path:
     path = directory / "fleet.yaml"
-    path.write_text(
-        "nodes:\n"
-        f"  - {{instanceType: m6i.2xlarge, count: {vnni}, labels: {{pool: vnni}}}}\n"
-        f"  - {{instanceType: m4.2xlarge, count: {avx2}, labels: {{pool: avx2}}}}\n"
-    )
+    lines = ["nodes:"]
+    for instance_type, total, pool in (("m6i.2xlarge", vnni, "vnni"), ("m4.2xlarge", avx2, "avx2")):
+        for start in range(0, total, FLEET_ENTRY_NODES):  # the fleet file's limit per entry
+            take = min(total - start, FLEET_ENTRY_NODES)
+            lines.append(
+                f"  - {{instanceType: {instance_type}, count: {take}, labels: {{pool: {pool}}}}}"
+            )
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
