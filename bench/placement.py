@@ -41,6 +41,7 @@ from kubernetes import client, watch
 
 from flox_isa.devcluster import cluster as devcluster
 from flox_isa.devcluster.cluster import free_ports
+from flox_isa.devcluster.fleet import fleet_yaml
 from flox_isa.isa import names
 from flox_isa.isa.placement import DEFAULT_WRITE_CONCURRENCY
 from flox_isa.kube.config import api_client
@@ -50,7 +51,6 @@ from flox_isa.webhook.registration import webhook_configuration
 NAMESPACE = "bench-placement"
 LEASE_NAMESPACE = "default"
 PER_NODE = 7
-FLEET_ENTRY_NODES = 500
 MODES = ("admission", "late")
 WATCH: Any = watch.Watch  # untyped
 
@@ -126,14 +126,8 @@ class Timeline:
 
 def fleet_file(directory: Path, vnni: int, avx2: int) -> Path:
     path = directory / "fleet.yaml"
-    lines = ["nodes:"]
-    for instance_type, total, pool in (("m6i.2xlarge", vnni, "vnni"), ("m4.2xlarge", avx2, "avx2")):
-        for start in range(0, total, FLEET_ENTRY_NODES):  # the fleet file's limit per entry
-            take = min(total - start, FLEET_ENTRY_NODES)
-            lines.append(
-                f"  - {{instanceType: {instance_type}, count: {take}, labels: {{pool: {pool}}}}}"
-            )
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(fleet_yaml([("m6i.2xlarge", vnni, {"pool": "vnni"}),
+                                ("m4.2xlarge", avx2, {"pool": "avx2"})]))  # fmt: skip
     return path
 
 
@@ -271,11 +265,17 @@ def pod_count(core: Any, app: str) -> int:
     return len(core.list_namespaced_pod(NAMESPACE, label_selector=f"app={app}").items)
 
 
-def pod_phases(core: Any, app: str) -> tuple[int, int]:
+def pod_phases(core: Any, app: str) -> tuple[int, int, str]:
+    """(Running, not yet bound, why the scheduler left one unbound) of `app`'s live pods."""
     pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"app={app}").items
     live = [p for p in pods if not p.metadata.deletion_timestamp]
     running = sum(1 for p in live if p.status.phase == "Running")
-    return running, len(live) - running
+    unbound = [p for p in live if not p.spec.node_name]
+    why = ""
+    for condition in (unbound[0].status.conditions or []) if unbound else []:
+        if condition.type == "PodScheduled":
+            why = f"{condition.reason}: {condition.message}"
+    return running, len(unbound), why
 
 
 def measure(
@@ -286,6 +286,7 @@ def measure(
     scenario: str,
     replicas: int,
     settle: float,
+    quiet: float,
     pids: dict[str, int],
 ) -> Run:
     apps: Any = client.AppsV1Api(api)
@@ -304,18 +305,23 @@ def measure(
     deadline = started + settle
     last_change, last = time.monotonic(), (-1, -1)
     while time.monotonic() < deadline:
-        running, pending = pod_phases(core, name)
-        if (running, pending) != last:
-            last, last_change = (running, pending), time.monotonic()
+        running, unbound, _ = pod_phases(core, name)
+        if (running, unbound) != last:
+            last, last_change = (running, unbound), time.monotonic()
         if running == replicas:
             break
-        if running + pending == replicas and time.monotonic() - last_change > 20:
-            break  # settled with pods Pending
+        # Settled with pods Pending: every bound pod Running (kwok lags at 5,000 nodes) and
+        # no bind for `quiet` s (the scheduler retries Unschedulable pods on a backoff).
+        if running + unbound == replicas and time.monotonic() - last_change > quiet:
+            break
         time.sleep(0.25)
     seconds = time.monotonic() - started
     cpu_after = cpu_seconds(pids)
     cpu = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
-    running, pending = pod_phases(core, name)
+    running, _, why = pod_phases(core, name)
+    pending = replicas - running
+    if why:
+        print(f"    the scheduler, on a pod left Pending: {why[:300]}", flush=True)
     health = parts.health()
     placed = health.get("placement", {}).get("writes", 0) - before
     write_seconds = health.get("placement", {}).get("writeSeconds", 0.0) - health_before.get(
@@ -337,7 +343,11 @@ def main() -> None:
     parser.add_argument("--vnni-nodes", type=int, default=100)
     parser.add_argument("--avx2-nodes", type=int, default=100)
     parser.add_argument("--other-pods", type=int, default=400)
-    parser.add_argument("--settle", type=float, default=600.0)
+    parser.add_argument("--settle", type=float, default=900.0,
+                        help="give up on a run after this many seconds")  # fmt: skip
+    parser.add_argument("--quiet", type=float, default=120.0,
+                        help="a run with pods Pending has settled once nothing bound for"
+                        " this many seconds")  # fmt: skip
     parser.add_argument("--write-concurrency", type=int, metavar="N",
                         default=DEFAULT_WRITE_CONCURRENCY,
                         help="the operator's --placement-write-concurrency")  # fmt: skip
@@ -375,7 +385,7 @@ def main() -> None:
                         print(f"==> {mode}: scenario {scenario}, {replicas} replicas", flush=True)
                         runs.append(measure(api, parts, mode, scenario=scenario,
                                             replicas=replicas, settle=args.settle,
-                                            pids=pids))  # fmt: skip
+                                            quiet=args.quiet, pids=pids))  # fmt: skip
                         print(f"    {runs[-1]}", flush=True)
                     parts.stop()
         finally:

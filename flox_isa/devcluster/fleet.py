@@ -9,6 +9,8 @@ labels, taints}]`; "default" and "mixed" ship as package data.
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -61,6 +63,21 @@ def eks_reserved_cpu_millis(vcpus: int) -> int:
     return sum(shares[:vcpus]) + max(vcpus - 4, 0) * 25 // 10
 
 
+MAX_GROUP_NODES = 500  # per fleet-file entry: a typo'd count fails fast, not after minutes
+
+
+def fleet_yaml(pools: Iterable[tuple[str, int, Mapping[str, str]]]) -> str:
+    """A fleet file with `count` nodes per (instance type, count, labels), split into entries
+    of at most MAX_GROUP_NODES nodes (for benchmarks of thousands of nodes)."""
+    lines = ["nodes:"]
+    for instance_type, total, labels in pools:
+        for start in range(0, total, MAX_GROUP_NODES):
+            entry = {"instanceType": instance_type, "count": min(total - start, MAX_GROUP_NODES),
+                     "labels": dict(labels)}  # fmt: skip
+            lines.append(f"  - {json.dumps(entry)}")  # JSON is YAML flow style
+    return "\n".join(lines) + "\n"
+
+
 class Taint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,7 +92,7 @@ class NodeGroup(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     instance_type: str = Field(alias="instanceType")
-    count: int = Field(default=1, ge=1, le=500)
+    count: int = Field(default=1, ge=1, le=MAX_GROUP_NODES)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
 
