@@ -631,17 +631,8 @@ class Operators:
                 process.kill()
 
 
-# A new leader reaches a fleet change made during the handover calmly (it has no memory of
-# the plan the Deployments were made under, `isa.replan`): bounds of seconds, not minutes.
-QUICK_REPLAN = {"unschedulableSeconds": 2, "intervalSeconds": 1, "maxMovePercent": 100}
-
-
-def ticketworker(
-    namespace: str, replicas: int, pool: str | None = None, replan: dict[str, int] | None = None
-) -> dict[str, Any]:
+def ticketworker(namespace: str, replicas: int, pool: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"environment": ENV, "workload": "int8-inference", "replicas": replicas}
-    if replan:
-        spec["replan"] = replan
     if pool:
         spec["template"] = {"spec": {"nodeSelector": {POOL_LABEL: pool}}}
     return {"apiVersion": "isa.flox.dev/v1alpha1", "kind": "TicketWorker",
@@ -730,7 +721,7 @@ def fault_leader_fleet(h: Harness) -> Row:
     first: subprocess.Popen[bytes] | None = None
     try:
         first, second = ops.leader_and_standby()
-        ops.apply(ticketworker(namespace, 8, pool, QUICK_REPLAN))
+        ops.apply(ticketworker(namespace, 8, pool))
         wait(converged(ops, h, 8, pool), 60, "the first plan")
         before = ops.split()
         first.send_signal(signal.SIGSTOP)

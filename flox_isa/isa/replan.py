@@ -16,14 +16,16 @@ follow it calmly:
 - moves are rate-limited: at most `max_move_percent` of the replicas (at least 1) per
   `interval_seconds`; with `when-full: wait` nothing moves (the pods wait on purpose).
 
-Pure: the caller keeps the `Memory` (in memory: a new leader starts its clocks again,
-so it waits one more interval before it moves anything).
+Pure: the caller keeps the `Memory`. Its clocks live in memory (a new leader starts them
+again, so it waits one more interval before it moves anything); its anchor is also
+persisted (the TicketWorker's `status.planBasis`), so a new leader applies a fleet change
+made during the handover at once, as the old leader would have.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -50,10 +52,16 @@ class Calm:
 class Memory:
     """What re-planning remembers between passes of one TicketWorker."""
 
-    anchor: Hashable = None  # the room-blind plan's shape last seen (None: never seen)
+    anchor: str | None = None  # the room-blind plan's shape last seen (`plan_basis`)
     last_move: float | None = None  # when replicas last moved (None: not since start)
     room_since: Mapping[str, float] = field(default_factory=dict)  # variant -> room seen since
     replicas: Mapping[str, int] | None = None  # the replicas last planned (what was written)
+
+
+def plan_basis(placement: str, nodes: Mapping[str, int]) -> str:
+    """The anchor: the placement and the eligible nodes per variant of the room-blind plan,
+    e.g. `best: avx2=8 armv9=6` (a fleet change changes it; the room does not)."""
+    return f"{placement}: " + " ".join(f"{name}={count}" for name, count in nodes.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +86,7 @@ def replan(  # noqa: PLR0917 - the pure function of everything it weighs
     ranked: Sequence[str],
     stuck: Mapping[str, tuple[int, float]],
     memory: Memory,
-    anchor: Hashable,
+    anchor: str,
     now: float,
     calm: Calm = Calm(),
     when_full: WhenFull = DEFAULT_WHEN_FULL,
@@ -89,7 +97,7 @@ def replan(  # noqa: PLR0917 - the pure function of everything it weighs
     live replicas per variant (None: nothing runs yet; the memory's replicas, when it has
     them, stand for it); `ranked`: variant names best
     first; `stuck`: per variant, (pods Unschedulable longer than the bound, the longest
-    such time in seconds); `anchor`: the room-blind plan's shape (fleet and spec).
+    such time in seconds); `anchor`: the room-blind plan's `plan_basis`.
     """
     if memory.replicas is not None:
         current = memory.replicas  # ours, even before the Deployments' watch shows it

@@ -457,6 +457,11 @@ class TicketWorkerStatus(_Model):
         None, description="Tickets/s of the planned replicas once all are ready (spec.throughput)."
     )
     variants: list[VariantStatus] = Field(default_factory=list)
+    plan_basis: str | None = Field(
+        None,
+        description="The fleet the replicas were last planned on (placement, eligible nodes"
+        " per variant): a new operator leader applies a fleet change made during a handover.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={

@@ -32,7 +32,7 @@ from flox_isa.isa.planning import (
     unknown_variants,
 )
 from flox_isa.isa.recovery import unschedulable_seconds
-from flox_isa.isa.replan import Memory, Move, replan
+from flox_isa.isa.replan import Memory, Move, plan_basis, replan
 from flox_isa.isa.throughput import per_replica, unmeasured_ranks
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, diff, owned_by, terminating, variant_label
@@ -197,7 +197,9 @@ def decide(
                               allowed=allowed)  # fmt: skip
         plan = blind
         if capacity is not None and room is not None and not blind.problem:
-            plan, calm = _calm_plan(catalog, groups, spec, blind, room, capacity, owner, actual)
+            basis = str((ticketworker.get("status") or {}).get("planBasis") or "")
+            plan, calm = _calm_plan(catalog, groups, spec, blind, room, capacity, owner, actual,
+                                    basis)  # fmt: skip
     problem = Problem(NO_ELIGIBLE_NODES, plan.problem) if plan.problem else None
     actions = diff(owner, render(owner, spec, plan), actual)
     moves, memory, counts, recheck = calm
@@ -214,8 +216,10 @@ def _calm_plan(  # noqa: PLR0917
     capacity: Capacity,
     owner: Owner,
     actual: Mapping[str, Mapping[str, Any]],
+    basis: str,
 ) -> tuple[Plan, tuple[tuple[Move, ...], Memory | None, PodCounts, float | None]]:
-    """The room-aware plan, reached calmly from what runs (`isa.replan`)."""
+    """The room-aware plan, reached calmly from what runs (`isa.replan`); `basis`: the
+    `status.planBasis` last published ("": none)."""
     allowed = spec.allowed_variants()
     ideal = plan_replicas(catalog, groups, workload=spec.workload,
                           replicas=spec.effective_replicas(), placement=spec.placement,
@@ -230,9 +234,12 @@ def _calm_plan(  # noqa: PLR0917
     }
     calm = spec.replan.calm()
     counts = pod_counts(capacity.pods, capacity.wall, calm.unschedulable_seconds)
-    anchor = (spec.placement, tuple((s.variant.name, s.node_count) for s in blind.shares))
+    anchor = plan_basis(spec.placement, {s.variant.name: s.node_count for s in blind.shares})
     now = capacity.wall.timestamp()
-    result = replan(planned, live or None, ranked, counts.stuck, capacity.memory, anchor, now,
+    remembered = capacity.memory
+    if remembered.anchor is None:  # a new leader: the basis its predecessor planned on
+        remembered = dataclasses.replace(remembered, anchor=basis or None)
+    result = replan(planned, live or None, ranked, counts.stuck, remembered, anchor, now,
                     calm, spec.when_full)  # fmt: skip
     keep = {s.variant.name for s in blind.shares}
     plan = resize(catalog, groups, ideal, result.replicas, spec.workload, allowed, keep)
@@ -357,6 +364,7 @@ def _fleet_status(
         throughput_target=spec.throughput,
         planned_throughput=decision.throughput.expected if decision.throughput else None,
         variants=variants,
+        plan_basis=decision.memory.anchor if decision.memory else None,
     )
 
 

@@ -171,11 +171,9 @@ def test_the_leader_killed_mid_fleet_change_the_standby_leads_and_plans_the_new_
     first = operators.start(namespace, lease="fleet")
     wait_until("a leader", lambda: f"-{first.pid}-" in lease_holder(kubectl, namespace, "fleet"))
     second = operators.start(namespace, lease="fleet")
-    # A new leader has no memory of the plan the Deployments were made under, so it
-    # reaches a fleet change made during the handover calmly (`isa.replan`): short bounds
-    # here, so that it does within the test.
-    calm = {"unschedulableSeconds": 2, "intervalSeconds": 1, "maxMovePercent": 100}
-    kubectl.apply(ticketworker(namespace, "fleet", 6, template=template, replan=calm))
+    # The default spec.replan (minutes): the new leader must apply the fleet change made
+    # during the handover at once, from the status.planBasis its predecessor published.
+    kubectl.apply(ticketworker(namespace, "fleet", 6, template=template))
     before = expected_split(kubectl, 6, "int8-inference", template["spec"])
     wait_until("the first plan", lambda: replicas_by_variant(kubectl, namespace, "fleet") == before)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flox_isa.isa.replan import Calm, Memory, replan
+from flox_isa.isa.replan import Calm, Memory, plan_basis, replan
 
 RANKED = ["avx512vnni", "armv9", "avx2"]
 CALM = Calm(unschedulable_seconds=300, interval_seconds=60, max_move_percent=25)
-ANCHOR = ("best", (("avx512vnni", 2),))
+ANCHOR = plan_basis("best", {"avx512vnni": 2})
 T0 = 1_000_000.0
 
 
@@ -70,7 +70,8 @@ def test_wait_never_moves() -> None:
 def test_a_fleet_change_takes_the_new_plan_at_once() -> None:
     planned = {"avx512vnni": 4, "armv9": 16, "avx2": 0}
     current = {"avx512vnni": 20}
-    result = replan(planned, current, RANKED, {}, settled(current), ("best", ()), T0, CALM)
+    changed = plan_basis("best", {"avx512vnni": 2, "armv9": 4})
+    result = replan(planned, current, RANKED, {}, settled(current), changed, T0, CALM)
     assert result.replicas == planned
 
 

@@ -57,9 +57,12 @@ def planner(nodes: list[NodeState], pods: list[dict[str, Any]]) -> Planner:
 class World:
     """One TicketWorker reconciled on a fleet whose pods a `Planner` accounts."""
 
-    def __init__(self, pods: list[dict[str, Any]], **spec: Any) -> None:
+    def __init__(
+        self, pods: list[dict[str, Any]], nodes: list[NodeState] = NODES, **spec: Any
+    ) -> None:
         self.tw = ticketworker(workload="int8-inference", template=ONE_CPU, **spec)
-        self.planner = planner(NODES, pods)
+        self.nodes = nodes
+        self.planner = planner(nodes, pods)
         self.rooms = Rooms(self.planner, CATALOG)
         self.cluster = FakeCluster()
         self.memory = Memory()
@@ -70,7 +73,8 @@ class World:
         capacity = Capacity(functools.partial(self.rooms.room_for, key),
                             tuple(self.planner.owned.get(key, {}).values()), self.memory,
                             self.wall)  # fmt: skip
-        decision = decide(self.tw, CATALOG, groups(NODES), self.cluster.deployments, capacity)
+        decision = decide(self.tw, CATALOG, groups(self.nodes), self.cluster.deployments,
+                          capacity)  # fmt: skip
         assert decision.memory is not None
         self.memory = decision.memory
         return decision
@@ -81,6 +85,13 @@ class World:
         self.tw["status"] = build_status(decision, self.cluster.deployments, self.tw["status"],
                                          NOW)  # fmt: skip
         return decision
+
+    def new_leader(self, nodes: list[NodeState], pods: list[dict[str, Any]]) -> None:
+        """Another operator takes over on `nodes`: its own accounting, nothing remembered."""
+        self.nodes = nodes
+        self.planner = planner(nodes, pods)
+        self.rooms = Rooms(self.planner, CATALOG)
+        self.memory = Memory()
 
     def run_pods(self, placed: dict[str, list[str]], stuck: dict[str, float] | None = None) -> None:
         """The TicketWorker's pods: per variant, bound to these nodes (one per entry), and
@@ -206,3 +217,23 @@ def test_room_that_comes_and_goes_never_deletes_the_best_variants_deployment() -
         decision = world.reconcile()
         assert decision.actions == () and decision.moves == ()  # calm: nothing moves yet
     assert replicas(world) == {"avx512vnni": 0, "armv9": 4}
+
+
+def test_a_new_leader_applies_a_fleet_change_made_during_the_handover_at_once() -> None:
+    world = World([], nodes=fleet("m4.xlarge x4"), replicas=4, placement="spread")
+    world.reconcile()
+    assert replicas(world) == {"avx2": 4}
+    assert world.tw["status"]["planBasis"] == "spread: avx2=4"
+    world.new_leader(fleet("m4.xlarge x4", "c8g.xlarge x4"), [])  # nodes joined meanwhile
+    world.reconcile()
+    assert replicas(world) == {"avx2": 2, "armv9": 2}
+    assert world.tw["status"]["planBasis"] == "spread: avx2=4 armv9=4"
+
+
+def test_without_a_published_basis_a_new_leader_keeps_what_runs() -> None:
+    world = World([], nodes=fleet("m4.xlarge x4"), replicas=4, placement="spread")
+    world.reconcile()
+    del world.tw["status"]["planBasis"]  # written by an operator before planBasis
+    world.new_leader(fleet("m4.xlarge x4", "c8g.xlarge x4"), [])
+    world.reconcile()
+    assert replicas(world) == {"avx2": 4, "armv9": 0}  # calm: nothing stuck, room too new
