@@ -112,7 +112,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq | toJson }}
 {{- end }}
 
-{{/* The operator's placement-controller flags. */}}
+{{/* The operator's placement-controller and capacity-planning flags. */}}
 {{- define "flox-isa.operator.placementArgs" -}}
 {{- if .Values.placement.lateBinding }}
 - --placement
@@ -127,6 +127,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- else }}
 - --no-placement
+{{- end }}
+{{- if not .Values.operator.capacityPlanning }}
+- --no-capacity-planning
 {{- end }}
 {{- end }}
 

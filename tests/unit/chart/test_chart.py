@@ -542,6 +542,25 @@ def test_late_binding_is_wired_and_can_be_turned_off() -> None:
     assert not [o for o in off if o["kind"] == "Job" or o["metadata"]["name"].endswith("-lease")]
 
 
+def test_capacity_planning_is_on_and_can_be_turned_off_with_least_pod_access() -> None:
+    def wired(*flags: str) -> tuple[list[str], list[str]]:
+        objects = render(*flags)
+        operator = deployments(objects)["operator"]["spec"]["template"]["spec"]["containers"][0]
+        rules = rules_of(objects, "ClusterRole", "-operator")
+        verbs = sorted(v for r in rules if "pods" in r["resources"] for v in r["verbs"])
+        return operator["args"], verbs
+
+    args, verbs = wired()
+    assert "--no-capacity-planning" not in args and verbs == ["list", "update", "watch"]
+    args, verbs = wired("--set", "operator.capacityPlanning=false")
+    assert "--no-capacity-planning" in args and verbs == ["list", "update", "watch"]
+    args, verbs = wired("--set", "placement.lateBinding=false")
+    assert "--no-capacity-planning" not in args and verbs == ["list", "watch"]  # its own watch
+    args, verbs = wired("--set", "placement.lateBinding=false",
+                        "--set", "operator.capacityPlanning=false")  # fmt: skip
+    assert "--no-capacity-planning" in args and verbs == []
+
+
 def test_recovery_is_opt_in_and_only_then_may_the_operator_delete_pods() -> None:
     def pod_verbs(objects: list[Obj]) -> set[str]:
         rules = rules_of(objects, "ClusterRole", "-operator")
