@@ -329,7 +329,7 @@ class Planner:
             before = self.ledger.entry(uid)
             self.ledger.bind(uid, str(spec["nodeName"]), requests)
             if self._holding and before is not None and before.kind == "reserved":
-                self._changed()  # pods held back for this bind may go now
+                self._awaited_bind()
             return
         if names.PLACEMENT_GATE in placement_gates(pod):
             self.gated[uid] = pod
@@ -409,6 +409,10 @@ class Planner:
             self.gated.pop(uid, None)
             chosen.append(self._with_body(found))
         return chosen
+
+    def _awaited_bind(self) -> None:
+        """A pod placed on room that held pods back got bound: they may go now."""
+        self._changed()
 
     def _template_key(self, pod: Mapping[str, Any], wall: dt.datetime) -> tuple[str, ...] | None:
         """Pods with one key get one choice: same owner, same template revision, both past
@@ -593,6 +597,13 @@ class PlacementController(Planner):
         super().fleet_changed(fleet)
         self.fleet_listed.set()
 
+    def _awaited_bind(self) -> None:
+        # Spills held back until the room placed before them binds: each such bind is the
+        # pipeline moving (at 5,000 nodes the scheduler takes minutes to bind a burst), so
+        # the Lease stays renewed and the webhook keeps gating.
+        self._progress = time.monotonic()
+        super()._awaited_bind()
+
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -741,7 +752,8 @@ class PlacementController(Planner):
     # -- heartbeat and Events -------------------------------------------------------------
 
     def healthy(self) -> bool:
-        """Synced, and placing: pods that wait got a placement within the progress timeout."""
+        """Synced, and placing: within the progress timeout, pods that wait got a placement,
+        or a pod whose bind they wait for was bound."""
         if not (self.pods.synced.is_set() and self.fleet_listed.is_set()):
             return False
         return time.monotonic() - self._progress < self.settings.progress_timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from typing import Any
 
 from hypothesis import given, settings
@@ -232,6 +233,21 @@ def test_a_spill_waits_until_the_better_pods_placed_before_it_are_bound() -> Non
         placement.pod_changed("MODIFIED", {**chosen.body, "spec": {**chosen.body["spec"],
                                                                    "nodeName": node}})  # fmt: skip
     assert [c.placement.reason for c in placement.plan_batch()] == ["spill"] * 2
+
+
+def test_spills_waiting_on_binds_keep_the_lease_renewed_while_binds_come() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), progress_timeout=30.0)
+    placement.pods.synced.set()
+    for pod in [gated_pod() for _ in range(9)]:
+        placement.pod_changed("ADDED", pod)
+    first = placement.plan_batch()
+    assert placement.plan_batch() == []  # the 2 spills wait for the 7 binds
+    placement._progress = time.monotonic() - 60  # a minute without a placement: a stall
+    assert not placement.healthy()
+    node = first[0].placement.node
+    placement.pod_changed("MODIFIED", {**first[0].body, "spec": {**first[0].body["spec"],
+                                                                 "nodeName": node}})  # fmt: skip
+    assert placement.healthy()  # a bind it waited for: the pipeline moves
 
 
 def replica(template: str = "abc") -> dict[str, Any]:
