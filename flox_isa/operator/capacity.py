@@ -124,10 +124,37 @@ class Rooms:
                     left[node] -= take
                     outstanding -= take
                     _add(held.setdefault(node, {}), demand, take)
+            if outstanding > 0:
+                self._claim_displaced(room.nodes.get(variant, ()), outstanding, demand, held,
+                                      int(pod_spec.get("priority") or 0))  # fmt: skip
         for node, requests in held.items():
             self.claims.count(f"{key[0]}/{key[1]}@{node}", node, requests, "reserved")
         if held:
             self._claimed[key] = dict(held)
+
+    def _claim_displaced(
+        self,
+        nodes: Collection[str],
+        outstanding: int,
+        demand: Resources,
+        held: dict[str, dict[str, int]],
+        priority: int,
+    ) -> None:
+        """Replicas the plan counted on room that others' claims now cover: the scheduler
+        bound another TicketWorker's pod where this one's claim was, and that one's claim
+        still holds the node left free. Hold them on nodes free but for claims, so others
+        never see that room as theirs (a claim too many is corrected at the next pass; a
+        claim too few lets two plans count one node)."""
+        allocatable = self.planner.allocatable
+        for node in nodes:
+            if outstanding <= 0:
+                return
+            used = dict(self.planner.ledger.used(node, priority))
+            _add(used, held.get(node, {}))
+            take = min(outstanding, pods_that_fit(allocatable.get(node, {}), used, demand))
+            if take > 0:
+                outstanding -= take
+                _add(held.setdefault(node, {}), demand, take)
 
     def forget(self, key: tuple[str, str]) -> None:
         """Release the TicketWorker's claims (it is gone, or about to claim again)."""

@@ -237,3 +237,25 @@ def test_without_a_published_basis_a_new_leader_keeps_what_runs() -> None:
     world.new_leader(fleet("m4.xlarge x4", "c8g.xlarge x4"), [])
     world.reconcile()
     assert replicas(world) == {"avx2": 4, "armv9": 0}  # calm: nothing stuck, room too new
+
+
+def test_a_claim_the_scheduler_displaced_still_holds_a_node_for_the_next_plan() -> None:
+    three_cpus = {"containers": [{"name": "w", "resources": {"requests": {"cpu": "3"}}}]}
+    vnni = fleet("m6i.xlarge x2")  # one 3-CPU replica fits on each
+    accounting = planner(vnni, [])
+    rooms = Rooms(accounting, CATALOG)
+    x, y, z = ("ns", "x"), ("ns", "y"), ("ns", "z")
+
+    def plan(key: tuple[str, str]) -> int:
+        room = rooms.room_for(key, three_cpus, "int8-inference", None)
+        rooms.claim(key, room, {"avx512vnni": 1}, three_cpus)
+        return room.of("avx512vnni")
+
+    assert plan(x) == 2 and plan(y) == 1  # x holds one node, y the other
+    # The scheduler binds x's pod on the node y's claim holds (claims live in our memory).
+    y_node = next(entry.node for uid, entry in rooms.claims.reservations() if "/y@" in uid)
+    labels = {names.TICKETWORKER_LABEL: "x", names.VARIANT_LABEL: "avx512vnni"}
+    accounting.pod_changed("ADDED", pod("x-0", y_node, "3", "ns", labels))
+    plan(y)  # y plans again: its node is taken, x's claim holds the other
+    plan(x)  # x's pod is bound: it releases its claim
+    assert plan(z) == 0  # y's replica still needs the last free node
