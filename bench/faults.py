@@ -1051,10 +1051,10 @@ def chart_registration(namespace: str, ca_pem: bytes, scope: str) -> dict[str, A
     """The chart's own MutatingWebhookConfiguration (the Service form), confined to `scope`."""
     import base64  # noqa: PLC0415 - only here
 
-    from flox_isa.devcluster.build import bin_dir  # noqa: PLC0415
+    from flox_isa.devcluster.build import find_helm  # noqa: PLC0415
 
     rendered = subprocess.run(
-        [str(bin_dir() / "helm"), "template", "flox-isa", str(ROOT / "charts" / "flox-isa"),
+        [find_helm(), "template", "flox-isa", str(ROOT / "charts" / "flox-isa"),
          "--namespace", namespace],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip

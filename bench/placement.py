@@ -43,8 +43,8 @@ from flox_isa.devcluster import cluster as devcluster
 from flox_isa.devcluster.cluster import free_ports
 from flox_isa.devcluster.fleet import fleet_yaml
 from flox_isa.isa import names
-from flox_isa.isa.placement import DEFAULT_WRITE_CONCURRENCY
 from flox_isa.kube.config import api_client
+from flox_isa.operator.defaults import DEFAULT_WRITE_CONCURRENCY
 from flox_isa.webhook.certs import write_serving_certs
 from flox_isa.webhook.registration import webhook_configuration
 

@@ -58,6 +58,14 @@ def bin_dir(versions: Versions | None = None) -> Path:
     return cache_root() / "bin" / (versions or load_versions()).cache_key
 
 
+def find_helm() -> str:
+    """$HELM, else the pinned helm of `make binaries`, else helm on PATH."""
+    for candidate in (os.environ.get("HELM"), str(bin_dir() / "helm"), shutil.which("helm")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise FileNotFoundError("no helm binary: run `make binaries` (or set HELM)")
+
+
 def missing_binaries(directory: Path) -> list[str]:
     return [name for name in BINARIES if not (directory / name).is_file()]
 

@@ -29,10 +29,6 @@ from flox_isa.isa.threads import carried_note, with_note
 WhenFull = Literal["next-best", "wait"]
 WHEN_FULL: Final[tuple[WhenFull, ...]] = get_args(WhenFull)
 DEFAULT_WHEN_FULL: Final[WhenFull] = "next-best"
-# The placement controller's writes in flight at once. Each pod costs one write (the
-# ungate); at 16 a 1,000-pod burst on 1,000 nodes ran 1.33x admission-only pinning, at 64
-# 1.12x (`bench/placement.py`). The API server's priority and fairness still bounds it.
-DEFAULT_WRITE_CONCURRENCY: Final = 64
 Reason = Literal["room", "spill", "wait", "full", "timeout"]
 # pod-deletion-cost steps per rank: the best variant's pods are removed last on scale-down.
 DELETION_COST_STEP: Final = 100

@@ -2,7 +2,8 @@
 
 The operator runs in kopf's event loop; the kubernetes package's client is
 blocking and model-class based. Requests here are plain dicts in, plain
-dicts out, and errors carry the API server's status and message.
+dicts out (a write can be built first as a `Request`, then sent), and errors
+carry the API server's status, message and causes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,22 @@ JSON: Final = "application/json"
 MERGE_PATCH: Final = "application/merge-patch+json"
 APPLY_PATCH: Final = "application/apply-patch+yaml"
 METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+FORBIDDEN: Final = 403
+# The StatusCause type of a create refused because its namespace is being deleted
+# (the NamespaceLifecycle admission plugin; core/v1 NamespaceTerminatingCause).
+NAMESPACE_TERMINATING: Final = "NamespaceTerminating"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as plain data, built before it is sent (lightkube's `prepare_request`)."""
+
+    method: str
+    path: str
+    body: Mapping[str, Any] | None = None
+    params: Mapping[str, str] | None = None
+    content_type: str = JSON
+    accept: str = JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +74,19 @@ def load_connection(kubeconfig: str | None, context: str | None = None) -> Conne
 class ApiError(Exception):
     """A non-2xx answer; `message` is the API server's own explanation."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.causes = causes  # the types of its status details' causes
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """A create refused because its namespace is being deleted (not RBAC)."""
+        return self.status == FORBIDDEN and NAMESPACE_TERMINATING in self.causes
 
 
 class Rest:
@@ -125,8 +150,19 @@ class Rest:
         ) as response:
             text = await response.text()
             if response.status >= 400:
-                raise _error(response.status, response.reason or "", text)
+                raise api_error(response.status, response.reason or "", text)
             return json.loads(text) if text else {}
+
+    async def send(self, request: Request) -> dict[str, Any]:
+        """Send a request built beforehand (see `Request`)."""
+        return await self.request(
+            request.method,
+            request.path,
+            request.body,
+            params=request.params,
+            content_type=request.content_type,
+            accept=request.accept,
+        )
 
     async def watch(
         self, path: str, params: Mapping[str, str], timeout: float, stall: float | None = None
@@ -144,7 +180,7 @@ class Rest:
             path.lstrip("/"), params=query, headers={"Accept": JSON}, timeout=limit
         ) as response:
             if response.status >= 400:
-                raise _error(response.status, response.reason or "", await response.text())
+                raise api_error(response.status, response.reason or "", await response.text())
             async for line in response.content:
                 if line.strip():
                     yield json.loads(line)
@@ -167,11 +203,6 @@ class Rest:
     async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body, content_type=MERGE_PATCH)
 
-    async def apply(self, path: str, body: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
-        """Server-side apply, taking over fields others changed (`force`)."""
-        params = {"fieldManager": field_manager, "force": "true"}
-        return await self.request("PATCH", path, body, params=params, content_type=APPLY_PATCH)
-
     async def delete(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("DELETE", path, body)
 
@@ -180,9 +211,13 @@ class Rest:
 REQUEST_ERRORS: Final = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
 
 
-def _error(status: int, reason: str, text: str) -> ApiError:
+def api_error(status: int, reason: str, text: str) -> ApiError:
+    """The error of a non-2xx answer, from its status line and its body (a Status, or text)."""
     try:
-        message = str(json.loads(text).get("message") or text)
+        answer = json.loads(text)
+        message = str(answer.get("message") or text)
+        causes = (answer.get("details") or {}).get("causes") or ()
+        kinds = tuple(str(c.get("reason") or "") for c in causes if isinstance(c, dict))
     except (ValueError, AttributeError):
-        message = text
-    return ApiError(status, reason, message.strip())
+        message, kinds = text, ()
+    return ApiError(status, reason, message.strip(), kinds)

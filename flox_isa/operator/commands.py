@@ -10,7 +10,8 @@ from typing import Any
 
 from flox_isa import args as arg_types
 from flox_isa.isa import names
-from flox_isa.isa.placement import DEFAULT_WHEN_FULL, DEFAULT_WRITE_CONCURRENCY, WHEN_FULL
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WHEN_FULL
+from flox_isa.operator.defaults import DEFAULT_WRITE_CONCURRENCY
 
 POSITIVE_SECONDS = arg_types.seconds(above_zero=True, maximum=86400)
 

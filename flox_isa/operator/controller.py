@@ -1,4 +1,4 @@
-"""The reconcile loop: caches, a work queue, and the writes.
+"""The reconcile loop: caches, a work queue, and the writes (`operator.writes`).
 
 kopf keeps the watches and in-memory indexes of TicketWorkers and managed
 Deployments; the node inventory (kube.inventory, a plain list+watch shared
@@ -20,17 +20,14 @@ from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.offer import FleetIndex, constraints_key
 from flox_isa.isa.planning import eligible_groups
 from flox_isa.isa.replan import Memory
-from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
-from flox_isa.operator import models
+from flox_isa.kube.rest import REQUEST_ERRORS, Rest
 from flox_isa.operator.capacity import Rooms
-from flox_isa.operator.diff import Action, Create, Delete, describe, owned_by
-from flox_isa.operator.events import event_body, events_path
+from flox_isa.operator.diff import Action, describe
 from flox_isa.operator.placement import Planner
 from flox_isa.operator.reconcile import (
     APPLY_FAILED,
@@ -41,17 +38,19 @@ from flox_isa.operator.reconcile import (
     move_message,
     status_changed,
 )
-from flox_isa.operator.render import FIELD_MANAGER, Owner
+from flox_isa.operator.render import Owner
+from flox_isa.operator.writes import (
+    NAMESPACE_TERMINATING_SKIP,
+    ForeignDeploymentError,
+    Writer,
+    namespace_terminating,
+    send_event,
+    ticketworker_event,
+)
 
 log = logging.getLogger("flox_isa.operator")
 
 Key = tuple[str, str]  # (namespace, TicketWorker name)
-NOT_FOUND: Final = 404
-# How long one LIST of a namespace's Deployments answers "does this name exist?": a
-# burst's checks share it. A foreign Deployment made under our name in that window is
-# taken over (with a GET per name the window was one round trip).
-LISTED_FRESH_SECONDS: Final = 1.0
-LISTED_NAMESPACES_KEPT: Final = 256
 
 
 class IndexView(Protocol):
@@ -101,11 +100,7 @@ class Controller:
         self._groups_version = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
-        # (namespace, Deployment) -> resourceVersion our last write returned: its watch
-        # event is our own echo, not someone else's edit.
-        self._written: dict[tuple[str, str], str] = {}
-        # namespace -> (listed at, the names and metadata of its Deployments)
-        self._listed: dict[str, tuple[float, asyncio.Future[dict[str, Mapping[str, Any]]]]] = {}
+        self.writer = Writer(api)
         # Capacity-aware planning (None: room-blind, as before it): the room, and what
         # calm re-planning remembers per TicketWorker.
         self.capacity: Planner | None = None
@@ -157,7 +152,7 @@ class Controller:
     ) -> None:
         """Spec edits and deletions are drift: react at once; rollout progress can wait,
         and so can the echo of our own write (`version` is what we wrote)."""
-        echo = bool(version) and self._written.get((key[0], name)) == version
+        echo = self.writer.echo(key[0], name, version)
         quick = not (status_only or echo)
         self._enqueue(key, self.settings.debounce if quick else self.settings.status_debounce)
 
@@ -265,6 +260,11 @@ class Controller:
         outcomes = await asyncio.gather(
             *(self._write(decision.owner, a) for a in decision.actions), return_exceptions=True
         )
+        refused = sum(namespace_terminating(o) for o in outcomes)
+        if refused:  # creates its namespace's deletion refused: no status, no retry
+            log.info(NAMESPACE_TERMINATING_SKIP, extra={"ticketworker": "/".join(key),
+                                                        "writes": refused})  # fmt: skip
+            return
         failures: list[str] = []
         transient: list[BaseException] = []
         done: dict[str, list[str]] = {}
@@ -318,63 +318,7 @@ class Controller:
         self.stats.last_write = time.monotonic()
         kind = type(action).__name__
         self.stats.counts[kind] = self.stats.counts.get(kind, 0) + 1
-        path = f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/{action.name}"
-        if isinstance(action, Delete):
-            self._written.pop((owner.namespace, action.name), None)
-            body = {"propagationPolicy": "Background", "preconditions": {"uid": action.uid}}
-            try:
-                await self.api.delete(path, body)
-            except ApiError as exc:
-                if exc.status not in (NOT_FOUND, 409):  # gone, or replaced since: fine
-                    raise
-            return None
-        if isinstance(action, Create):
-            await self._check_not_foreign(owner, action.name)
-        written = await self.api.apply(path, action.body, FIELD_MANAGER)
-        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
-        self._written[(owner.namespace, action.name)] = version
-        return written
-
-    async def _check_not_foreign(self, owner: Owner, name: str) -> None:
-        """Never take over a Deployment someone else made under our name."""
-        metadata = (await self._existing(owner.namespace)).get(name)
-        if metadata is None:
-            return
-        labels = metadata.get("labels") or {}
-        ours = (
-            labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
-            and labels.get(names.TICKETWORKER_LABEL) == owner.name
-        )
-        if not (ours or owned_by({"metadata": metadata}, owner)):
-            raise ForeignDeploymentError(
-                f"Deployment {name} already exists and is not managed by TicketWorker"
-                f" {owner.name}: delete or rename it"
-            )
-
-    async def _existing(self, namespace: str) -> Mapping[str, Mapping[str, Any]]:
-        """Name -> metadata of every Deployment in `namespace`.
-
-        One metadata-only LIST, shared by the checks of a burst (50 new Deployments
-        after a fleet change) while it is fresh, instead of a GET per new Deployment.
-        """
-        now = time.monotonic()
-        entry = self._listed.get(namespace)
-        if entry is None or now - entry[0] > LISTED_FRESH_SECONDS:
-            if len(self._listed) > LISTED_NAMESPACES_KEPT:
-                self._listed.clear()
-            entry = (now, asyncio.ensure_future(self._list_existing(namespace)))
-            self._listed[namespace] = entry
-        try:
-            return await asyncio.shield(entry[1])
-        except REQUEST_ERRORS:
-            if self._listed.get(namespace) is entry:
-                del self._listed[namespace]  # the next check lists again
-            raise
-
-    async def _list_existing(self, namespace: str) -> dict[str, Mapping[str, Any]]:
-        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
-        listed = await self.api.list_metadata(path, {"resourceVersion": "0"})  # watch cache
-        return {i["metadata"]["name"]: i["metadata"] for i in listed.get("items") or []}
+        return await self.writer.deployment(owner, action)
 
     async def _publish(
         self,
@@ -388,17 +332,8 @@ class Controller:
         if not status_changed(status, previous):
             return
         owner = decision.owner
-        path = (
-            f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{owner.namespace}"
-            f"/{models.PLURAL}/{owner.name}/status"
-        )
-        cleared = dict.fromkeys(set(previous) - set(status))  # merge patch: null removes
-        try:
-            await self.api.merge_patch(path, {"status": {**cleared, **status}})
-        except ApiError as exc:
-            if exc.status == NOT_FOUND:
-                return  # deleted meanwhile
-            raise
+        if not await self.writer.status(owner, status, previous):
+            return  # deleted meanwhile
         self.stats.writes += 1
         key = f"{owner.namespace}/{owner.name}"
         if _condition(status, "Degraded").get("status") == "True":
@@ -425,24 +360,11 @@ class Controller:
         self, owner: Owner, kind: str, reason: str, message: str, *, after: float = 0.0
     ) -> None:
         """Post an Event; `after` seconds late when it must not compete with a burst of writes."""
-        stamp = _now()
+        request = ticketworker_event(
+            owner, kind, reason, message, self.settings.identity, stamp=_now()
+        )
         await asyncio.sleep(after)
-        involved = {
-            "apiVersion": models.API_VERSION,
-            "kind": models.KIND,
-            "name": owner.name,
-            "namespace": owner.namespace,
-            "uid": owner.uid,
-        }
-        body = event_body(involved, kind, reason, message, self.settings.identity, stamp=stamp)
-        try:
-            await self.api.post(events_path(owner.namespace), body)
-        except REQUEST_ERRORS as exc:
-            log.warning("could not post event %s: %s", reason, exc)
-
-
-class ForeignDeploymentError(Exception):
-    """A Deployment with our name that another owner made."""
+        await send_event(self.api, request)
 
 
 RETRYABLE: Final = (ForeignDeploymentError, *REQUEST_ERRORS)

@@ -43,7 +43,6 @@ from flox_isa.isa.nodes import node_state
 from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex, index_nodes
 from flox_isa.isa.placement import (
     DEFAULT_WHEN_FULL,
-    DEFAULT_WRITE_CONCURRENCY,
     Placement,
     RoomProbe,
     WhenFull,
@@ -58,7 +57,8 @@ from flox_isa.isa.recovery import base_spec, recoverable, recreating_owner, unsc
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.kube.watch import ListWatch
-from flox_isa.operator.events import event_body, events_path
+from flox_isa.operator import writes
+from flox_isa.operator.defaults import DEFAULT_WRITE_CONCURRENCY
 
 log = logging.getLogger("flox_isa.placement")
 
@@ -773,18 +773,14 @@ class PlacementController(Planner):
     async def post_spill_events(self) -> None:
         spills, self._spills = self._spills, {}
         for (owner, reason, route), count in spills.items():
-            involved = dict(owner)
-            body = event_body(
-                involved,
+            request = writes.event(
+                dict(owner),
                 "Normal" if reason == "spill" else "Warning",
                 SPILL_REASONS[reason],
                 spill_message(reason, route, count),
                 self.settings.identity,
             )
-            try:
-                await self.api.post(events_path(involved["namespace"]), body)
-            except REQUEST_ERRORS as exc:
-                log.warning("could not post event: %s", exc)
+            await writes.send_event(self.api, request)
 
 
 SPILL_REASONS: Final = {

@@ -28,12 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flox_isa import logs
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.offer import FleetIndex
-from flox_isa.isa.placement import DEFAULT_WHEN_FULL, DEFAULT_WRITE_CONCURRENCY, WhenFull
+from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WhenFull
 from flox_isa.kube.inventory import NodeInventory
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import Rest, load_connection
 from flox_isa.kube.watch import WATCH_RESTART_REASONS, ListWatch
 from flox_isa.operator.controller import Controller, Settings
+from flox_isa.operator.defaults import DEFAULT_WRITE_CONCURRENCY
 from flox_isa.operator.handlers import build_registry, operator_settings
 from flox_isa.operator.placement import PlacementController, PlacementSettings, Planner
 

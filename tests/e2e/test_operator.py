@@ -647,9 +647,13 @@ def unschedulable(pod: dict[str, Any]) -> bool:
                for c in pod["status"].get("conditions") or ())  # fmt: skip
 
 
-def busy_vnni_fleet(kubectl: Kubectl, namespace: str, nodes: NodeFactory) -> list[str]:
+@pytest.fixture
+def busy_vnni(
+    kubectl: Kubectl, operators: Operators, namespace: str, nodes: NodeFactory
+) -> dict[str, Any]:
     """2 VNNI nodes (one slot left for a 1-CPU replica, another team's pods fill the rest)
-    and 2 Graviton4 nodes, all in this test's pool."""
+    and 2 Graviton4 nodes, all in this test's pool, and the operator started; the
+    template of this test's 1-CPU replicas, on its pool."""
     vnni = nodes.add("m6i.xlarge", 2, labels={POOL: namespace})
     nodes.add("c8g.xlarge", 2, labels={POOL: namespace})
     kubectl.apply(busy_pod(namespace, vnni[0], "3920m"))
@@ -660,16 +664,18 @@ def busy_vnni_fleet(kubectl: Kubectl, namespace: str, nodes: NodeFactory) -> lis
         return all(p["status"].get("phase") == "Running" for p in busy)
 
     wait_until("the busy pods Running", busy_running)
-    return vnni
+    operators.start(namespace)
+    return {"spec": {"nodeSelector": {POOL: namespace}, **ONE_CPU_TEMPLATE}}
+
+
+def moved_events(kubectl: Kubectl, namespace: str) -> str:
+    return kubectl.run("get", "events", "-n", namespace, "--field-selector", "reason=MovedReplicas")
 
 
 def test_best_on_busy_vnni_nodes_spills_then_moves_back_when_room_frees(
-    kubectl: Kubectl, operators: Operators, namespace: str, nodes: NodeFactory
+    kubectl: Kubectl, namespace: str, busy_vnni: dict[str, Any]
 ) -> None:
-    busy_vnni_fleet(kubectl, namespace, nodes)
-    operators.start(namespace)
-    template = {"spec": {"nodeSelector": {POOL: namespace}, **ONE_CPU_TEMPLATE}}
-    kubectl.apply(ticketworker(namespace, "fits", 6, placement="best", template=template,
+    kubectl.apply(ticketworker(namespace, "fits", 6, placement="best", template=busy_vnni,
                                replan=QUICK_REPLAN))  # fmt: skip
     # avx512 (52) ranks above armv9 (41) for int8 but runs only on the full VNNI nodes.
     wait_until("1 replica on avx512vnni, 5 spilled to armv9",
@@ -693,21 +699,17 @@ def test_best_on_busy_vnni_nodes_spills_then_moves_back_when_room_frees(
     wait_until("6 Running on avx512vnni",
                lambda: running_by_variant(kubectl, namespace, "fits") == {"avx512vnni": 6},
                timeout=90)  # fmt: skip
-    events = kubectl.run("get", "events", "-n", namespace,
-                         "--field-selector", "reason=MovedReplicas")  # fmt: skip
+    events = moved_events(kubectl, namespace)
     assert "5 replicas armv9 → avx512vnni: room back on avx512vnni" in events, events
     wait_until("CapacityLimited=False", lambda: condition(
         kubectl, namespace, "fits", "CapacityLimited").get("status") == "False")  # fmt: skip
 
 
 def test_wait_keeps_the_excess_unschedulable_on_the_best_variant_until_next_best(
-    kubectl: Kubectl, operators: Operators, namespace: str, nodes: NodeFactory
+    kubectl: Kubectl, namespace: str, busy_vnni: dict[str, Any]
 ) -> None:
-    busy_vnni_fleet(kubectl, namespace, nodes)
-    operators.start(namespace)
-    template = {"spec": {"nodeSelector": {POOL: namespace}, **ONE_CPU_TEMPLATE}}
     tw = ticketworker(namespace, "waits", 4, placement="best", whenFull="wait",
-                      template=template, replan=QUICK_REPLAN)  # fmt: skip
+                      template=busy_vnni, replan=QUICK_REPLAN)  # fmt: skip
     kubectl.apply(tw)
     wait_until(
         "every replica on avx512vnni",
@@ -740,6 +742,5 @@ def test_wait_keeps_the_excess_unschedulable_on_the_best_variant_until_next_best
                == {"avx512vnni": 1, "armv9": 3}, timeout=60)  # fmt: skip
     wait_until("all 4 Running", lambda: running_by_variant(kubectl, namespace, "waits")
                == {"avx512vnni": 1, "armv9": 3}, timeout=90)  # fmt: skip
-    events = kubectl.run("get", "events", "-n", namespace,
-                         "--field-selector", "reason=MovedReplicas")  # fmt: skip
+    events = moved_events(kubectl, namespace)
     assert "3 replicas avx512vnni → armv9: avx512vnni full for" in events, events

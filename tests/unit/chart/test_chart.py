@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from flox_isa.devcluster.build import bin_dir
+from flox_isa.devcluster.build import find_helm
 from flox_isa.devcluster.versions import load_versions
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, default_catalog, parse_catalog
@@ -44,14 +43,12 @@ Obj = dict[str, Any]
 
 @cache
 def helm() -> str:
-    candidates = [os.environ.get("HELM"), str(bin_dir() / "helm"), shutil.which("helm")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    message = "no helm binary: run `make binaries` (or set HELM)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    try:
+        return find_helm()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def run_helm(*args: str) -> subprocess.CompletedProcess[str]:

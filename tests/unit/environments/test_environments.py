@@ -43,6 +43,28 @@ def render(
     )  # fmt: skip
 
 
+def run_plan(
+    capsys: pytest.CaptureFixture[str], manifest: str, *extra: str
+) -> tuple[int, str, str]:
+    """`environments plan` of tests/data/flox/`manifest`.toml for the default fleet."""
+    return run(
+        capsys, "environments", "plan", "--manifest", str(DATA / f"{manifest}.toml"),
+        "--name", "acme/tickets", "--nodes", str(NODES), *extra,
+    )  # fmt: skip
+
+
+def mixed_manifest(tmp_path: Path, extra: str = "") -> Path:
+    """The guide's single-variant manifest with torchvision's avx512 build beside avx2 ones."""
+    mixed = tmp_path / "manifest.toml"
+    mixed.write_text(
+        (DATA / "guide-single-variant.toml")
+        .read_text()
+        .replace("torchvision-python313-cpu-avx2", "torchvision-python313-cpu-avx512")
+        + extra
+    )
+    return mixed
+
+
 def flox_schema() -> dict[str, Any]:
     assert SCHEMA.is_file(), f"Flox's manifest schema is expected at {SCHEMA} (tests/data/flox)"
     schema: dict[str, Any] = json.loads(SCHEMA.read_text())
@@ -320,13 +342,7 @@ def test_render_refuses_a_named_variant_the_manifest_has_no_build_for(
 def test_render_refuses_a_base_manifest_with_lint_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mixed = tmp_path / "manifest.toml"
-    mixed.write_text(
-        (DATA / "guide-single-variant.toml")
-        .read_text()
-        .replace("torchvision-python313-cpu-avx2", "torchvision-python313-cpu-avx512")
-    )
-    code, out, err = render(capsys, mixed, tmp_path / "out")
+    code, out, err = render(capsys, mixed_manifest(tmp_path), tmp_path / "out")
     assert code == 1
     assert "error: [mixed-isa]" in out
     assert "torchvision (flox/torchvision-python313-cpu-avx512)" in out
@@ -367,13 +383,7 @@ def test_lint_of_the_guides_manifests(capsys: pytest.CaptureFixture[str]) -> Non
 def test_lint_finds_the_guides_mixed_variants(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mixed = tmp_path / "manifest.toml"
-    mixed.write_text(
-        (DATA / "guide-single-variant.toml")
-        .read_text()
-        .replace("torchvision-python313-cpu-avx2", "torchvision-python313-cpu-avx512")
-        + '\n[vars]\nOMP_NUM_THREADS = "8"\n'
-    )
+    mixed = mixed_manifest(tmp_path, '\n[vars]\nOMP_NUM_THREADS = "8"\n')
     code, out, _ = lint(capsys, mixed, "--output", "json")
     assert code == 1
     findings = json.loads(out)["findings"]
@@ -425,10 +435,9 @@ def test_plan_names_the_variants_the_fleet_needs_and_the_push_commands(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_dir = tmp_path / "envs"
-    code, out, _ = run(
-        capsys, "environments", "plan", "--manifest", str(DATA / "guide-single-variant.toml"),
-        "--name", "acme/tickets", "--nodes", str(NODES), "--workload", "int8-inference",
-        "--out", str(out_dir), "--output", "json",
+    code, out, _ = run_plan(
+        capsys, "guide-single-variant", "--workload", "int8-inference", "--out", str(out_dir),
+        "--output", "json",
     )  # fmt: skip
     assert code == 0
     plan = json.loads(out)
@@ -453,10 +462,7 @@ def test_plan_names_the_variants_the_fleet_needs_and_the_push_commands(
 
 
 def test_plan_says_arm_builds_push_from_an_arm_host(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
-        capsys, "environments", "plan", "--manifest", str(DATA / "guide-multi-variant.toml"),
-        "--name", "acme/tickets", "--nodes", str(NODES), "--out", "envs",
-    )  # fmt: skip
+    code, out, _ = run_plan(capsys, "guide-multi-variant", "--out", "envs")
     assert code == 0
     assert "  flox push -d envs/tickets-armv9 -o acme  # from an aarch64-linux host\n" in out
     assert "  flox push -d envs/tickets-avx512bf16 -o acme\n" in out  # bf16-training on m7i
@@ -514,10 +520,7 @@ def test_render_edits_any_toml_layout(
 def test_plan_warns_of_fleet_variants_the_manifest_cannot_render(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, _ = run(
-        capsys, "environments", "plan", "--manifest", str(DATA / "guide-single-variant.toml"),
-        "--name", "acme/tickets", "--nodes", str(NODES), "--workload", "fp32-inference",
-    )  # fmt: skip
+    code, out, _ = run_plan(capsys, "guide-single-variant", "--workload", "fp32-inference")
     assert code == 0
     assert "  acme/tickets-armv9: NOT RENDERABLE from" in out
     assert "yet the best variant of 2 node(s): add armv9 builds to the manifest" in out  # c8g

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
@@ -12,10 +13,12 @@ from flox_isa.isa.catalog import default_catalog
 from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.planning import Plan, Share, best_node_preference, outranking
 from flox_isa.kube.lease import LeaseConfig, can_take, format_time, taken_spec
-from flox_isa.operator.controller import Controller, ForeignDeploymentError, Settings
+from flox_isa.kube.rest import APPLY_PATCH, MERGE_PATCH, ApiError, Request
+from flox_isa.operator.controller import Controller, Settings
 from flox_isa.operator.models import TicketWorkerSpec
 from flox_isa.operator.render import Owner, render
 from flox_isa.operator.workqueue import WorkQueue
+from flox_isa.operator.writes import NAMESPACE_TERMINATING_SKIP, ForeignDeploymentError
 from flox_isa.webhook.decision import Context, decide
 from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import fleet_states
@@ -140,30 +143,28 @@ def test_the_webhook_guard_accepts_rendered_pods_unchanged(variant: str) -> None
 
 
 class RecordingApi:
-    """A stand-in for `kube.rest.Rest` that records writes; every Deployment is new."""
+    """A stand-in for `kube.rest.Rest` that records requests; every Deployment is new."""
 
     def __init__(self) -> None:
         self.writes: list[tuple[str, str]] = []
         self.objects: dict[str, dict[str, Any]] = {}  # name -> as written
         self.version = 0
+        self.listed: list[dict[str, Any]] = []  # the Deployments a LIST returns
 
-    async def list_metadata(self, path: str, params: Any = None) -> dict[str, Any]:
-        self.writes.append(("list", path))
-        return {"items": []}
-
-    async def apply(self, path: str, body: dict[str, Any], field_manager: str) -> dict[str, Any]:
-        self.version += 1
-        self.writes.append(("apply", path))
-        written = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.version)}}
-        self.objects[body["metadata"]["name"]] = written
-        return written
-
-    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(("status", path))
-        return body
-
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(("event", path))
+    async def send(self, request: Request) -> dict[str, Any]:
+        body = dict(request.body or {})
+        if request.method == "GET":
+            self.writes.append(("list", request.path))
+            return {"items": self.listed}
+        if request.content_type == APPLY_PATCH:
+            self.version += 1
+            self.writes.append(("apply", request.path))
+            version = str(self.version)
+            written = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+            self.objects[body["metadata"]["name"]] = written
+            return written
+        kind = "status" if request.content_type == MERGE_PATCH else "event"
+        self.writes.append((kind, request.path))
         return body
 
 
@@ -224,11 +225,8 @@ def test_a_foreign_deployment_under_our_name_is_never_taken_over() -> None:
                  "variants": ["avx512vnni"]},
     }  # fmt: skip
 
-    class SomeoneElsesDeployment(RecordingApi):
-        async def list_metadata(self, path: str, params: Any = None) -> dict[str, Any]:
-            return {"items": [{"metadata": {"name": "embed-avx512vnni", "labels": {"app": "x"}}}]}
-
-    api = SomeoneElsesDeployment()
+    api = RecordingApi()
+    api.listed = [{"metadata": {"name": "embed-avx512vnni", "labels": {"app": "x"}}}]
     controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
     controller.queue = RecordingQueue()
     controller.attach(Index({key: [ticketworker]}), Index())
@@ -238,3 +236,35 @@ def test_a_foreign_deployment_under_our_name_is_never_taken_over() -> None:
     assert api.objects == {}  # nothing applied
     status = next(path for kind, path in api.writes if kind == "status")
     assert status.endswith("/ticketworkers/embed/status")  # the failure is reported
+
+
+def test_creates_refused_in_a_namespace_being_deleted_are_a_skip_not_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = ("tickets", "embed")
+    ticketworker = {
+        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
+        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6},
+    }
+    terminating = ApiError(403, "Forbidden", "is being terminated", ("NamespaceTerminating",))
+
+    class TerminatingNamespace(RecordingApi):
+        async def send(self, request: Request) -> dict[str, Any]:
+            if request.content_type == APPLY_PATCH:
+                self.writes.append(("refused", request.path))
+                raise terminating
+            return await super().send(request)
+
+    api = TerminatingNamespace()
+    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
+    controller.queue = queue = RecordingQueue()
+    controller.attach(Index({key: [ticketworker]}), Index())
+    controller.fleet = index_nodes(fleet_states())
+    caplog.set_level(logging.INFO, logger="flox_isa.operator")
+    run(controller.reconcile(key))  # no exception: nothing to retry
+    kinds = [kind for kind, _ in api.writes]
+    assert kinds.count("refused") >= 2 and "status" not in kinds and "event" not in kinds
+    assert queue.added == []  # no status to follow, no retry
+    skips = [r for r in caplog.records if r.getMessage() == NAMESPACE_TERMINATING_SKIP]
+    assert [r.levelno for r in skips] == [logging.INFO]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

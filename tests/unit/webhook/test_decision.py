@@ -56,6 +56,19 @@ def context(fleet: FleetIndex | None = None, *, ready: bool = True) -> Context:
     return Context(CATALOG, OfferIndex(index, CATALOG) if ready else None, OWN_NAMESPACE)
 
 
+def one_arch(arch: str) -> Context:
+    """The default fleet's nodes of `arch` (amd64 or arm64) only."""
+    return context(index_nodes(fleet_states(
+        lambda n: n if n["metadata"]["labels"][names.ARCH_LABEL] == arch else None
+    )))  # fmt: skip
+
+
+def required_affinity(*terms: Mapping[str, Any]) -> dict[str, Any]:
+    """A pod's required node affinity: a node must match one of `terms`."""
+    required = {"nodeSelectorTerms": list(terms)}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
+
+
 def pod(
     annotations: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
@@ -240,23 +253,9 @@ def test_auto_only_counts_nodes_matching_the_pods_node_selector() -> None:
 
 
 def test_auto_only_counts_nodes_matching_required_affinity() -> None:
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {
-                                "key": names.INSTANCE_TYPE_LABEL,
-                                "operator": "In",
-                                "values": ["m4.xlarge", "c6g.xlarge"],
-                            }
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    affinity = required_affinity({"matchExpressions": [
+        {"key": names.INSTANCE_TYPE_LABEL, "operator": "In", "values": ["m4.xlarge", "c6g.xlarge"]}
+    ]})  # fmt: skip
     assert run(pod(spec={"affinity": affinity})).variant == "avx2"  # 35 > armv8.2 28
 
 
@@ -305,19 +304,9 @@ def test_a_per_node_label_in_the_selector_is_checked_node_by_node() -> None:
 
 
 def test_match_fields_on_node_name_are_checked_node_by_node() -> None:
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchFields": [
-                            {"key": "metadata.name", "operator": "In", "values": ["m7i-xlarge-0"]}
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    affinity = required_affinity({"matchFields": [
+        {"key": "metadata.name", "operator": "In", "values": ["m7i-xlarge-0"]}
+    ]})  # fmt: skip
     decision = run(pod(spec={"affinity": affinity}))
     assert decision.variant == "avx512"  # fp32 on a Sapphire Rapids node: the tie rule
     assert "2 of 1" not in decision.message and "1 of 1 eligible nodes" in decision.message
@@ -373,39 +362,19 @@ def test_guard_denies_a_contradicting_node_selector() -> None:
 
 
 def test_guard_denies_a_contradicting_required_affinity() -> None:
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": names.ARCH_LABEL, "operator": "NotIn", "values": ["amd64"]}
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    affinity = required_affinity({"matchExpressions": [
+        {"key": names.ARCH_LABEL, "operator": "NotIn", "values": ["amd64"]}
+    ]})  # fmt: skip
     decision = run(pod(env=f"{ENV}-avx2", spec={"affinity": affinity}))
     assert (decision.allowed, decision.reason) == (False, "conflict")
     assert "node affinity" in decision.message and "kubernetes.io/arch=amd64" in decision.message
 
 
 def test_guard_allows_affinity_with_one_compatible_term() -> None:
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": names.ARCH_LABEL, "operator": "In", "values": ["arm64"]}
-                        ]
-                    },
-                    {"matchExpressions": [{"key": names.ARCH_LABEL, "operator": "Exists"}]},
-                ]
-            }
-        }
-    }
+    affinity = required_affinity(
+        {"matchExpressions": [{"key": names.ARCH_LABEL, "operator": "In", "values": ["arm64"]}]},
+        {"matchExpressions": [{"key": names.ARCH_LABEL, "operator": "Exists"}]},
+    )
     assert run(pod(env=f"{ENV}-avx2", spec={"affinity": affinity})).allowed
 
 
@@ -422,14 +391,7 @@ def test_guard_denies_a_variant_outside_the_allowed_list() -> None:
 
 
 def test_guard_warns_when_no_eligible_node_has_the_variant() -> None:
-    arm_only = context(
-        index_nodes(
-            fleet_states(
-                lambda n: n if n["metadata"]["labels"][names.ARCH_LABEL] == "arm64" else None
-            )
-        )
-    )
-    decision = run(pod(env=f"{ENV}-avx512"), arm_only)
+    decision = run(pod(env=f"{ENV}-avx512"), one_arch("arm64"))
     assert decision.allowed and decision.outcome == "patched"
     assert len(decision.warnings) == 1 and "avx512" in decision.warnings[0]
 
@@ -442,19 +404,9 @@ def test_guard_works_before_the_inventory_is_listed() -> None:
 # --- rule 4: no eligible node offers an allowed variant ----------------------------------------
 
 
-def _x86_only() -> Context:
-    return context(
-        index_nodes(
-            fleet_states(
-                lambda n: n if n["metadata"]["labels"][names.ARCH_LABEL] == "amd64" else None
-            )
-        )
-    )
-
-
 def test_nothing_offered_pins_the_widest_fit_and_warns() -> None:
     body = pod({names.VARIANTS_ANNOTATION: "armv9,armv8.2"})
-    decision = run(body, _x86_only())
+    decision = run(body, one_arch("amd64"))
     assert (decision.allowed, decision.reason, decision.variant) == (
         True,
         "no-eligible-node",
@@ -480,7 +432,7 @@ def test_widest_fit_respects_the_users_constraints() -> None:
         {names.VARIANTS_ANNOTATION: "avx2,armv9"},
         spec={"nodeSelector": {names.ARCH_LABEL: "arm64"}},
     )
-    decision = run(body, _x86_only())
+    decision = run(body, one_arch("amd64"))
     assert decision.variant == "armv9"
 
 
