@@ -1,4 +1,4 @@
-"""Kubernetes Events as plain data: one builder for the TicketWorker and placement loops."""
+"""Kubernetes Events as plain requests: one builder for the TicketWorker and placement loops."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from flox_isa.isa import names
+from flox_isa.kube.rest import Request
 from flox_isa.operator.render import FIELD_MANAGER as COMPONENT
 
 MAX_MESSAGE: Final = 1024
@@ -16,7 +17,7 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def event_body(
+def event(
     involved: Mapping[str, str],
     kind: str,
     reason: str,
@@ -24,10 +25,10 @@ def event_body(
     instance: str,
     *,
     stamp: str | None = None,
-) -> dict[str, Any]:
-    """An Event about `involved` (apiVersion, kind, name, namespace, uid)."""
+) -> Request:
+    """The POST of an Event about `involved` (apiVersion, kind, name, namespace, uid)."""
     stamp = stamp or now()
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
@@ -42,7 +43,4 @@ def event_body(
         "lastTimestamp": stamp,
         "count": 1,
     }
-
-
-def events_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/events"
+    return Request("POST", f"/api/v1/namespaces/{involved['namespace']}/events", body)

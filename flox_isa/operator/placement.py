@@ -57,8 +57,9 @@ from flox_isa.isa.recovery import base_spec, recoverable, recreating_owner, unsc
 from flox_isa.kube.lease import LeaderElector, LeaseConfig
 from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.kube.watch import ListWatch
-from flox_isa.operator import writes
 from flox_isa.operator.defaults import DEFAULT_WRITE_CONCURRENCY
+from flox_isa.operator.events import event
+from flox_isa.operator.writes import send_event
 
 log = logging.getLogger("flox_isa.placement")
 
@@ -773,14 +774,14 @@ class PlacementController(Planner):
     async def post_spill_events(self) -> None:
         spills, self._spills = self._spills, {}
         for (owner, reason, route), count in spills.items():
-            request = writes.event(
+            request = event(
                 dict(owner),
                 "Normal" if reason == "spill" else "Warning",
                 SPILL_REASONS[reason],
                 spill_message(reason, route, count),
                 self.settings.identity,
             )
-            await writes.send_event(self.api, request)
+            await send_event(self.api, request)
 
 
 SPILL_REASONS: Final = {

@@ -5,7 +5,7 @@ lightkube's `prepare_request` builds one, so a test compares it whole; `Writer` 
 them and owns what they need: one shared LIST for the foreign-name check, the
 versions our writes returned (their watch events are our own echo), and the answers
 that are no failure (gone, replaced, a namespace being deleted). The placement
-controller posts its Events through `event` and `send_event` too.
+controller posts its Events (`operator.events`) through `send_event` too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from flox_isa.kube.rest import (
 )
 from flox_isa.operator import models
 from flox_isa.operator.diff import Action, Create, Delete, owned_by
-from flox_isa.operator.events import event_body, events_path
+from flox_isa.operator.events import event
 from flox_isa.operator.render import FIELD_MANAGER, Owner
 
 log = logging.getLogger("flox_isa.operator")
@@ -101,20 +101,6 @@ def ticketworker_event(
         "uid": owner.uid,
     }
     return event(involved, kind, reason, message, instance, stamp=stamp)
-
-
-def event(
-    involved: Mapping[str, str],
-    kind: str,
-    reason: str,
-    message: str,
-    instance: str,
-    *,
-    stamp: str | None = None,
-) -> Request:
-    """An Event about `involved` (apiVersion, kind, name, namespace, uid)."""
-    body = event_body(involved, kind, reason, message, instance, stamp=stamp)
-    return Request("POST", events_path(involved["namespace"]), body)
 
 
 def foreign(owner: Owner, name: str, metadata: Mapping[str, Any] | None) -> str:
