@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -113,23 +115,33 @@ def test_time_text_says_what_datetime_says(created: float) -> None:
     assert time_text(created) == expected  # the second remembered
 
 
-def _line_of_event(
-    level: int, message: str, fields: dict[str, object], at: float
-) -> tuple[str, str]:
-    """(the line `event` writes, the line the formatter makes of the same record)."""
+@contextlib.contextmanager
+def own_handler(name: str) -> Iterator[tuple[logging.Logger, BufferedLineHandler, io.StringIO]]:
+    """Logger `name` with one BufferedLineHandler of its own (as setup_logging's) on a
+    StringIO, not propagating; removed afterwards."""
     stream = io.StringIO()
     handler = BufferedLineHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("flox_isa.test.event")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
     try:
-        with mock.patch("flox_isa.logs.time.time", return_value=at):
-            event(logger, level, message, fields)
+        yield logger, handler, stream
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True  # else pytest gives it capture handlers of its own
         handler.close()
+
+
+def _line_of_event(
+    level: int, message: str, fields: dict[str, object], at: float
+) -> tuple[str, str]:
+    """(the line `event` writes, the line the formatter makes of the same record)."""
+    with own_handler("flox_isa.test.event") as (logger, _, stream):
+        no_record = mock.patch.object(logger, "makeRecord", side_effect=AssertionError)
+        with mock.patch("flox_isa.logs.time.time", return_value=at), no_record:
+            event(logger, level, message, fields)  # the line made without a record
     record = logging.makeLogRecord(
         {"name": logger.name, "levelno": level, "levelname": logging.getLevelName(level),
          "msg": message, "created": at, "fields": fields}
@@ -169,20 +181,10 @@ def test_an_event_goes_through_logging_where_something_else_listens(
 
 
 def test_an_event_respects_the_handlers_level_and_filters() -> None:
-    stream = io.StringIO()
-    handler = BufferedLineHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("flox_isa.test.levels")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    handler.setLevel(logging.INFO)
-    try:
+    with own_handler("flox_isa.test.levels") as (logger, handler, stream):
+        handler.setLevel(logging.INFO)
         event(logger, logging.DEBUG, "below the handler", {})
         handler.addFilter(lambda record: record.getMessage() != "filtered out")
         event(logger, logging.INFO, "filtered out", {})
         event(logger, logging.INFO, "kept", {})
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
     assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == ["kept"]
