@@ -2,6 +2,7 @@
 
     python bench/webhook.py [--seconds 3] [--rounds 3] [--connections 8] [--nodes 5000]
                             [--streams replicas,distinct,fresh] [--baseline DIR]
+                            [--rate R|half] [--in-process [--calls 8192]]
                             [--devcluster | --kubeconfig FILE] [--pods 300]
 
 1. Decision time at 10 vs 5,000 nodes, in process (steady state, and cold: no memo).
@@ -15,13 +16,18 @@
    -C DIR`), loaded in the same rounds. Three streams: replicas (one template), distinct
    (a label per pod), fresh (an environment per pod). Throughput and p50/p99 from one
    asyncio client process. Targets: ours >= 0.8x / 0.6x / 0.4x bare, ahead of kopf.
+   With --rate R: open loop instead, R requests/s offered, latency counted from when each
+   request was due; --rate half: closed loop first, then open loop at half of bare's
+   req/s on each stream. Target: p99 <= 2x bare's at the same rate.
+   With --in-process: instead of 2, each app called in process (no sockets, no TLS, no
+   client), --calls per server and stream and round: microseconds per call, side by side.
 3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
    the real kube-apiserver, interleaved: no webhook, ours, and bare webhooks answering a
    fixed patch (the bare ASGI app on uvicorn, and with `go` on PATH a Go net/http one,
    bench/floorhook): what any patching webhook costs here.
 
 The parts live in bench/webhookbench/ (streams, servers, client, throughput, report,
-decisions, apiserver); this file is the entry point, and `--serve KIND` runs one server.
+inprocess, decisions, apiserver); this file is the entry point, and `--serve KIND` runs one server.
 """
 
 from __future__ import annotations
@@ -39,9 +45,10 @@ if str(ROOT) not in sys.path:
 
 from webhookbench.apiserver import apiserver_benchmark  # noqa: E402
 from webhookbench.decisions import decision_benchmarks  # noqa: E402
+from webhookbench.inprocess import in_process_benchmarks  # noqa: E402
 from webhookbench.servers import SERVER_KINDS, serve  # noqa: E402
 from webhookbench.streams import STREAMS  # noqa: E402
-from webhookbench.throughput import http_benchmarks  # noqa: E402
+from webhookbench.throughput import HALF, http_benchmarks  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         help="a checkout of another revision: its webhook is loaded too, as `before`",
     )
     parser.add_argument(
+        "--rate",
+        type=_rate,
+        help="open loop: requests/s offered (instead of saturation), or 'half' (after"
+        " saturation, half of bare's req/s on each stream)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="call each ASGI app in process (no sockets) instead of loading it over TLS",
+    )
+    parser.add_argument(
+        "--calls", type=int, default=8192, help="with --in-process: per server, stream, round"
+    )
+    parser.add_argument(
         "--kubeconfig", type=Path, default=os.environ.get("FLOX_ISA_BENCH_KUBECONFIG")
     )
     parser.add_argument(
@@ -82,14 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--baseline {args.baseline}: no bench/webhook.py there (a checkout?)")
     print(f"flox-isa webhook benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     decision_benchmarks()
-    http_benchmarks(
-        args.seconds,
-        args.connections,
-        args.nodes,
-        args.rounds,
-        baseline=args.baseline,
-        streams=args.streams,
-    )
+    if args.in_process:
+        in_process_benchmarks(
+            args.nodes, args.rounds, args.calls, baseline=args.baseline, streams=args.streams
+        )
+    else:
+        http_benchmarks(
+            args.seconds,
+            args.connections,
+            args.nodes,
+            args.rounds,
+            baseline=args.baseline,
+            streams=args.streams,
+            rate=args.rate,
+        )
     if args.kubeconfig:
         apiserver_benchmark(args.kubeconfig, args.pods)
     elif args.devcluster:
@@ -107,6 +134,20 @@ def _streams(text: str) -> list[str]:
         given = ", ".join(unknown) or "(none given)"
         raise argparse.ArgumentTypeError(f"unknown stream(s) {given}; allowed: {','.join(STREAMS)}")
     return chosen
+
+
+def _rate(text: str) -> float | str:
+    if text == HALF:
+        return HALF
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(
+            f"--rate {text!r}: requests per second above 0, or {HALF!r}"
+        )
+    return rate
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
-"""Throughput and latency at saturation: every server up at once, loaded in turn.
+"""Throughput and latency over TLS: every server up at once, loaded in turn.
 
 Each round loads every server with every stream, one after the other (bare, ours,
-quiet[, before] per stream, then kopf on fresh), so machine noise hits them alike;
-each server's best round is kept.
+quiet[, before] per stream, then kopf on fresh), so machine noise hits them alike.
+Closed loop (saturation): each server's best round (most req/s) is kept. Open loop
+(`rate`: requests/s, or "half": half of bare's closed-loop req/s on each stream, measured
+first in the same run): each server's best round (lowest p99) is kept.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from pathlib import Path
 
 from flox_isa.webhook.certs import write_serving_certs
 from webhookbench.client import load
-from webhookbench.report import Results, print_http
+from webhookbench.report import Results, print_http, print_open_loop
 from webhookbench.servers import ENTRY, free_port, running, server_argv
 from webhookbench.streams import STREAMS, request_sets
+
+# `--rate half`: the issue's open-loop rate (half the bare app's maximum, per stream).
+HALF = "half"
 
 
 def http_benchmarks(
@@ -25,14 +30,16 @@ def http_benchmarks(
     *,
     baseline: Path | None = None,
     streams: list[str] | None = None,
+    rate: float | str | None = None,
 ) -> Results:
     """`baseline`: a checkout of another revision, whose `ours` is loaded as `before`;
-    `streams`: which of STREAMS (all by default; kopf is loaded with fresh only)."""
+    `streams`: which of STREAMS (all by default; kopf is loaded with fresh only);
+    `rate`: open loop as well ("half") or instead (a number of requests/s)."""
     streams = list(STREAMS) if streams is None else streams
     sets = request_sets()
     print(f"POST /mutate over TLS: bodies of {len(sets['replicas'][0])} bytes, {nodes} nodes,"
-          f" {connections} connections; {rounds} rounds x {seconds:g}s per server and stream,"
-          " best round shown; each server one process, the client another")  # fmt: skip
+          f" {connections} connections; {rounds} rounds x {seconds:g}s per server and stream;"
+          " each server one process, the client another")  # fmt: skip
     kinds = ["bare", "ours", "quiet", *(["before"] if baseline is not None else [])]
     paths = dict.fromkeys(kinds, "/mutate")
     runs = [(kind, stream) for stream in streams for kind in kinds]
@@ -54,12 +61,31 @@ def http_benchmarks(
             )
             for kind in paths
         }
+
+        def one(kind: str, stream: str, rate: float | None = None) -> dict[str, float]:
+            return load(ports[kind], certs.ca_path, sets[stream], paths[kind], seconds=seconds,
+                        connections=connections, rate=rate)  # fmt: skip
+
         with running(argvs, ports):
+            if not isinstance(rate, float):  # closed loop: at saturation
+                for _ in range(rounds):
+                    for kind, stream in runs:
+                        result = one(kind, stream)
+                        if result["rps"] > best.get((kind, stream), {}).get("rps", 0.0):
+                            best[(kind, stream)] = result
+                print("  closed loop (at saturation), best round (most req/s):")
+                print_http(best, list(paths), streams)
+            if rate is None:
+                return best
+            rates = {
+                stream: rate if isinstance(rate, float) else best[("bare", stream)]["rps"] / 2
+                for stream in streams
+            }
+            opened: Results = {}
             for _ in range(rounds):
                 for kind, stream in runs:
-                    result = load(ports[kind], certs.ca_path, sets[stream], paths[kind],
-                                  seconds=seconds, connections=connections)  # fmt: skip
-                    if result["rps"] > best.get((kind, stream), {}).get("rps", 0.0):
-                        best[(kind, stream)] = result
-    print_http(best, list(paths), streams)
-    return best
+                    result = one(kind, stream, rates[stream])
+                    if result["p99_ms"] < opened.get((kind, stream), {}).get("p99_ms", 1e9):
+                        opened[(kind, stream)] = result
+    print_open_loop(opened, rates, list(paths), streams)
+    return opened

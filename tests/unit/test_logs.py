@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -14,7 +19,9 @@ from flox_isa.logs import (
     BufferedLineHandler,
     JsonFormatter,
     buffered,
+    event,
     setup_logging,
+    time_text,
 )
 
 
@@ -95,3 +102,89 @@ def test_lines_are_written_in_order_warnings_at_once_the_rest_within_the_interva
         finally:
             logger.removeHandler(handler)
             handler.close()
+
+
+@pytest.mark.parametrize(
+    "created",
+    [1_700_000_000.123, 1_700_000_000.0, 1_700_000_000.9995, 1_700_000_059.9999996, 0.0004,
+     1_699_999_999.5, -1.5, 1_700_000_000.1234565],
+)  # fmt: skip
+def test_time_text_says_what_datetime_says(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert time_text(created) == expected
+    assert time_text(created) == expected  # the second remembered
+
+
+@contextlib.contextmanager
+def own_handler(name: str) -> Iterator[tuple[logging.Logger, BufferedLineHandler, io.StringIO]]:
+    """Logger `name` with one BufferedLineHandler of its own (as setup_logging's) on a
+    StringIO, not propagating; removed afterwards."""
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield logger, handler, stream
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True  # else pytest gives it capture handlers of its own
+        handler.close()
+
+
+def _line_of_event(
+    level: int, message: str, fields: dict[str, object], at: float
+) -> tuple[str, str]:
+    """(the line `event` writes, the line the formatter makes of the same record)."""
+    with own_handler("flox_isa.test.event") as (logger, _, stream):
+        no_record = mock.patch.object(logger, "makeRecord", side_effect=AssertionError)
+        with mock.patch("flox_isa.logs.time.time", return_value=at), no_record:
+            event(logger, level, message, fields)  # the line made without a record
+    record = logging.makeLogRecord(
+        {"name": logger.name, "levelno": level, "levelname": logging.getLevelName(level),
+         "msg": message, "created": at, "fields": fields}
+    )  # fmt: skip
+    return stream.getvalue(), JsonFormatter().format(record) + "\n"
+
+
+ODD_TEXT = "".join(map(chr, range(128))) + "é ü 漢字 \u2028 \u2029 \U0001f600 \ufeff"
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO, logging.WARNING])
+def test_an_event_is_the_line_its_record_would_be(level: int) -> None:
+    fields: dict[str, object] = {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "namespace": "tickets",
+        "dryRun": False,
+        "variant": None,
+        "message": ODD_TEXT,  # replaces the message, keeping its place (as the formatter)
+        "warnings": ["flox-isa: no eligible node", ODD_TEXT],
+        "count": 3,
+    }
+    written, formatted = _line_of_event(level, "patched", fields, 1_700_000_000.123)
+    assert written == formatted
+    assert json.loads(written)["message"] == ODD_TEXT
+
+
+def test_an_event_goes_through_logging_where_something_else_listens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("flox_isa.test.captured")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        event(logger, logging.INFO, "patched", {"uid": "u1"})
+        event(logger, logging.DEBUG, "patched", {"uid": "u2"})  # below the level: nothing
+    assert [(r.getMessage(), r.fields) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("patched", {"uid": "u1"})
+    ]
+
+
+def test_an_event_respects_the_handlers_level_and_filters() -> None:
+    with own_handler("flox_isa.test.levels") as (logger, handler, stream):
+        handler.setLevel(logging.INFO)
+        event(logger, logging.DEBUG, "below the handler", {})
+        handler.addFilter(lambda record: record.getMessage() != "filtered out")
+        event(logger, logging.INFO, "filtered out", {})
+        event(logger, logging.INFO, "kept", {})
+    assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == ["kept"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
 from collections.abc import Mapping
@@ -419,3 +420,29 @@ def test_a_line_per_decision_every_denial_and_replicas_at_debug(
     decision: Decision, remembered: bool, level: int
 ) -> None:
     assert webhook_app.log_level(decision, remembered) == level
+
+
+def test_remembered_answers_are_not_walked_by_the_garbage_collector() -> None:
+    # A fresh pod's answer must not leave tracked objects (a decision, its patch's maps)
+    # in the memo: collections then came every few requests and walked them all.
+    state = WebhookState(CATALOG, StaticFleet(FLEET), OWN_NAMESPACE)
+    client = TestClient(create_app(state))
+    _, answer = post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
+    assert decoded_patch(answer)
+    assert len(state._answers) == 2
+    assert not any(gc.is_tracked(found) for found in state._answers.values())
+
+
+def test_a_full_memo_drops_its_oldest_answers_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhook_app, "ANSWER_MEMO_SIZE", 4)
+    state = WebhookState(CATALOG, StaticFleet(FLEET), OWN_NAMESPACE)
+    client = TestClient(create_app(state))
+    for workload in ("fp32-inference", "int8-inference", "bf16-training"):
+        post(client, review(pod({names.WORKLOAD_ANNOTATION: workload})))  # two answers each
+    kept = list(state._answers)
+    assert len(kept) == 4  # the first pod's two went; the others' stayed (no clear-all)
+    _, again = post(client, review(pod({names.WORKLOAD_ANNOTATION: "int8-inference"})))
+    assert list(state._answers) == kept  # answered from memory: nothing new, nothing gone
+    assert decoded_patch(again)
