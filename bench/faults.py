@@ -876,8 +876,8 @@ def answers_follow(load: Load, variant: str) -> Callable[[], bool]:
 
 def fresh_inventory(h: Harness) -> tuple[int, int]:
     """(nodes, node groups) of an index built from a fresh list, as the webhook groups them."""
+    from flox_isa.isa.fleet_index import index_nodes  # noqa: PLC0415
     from flox_isa.isa.nodes import node_state  # noqa: PLC0415
-    from flox_isa.isa.offer import index_nodes  # noqa: PLC0415
 
     index = index_nodes(node_state(n) for n in fresh_nodes(h))
     return index.node_count, len(index.groups)

@@ -28,8 +28,8 @@ from typing import Any
 from flox_isa.devcluster import fleet as fleets
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.offer import index_nodes
 from flox_isa.kube.rest import Connection, Rest
 from flox_isa.operator.placement import PlacementController, PlacementSettings
 

@@ -26,7 +26,7 @@ def decision_benchmarks(repeat: int = 9, number: int = 2000) -> dict[str, float]
             return decide(pod, "tickets", False, ctx)
 
         def cold(ctx: Context = ctx, offers: OfferIndex = offers) -> Decision:
-            offers._memo.clear()  # every decision recomputes the offer over the groups
+            offers.fleet._eligible.clear()  # every decision recomputes the offer over the groups
             return decide(pod, "tickets", False, ctx)
 
         calls[f"steady_{count}"], calls[f"cold_{count}"] = steady, cold

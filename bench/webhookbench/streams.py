@@ -9,8 +9,8 @@ from typing import Any
 from flox_isa.devcluster import fleet as fleets
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.offer import FleetIndex, index_nodes
 
 CATALOG = default_catalog()
 REPLICASET_CONTROLLER_UID = "5d0c1f4e-2b8a-4e0f-9a57-0c3e1b7d9f21"

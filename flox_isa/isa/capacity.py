@@ -95,6 +95,27 @@ def effective_request(pod_spec: Mapping[str, Any]) -> dict[str, int]:
     return {k: v for k, v in total.items() if v}
 
 
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What one pod asks of a node: its effective request (sorted) and its priority.
+
+    Hashable (a memo key beside `isa.constraints.Constraints`, which leaves requests
+    out); built only where room is computed."""
+
+    requests: tuple[tuple[str, int], ...]
+    priority: int = 0
+
+    @property
+    def resources(self) -> dict[str, int]:
+        return dict(self.requests)
+
+
+def demand_of(pod_spec: Mapping[str, Any]) -> Demand:
+    """The `Demand` of a pod spec given as data; ValueError for a malformed quantity."""
+    requests = tuple(sorted(effective_request(pod_spec).items()))
+    return Demand(requests, int(pod_spec.get("priority") or 0))
+
+
 def allocatable_of(status: Mapping[str, Any]) -> dict[str, int]:
     """A Node's `status.allocatable` in ledger units (pods defaulted when absent)."""
     allocatable = resource_list(status.get("allocatable"))

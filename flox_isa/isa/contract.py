@@ -15,12 +15,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.constraints import Constraints, Term
 from flox_isa.isa.inputs import ConflictError, InvalidInputError
-from flox_isa.isa.scheduling import matches_required_affinity
+from flox_isa.isa.scheduling import matches_required_terms
 
 # Environment references are `owner/name` with an optional generation pin `:N`
 # (Flox: letters, digits, '.', '_', '-'; `flox.dev/environment: owner/name:3`).
@@ -173,15 +174,15 @@ def variant_environment(
     return str(reference)
 
 
-def contradictions(variant: Variant, spec: Mapping[str, Any]) -> list[str]:
+def contradictions(variant: Variant, constraints: Constraints) -> list[str]:
     """Where the pod's own nodeSelector or required node affinity rules the variant out."""
     needed = required_labels(variant)
     found = [
         f"nodeSelector {key}={value} but {variant.name} needs {key}={needed[key]}"
-        for key, value in (spec.get("nodeSelector") or {}).items()
+        for key, value in constraints.node_selector
         if key in needed and value != needed[key]
     ]
-    terms = _required_terms(spec.get("affinity"))
+    terms = constraints.required_terms
     if terms and all(_term_contradicts(term, needed) for term in terms):
         found.append(
             f"no required node affinity term allows {variant.name}'s"
@@ -190,41 +191,26 @@ def contradictions(variant: Variant, spec: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _required_terms(affinity: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    node_affinity = (affinity or {}).get("nodeAffinity") or {}
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    return list(required.get("nodeSelectorTerms") or [])
-
-
-def _term_contradicts(term: Mapping[str, Any], needed: Mapping[str, str]) -> bool:
+def _term_contradicts(term: Term, needed: Mapping[str, str]) -> bool:
     """A term rules the variant out if an expression on a label it needs fails."""
-    ours = [e for e in term.get("matchExpressions") or [] if e.get("key") in needed]
+    ours = tuple(e for e in term.match_expressions if e.key in needed)
     if not ours:
         return False
-    probe = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": ours}]
-            }
-        }
-    }
-    return not matches_required_affinity(probe, needed)
+    return not matches_required_terms((Term(ours),), needed)
 
 
-def _constrained_keys(terms: Sequence[Mapping[str, Any]], needed: Mapping[str, str]) -> str:
-    keys = sorted(
-        {e.get("key", "") for t in terms for e in t.get("matchExpressions") or []} & set(needed)
-    )
+def _constrained_keys(terms: Sequence[Term], needed: Mapping[str, str]) -> str:
+    keys = sorted({e.key for t in terms for e in t.match_expressions} & set(needed))
     return ", ".join(f"{k}={needed[k]}" for k in keys)
 
 
 def widest_allowed(
-    spec: Mapping[str, Any], allowed: Sequence[Variant], workload: Workload
+    constraints: Constraints, allowed: Sequence[Variant], workload: Workload
 ) -> Variant:
     """The allowed variant with the fewest requirements that the pod's constraints allow."""
-    possible = [v for v in allowed if not contradictions(v, spec)]
+    possible = [v for v in allowed if not contradictions(v, constraints)]
     if not possible:
-        details = "; ".join(c for v in allowed for c in contradictions(v, spec)[:1])
+        details = "; ".join(c for v in allowed for c in contradictions(v, constraints)[:1])
         raise ConflictError(
             f"no allowed variant ({_names(allowed)}) can run where this pod is"
             f" constrained to: {details}"

@@ -51,10 +51,15 @@ class FeatureGroup:
 
 def feature_groups(nodes: Iterable[NodeInfo]) -> tuple[FeatureGroup, ...]:
     """Nodes aggregated by feature set, in first-seen order."""
+    return aggregate((node.features, 1, node.allocatable_cpu) for node in nodes)
+
+
+def aggregate(parts: Iterable[tuple[Features, int, float]]) -> tuple[FeatureGroup, ...]:
+    """(features, node count, allocatable CPU) summed per feature set, in first-seen order."""
     totals: dict[Features, tuple[int, float]] = {}
-    for node in nodes:
-        count, cpu = totals.get(node.features, (0, 0.0))
-        totals[node.features] = (count + 1, cpu + node.allocatable_cpu)
+    for features, nodes, cores in parts:
+        count, cpu = totals.get(features, (0, 0.0))
+        totals[features] = (count + nodes, cpu + cores)
     return tuple(FeatureGroup(f, count, cpu) for f, (count, cpu) in totals.items())
 
 

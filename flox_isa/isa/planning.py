@@ -24,11 +24,11 @@ from typing import Any, Final, Literal, get_args
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog, Variant, Workload
-from flox_isa.isa.features import Features
+from flox_isa.isa.constraints import Constraints, constraints_of
 from flox_isa.isa.fleet import FeatureGroup, Offer, fleet_offers, split_replicas
-from flox_isa.isa.offer import FleetIndex, eligible_members, index_nodes, names_per_node_label
+from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WhenFull, best_growable
-from flox_isa.isa.scheduling import NodeState, eligible
+from flox_isa.isa.scheduling import NodeState
 from flox_isa.isa.selection import best_of, candidates, choose, fits, rank_key
 
 Placement = Literal["spread", "best"]
@@ -88,23 +88,19 @@ class Room:
 def room_on(  # noqa: PLR0917 - the fleet, the template, and the per-node probe
     catalog: Catalog,
     fleet: FleetIndex,
-    pod_spec: Mapping[str, Any],
+    constraints: Constraints,
     workload: Workload,
     allowed: Collection[str] | None,
     probe: Callable[[str], tuple[int, float]],
 ) -> Room:
-    """The `Room` a pod with `pod_spec` sees; `probe(node)` answers (replicas that fit,
+    """The `Room` a pod with `constraints` sees; `probe(node)` answers (replicas that fit,
     cores other pods request) for one node."""
-    per_node = names_per_node_label(pod_spec, fleet.per_node_keys)
     allowed_variants = candidates(catalog, allowed)
     fits_: dict[str, int] = {}
     busy: dict[str, float] = {}
     nodes: dict[str, list[str]] = {}
     best_nodes: dict[str, list[str]] = {}
-    for group in fleet.groups:
-        members = eligible_members(group, pod_spec, per_node)
-        if not members:
-            continue
+    for group, members in fleet.eligible(constraints).groups:
         names_ = [m.name for m in members]
         for name in names_:
             fits_[name], busy[name] = probe(name)
@@ -122,35 +118,17 @@ def room_on(  # noqa: PLR0917 - the fleet, the template, and the per-node probe
     )
 
 
-def eligible_groups(fleet: FleetIndex, pod_spec: Mapping[str, Any]) -> tuple[FeatureGroup, ...]:
-    """Nodes a pod with `pod_spec` could land on, aggregated by CPU feature set.
-
-    Looks at each group of look-alike nodes once, unless the pod selects on a
-    per-node label (then node by node, still correct).
-    """
-    per_node = names_per_node_label(pod_spec, fleet.per_node_keys)
-    totals: dict[Features, tuple[int, float]] = {}
-    for group in fleet.groups:
-        if per_node:
-            members = [m for m in group.members if eligible(group.member_state(m), pod_spec)]
-        elif eligible(group.representative, pod_spec):
-            members = list(group.members)
-        else:
-            continue
-        if members:
-            count, cpu = totals.get(group.features, (0, 0.0))
-            totals[group.features] = (
-                count + len(members),
-                cpu + sum(m.allocatable_cpu for m in members),
-            )
-    return tuple(FeatureGroup(f, count, cpu) for f, (count, cpu) in totals.items())
+def eligible_groups(fleet: FleetIndex, constraints: Constraints) -> tuple[FeatureGroup, ...]:
+    """Nodes a pod with `constraints` could land on, aggregated by CPU feature set: the
+    fleet index's eligibility query (`FleetIndex.eligible`), remembered with it."""
+    return fleet.eligible(constraints).feature_groups()
 
 
 def group_eligible(
     nodes: Iterable[NodeState], pod_spec: Mapping[str, Any]
 ) -> tuple[FeatureGroup, ...]:
-    """`eligible_groups` for a plain list of nodes (files, tests)."""
-    return eligible_groups(index_nodes(nodes), pod_spec)
+    """`eligible_groups` for a plain list of nodes and a pod spec given as data (files, tests)."""
+    return eligible_groups(index_nodes(nodes), constraints_of(pod_spec))
 
 
 def unknown_variants(catalog: Catalog, requested: Iterable[str]) -> tuple[str, ...]:

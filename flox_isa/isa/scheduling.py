@@ -2,16 +2,15 @@
 
 Covers what decides eligibility before resources: node readiness and
 `spec.unschedulable`, `nodeSelector`, required node affinity, and NoSchedule /
-NoExecute taints against the pod's tolerations. Pod specs are plain dicts, as
-the API server sends them.
+NoExecute taints against the pod's tolerations, as `isa.constraints` holds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from flox_isa.isa.constraints import Constraints, Requirement, Term, Toleration
 from flox_isa.isa.fleet import NodeInfo
 
 HARD_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -43,67 +42,53 @@ class NodeState:
         return self.ready and not self.unschedulable
 
 
-def tolerates(tolerations: Sequence[Mapping[str, Any]], taint: Taint) -> bool:
+def tolerates(tolerations: Sequence[Toleration], taint: Taint) -> bool:
     """Kubernetes toleration matching (core/v1 Toleration.ToleratesTaint)."""
     return any(_tolerates_one(t, taint) for t in tolerations)
 
 
-def _tolerates_one(toleration: Mapping[str, Any], taint: Taint) -> bool:
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.effect:
+def _tolerates_one(toleration: Toleration, taint: Taint) -> bool:
+    if toleration.effect and toleration.effect != taint.effect:
         return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if not key:
-        return operator == "Exists"  # an empty key with Exists tolerates every taint
-    if key != taint.key:
+    if not toleration.key:
+        return toleration.operator == "Exists"  # an empty key with Exists tolerates every taint
+    if toleration.key != taint.key:
         return False
-    if operator == "Exists":
+    if toleration.operator == "Exists":
         return True
-    return operator == "Equal" and (toleration.get("value") or "") == taint.value
+    return toleration.operator == "Equal" and toleration.value == taint.value
 
 
-def tolerates_hard_taints(
-    tolerations: Sequence[Mapping[str, Any]], taints: Sequence[Taint]
-) -> bool:
+def tolerates_hard_taints(tolerations: Sequence[Toleration], taints: Sequence[Taint]) -> bool:
     return all(
         tolerates(tolerations, taint) for taint in taints if taint.effect in HARD_TAINT_EFFECTS
     )
 
 
-def matches_node_selector(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
+def matches_node_selector(selector: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector)
 
 
-def matches_required_affinity(
-    affinity: Mapping[str, Any] | None, labels: Mapping[str, str], node_name: str = ""
+def matches_required_terms(
+    terms: Sequence[Term], labels: Mapping[str, str], node_name: str = ""
 ) -> bool:
     """`requiredDuringSchedulingIgnoredDuringExecution`: terms ORed, expressions ANDed."""
-    node_affinity = (affinity or {}).get("nodeAffinity") or {}
-    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    terms = required.get("nodeSelectorTerms") or []
     if not terms:
         return True
     fields = {"metadata.name": node_name}
     return any(_matches_term(term, labels, fields) for term in terms)
 
 
-def _matches_term(
-    term: Mapping[str, Any], labels: Mapping[str, str], fields: Mapping[str, str]
-) -> bool:
-    expressions = term.get("matchExpressions") or []
-    field_expressions = term.get("matchFields") or []
-    if not expressions and not field_expressions:
+def _matches_term(term: Term, labels: Mapping[str, str], fields: Mapping[str, str]) -> bool:
+    if not term.match_expressions and not term.match_fields:
         return False  # an empty term matches no node
-    return all(_matches_expression(e, labels) for e in expressions) and all(
-        _matches_expression(e, fields) for e in field_expressions
+    return all(_matches_expression(e, labels) for e in term.match_expressions) and all(
+        _matches_expression(e, fields) for e in term.match_fields
     )
 
 
-def _matches_expression(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    key = expression.get("key", "")
-    operator = expression.get("operator", "")
-    values = expression.get("values") or []
+def _matches_expression(expression: Requirement, labels: Mapping[str, str]) -> bool:
+    key, operator, values = expression.key, expression.operator, expression.values
     present = key in labels
     value = labels.get(key, "")
     if operator == "In":
@@ -123,11 +108,11 @@ def _matches_expression(expression: Mapping[str, Any], labels: Mapping[str, str]
     return False
 
 
-def eligible(node: NodeState, pod_spec: Mapping[str, Any]) -> bool:
-    """Could the scheduler place a pod with `pod_spec` on `node` (resources aside)?"""
+def eligible(node: NodeState, constraints: Constraints) -> bool:
+    """Could the scheduler place a pod with `constraints` on `node` (resources aside)?"""
     return (
         node.schedulable
-        and matches_node_selector(pod_spec.get("nodeSelector") or {}, node.labels)
-        and matches_required_affinity(pod_spec.get("affinity"), node.labels, node.name)
-        and tolerates_hard_taints(pod_spec.get("tolerations") or [], node.taints)
+        and matches_node_selector(constraints.node_selector, node.labels)
+        and matches_required_terms(constraints.required_terms, node.labels, node.name)
+        and tolerates_hard_taints(constraints.tolerations, node.taints)
     )

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 from kubernetes import client
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
+from flox_isa.isa.fleet_index import FleetIndex, FleetIndexBuilder
 from flox_isa.isa.nodes import NodeDocumentError, node_state
-from flox_isa.isa.offer import FleetIndex, FleetIndexBuilder
 from flox_isa.isa.scheduling import NodeState
 
 log = logging.getLogger("flox_isa.inventory")
@@ -178,7 +178,7 @@ class Reflector:
 
 
 class NodeInventory:
-    """Every Node, grouped for decisions (see `isa.offer`); a FleetSource for the webhook."""
+    """Every Node, grouped for decisions (see `isa.fleet_index`); a FleetSource for the webhook."""
 
     def __init__(self, on_change: Callable[[FleetIndex], None] = lambda index: None) -> None:
         self._builder = FleetIndexBuilder()

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 
-from flox_isa.isa.capacity import CPU, Ledger, Resources, effective_request, pods_that_fit
+from flox_isa.isa.capacity import CPU, Demand, Ledger, Resources, pods_that_fit
 from flox_isa.isa.catalog import Catalog, Workload
-from flox_isa.isa.offer import constraints_key
+from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.planning import Room, room_on
 from flox_isa.operator.placement import Planner, variant_of
 
@@ -46,16 +46,16 @@ class Rooms:
     def room_for(
         self,
         key: tuple[str, str],
-        pod_spec: Mapping[str, Any],
+        constraints: Constraints,
+        wants: Demand,
         workload: Workload,
         allowed: Collection[str] | None,
     ) -> Room:
         planner = self.planner
         ledger, allocatable = planner.ledger, planner.allocatable
-        demand = effective_request(pod_spec)
-        priority = int(pod_spec.get("priority") or 0)
+        demand, priority = wants.resources, wants.priority
         cache = (planner.fleet.version, id(ledger), ledger.version, self.claims.version,
-                 constraints_key(pod_spec), tuple(sorted(demand.items())), priority, workload,
+                 constraints, wants, workload,
                  tuple(allowed) if allowed is not None else None)  # fmt: skip
         base = self._base.get(cache)
         if base is None:
@@ -68,7 +68,7 @@ class Rooms:
                 return fit, used.get(CPU, 0) / 1000
 
             base = self._base[cache] = room_on(
-                self.catalog, planner.fleet, pod_spec, workload, allowed, probe
+                self.catalog, planner.fleet, constraints, workload, allowed, probe
             )
         own = self.own_usage(key)
         for node, held in self._claimed.get(key, {}).items():
@@ -98,12 +98,12 @@ class Rooms:
         key: tuple[str, str],
         room: Room,
         replicas: Mapping[str, int],
-        pod_spec: Mapping[str, Any],
+        wants: Demand,
     ) -> None:
         """Hold room for the planned `replicas` (per variant) that the TicketWorker's pods
         do not count yet: first fit on the nodes `room` (its own, just seen) has left."""
         self.forget(key)
-        demand = effective_request(pod_spec)
+        demand = wants.resources
         counted: dict[str, int] = {}
         on_node: dict[str, int] = {}
         for uid, pod in self.planner.owned.get(key, {}).items():

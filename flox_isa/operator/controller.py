@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from flox_isa.isa.catalog import Catalog
+from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.fleet import FeatureGroup
-from flox_isa.isa.offer import FleetIndex, constraints_key
+from flox_isa.isa.fleet_index import FleetIndex
 from flox_isa.isa.planning import eligible_groups
 from flox_isa.isa.replan import Memory
 from flox_isa.kube.rest import REQUEST_ERRORS, Rest
@@ -96,8 +97,6 @@ class Controller:
         self.stats = Stats()
         self._ticketworkers: IndexView | None = None
         self._deployments: IndexView | None = None
-        self._groups: dict[str, tuple[FeatureGroup, ...]] = {}
-        self._groups_version = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self.writer = Writer(api)
@@ -212,15 +211,9 @@ class Controller:
 
     # -- one reconcile --------------------------------------------------------------------
 
-    def groups_for(self, pod_spec: Mapping[str, Any]) -> tuple[FeatureGroup, ...]:
-        """Eligible node groups, remembered per pod constraints until the fleet changes."""
-        fleet = self.fleet
-        if fleet.version != self._groups_version:
-            self._groups, self._groups_version = {}, fleet.version
-        key = constraints_key(pod_spec)
-        if key not in self._groups:
-            self._groups[key] = eligible_groups(fleet, pod_spec)
-        return self._groups[key]
+    def groups_for(self, constraints: Constraints) -> tuple[FeatureGroup, ...]:
+        """Eligible node groups (remembered by the fleet index, per fleet version)."""
+        return eligible_groups(self.fleet, constraints)
 
     def ticketworker(self, key: Key) -> dict[str, Any] | None:
         store = self._ticketworkers.get(key) if self._ticketworkers is not None else None
@@ -250,10 +243,9 @@ class Controller:
             self._memory[key] = decision.memory
         if self.rooms is not None and decision.room is not None and decision.plan is not None:
             assert decision.spec is not None
-            pod_spec = decision.spec.template.spec.model_dump(by_alias=True, exclude_none=True,
-                                                              mode="json")  # fmt: skip
+            demand = decision.spec.template.spec.demand()
             planned = {s.variant.name: s.replicas for s in decision.plan.shares}
-            self.rooms.claim(key, decision.room, planned, pod_spec)
+            self.rooms.claim(key, decision.room, planned, demand)
         if decision.recheck is not None:
             self._enqueue(key, decision.recheck)
         # One TicketWorker's Deployments are independent: write them concurrently.

@@ -16,7 +16,9 @@ from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
 from flox_isa.isa import names
+from flox_isa.isa.capacity import Demand, demand_of
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, VARIANT_NAME_PATTERN, Workload
+from flox_isa.isa.constraints import Constraints, constraints_of
 from flox_isa.isa.contract import (
     ENVIRONMENT_CEL_REGEX,
     ENVIRONMENT_GRAMMAR,
@@ -141,6 +143,20 @@ class PodSpec(_OpenModel):
     )
     tolerations: list[dict[str, Any]] | None = Field(None, max_length=64)
     affinity: dict[str, Any] | None = None
+
+    def constraints(self) -> Constraints:
+        """Where the template's pods may be scheduled (`isa.constraints`), read once."""
+        return constraints_of(
+            {
+                "nodeSelector": self.node_selector,
+                "affinity": self.affinity,
+                "tolerations": self.tolerations,
+            }
+        )
+
+    def demand(self) -> Demand:
+        """What each of the template's pods asks of a node (`isa.capacity`)."""
+        return demand_of(self.model_dump(by_alias=True, exclude_none=True, mode="json"))
 
 
 class PodTemplate(_Model):

@@ -32,15 +32,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from flox_isa.isa import names
 from flox_isa.isa.capacity import Ledger, Resources, effective_request
 from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.constraints import Constraints, constraints_of
 from flox_isa.isa.contract import (
     is_environment,
     pinned_candidates,
     read_generations,
     widest_allowed,
 )
+from flox_isa.isa.fleet_index import FleetIndex, NodeMember, index_nodes
 from flox_isa.isa.inputs import ConflictError, InvalidInputError, parse_variants, parse_workload
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.offer import FleetIndex, NodeMember, Offer, OfferIndex, index_nodes
+from flox_isa.isa.offer import Offer, OfferIndex
 from flox_isa.isa.placement import (
     DEFAULT_WHEN_FULL,
     Placement,
@@ -203,6 +205,11 @@ def placement_order(pod: Mapping[str, Any]) -> tuple[int, str, str]:
     metadata = pod.get("metadata") or {}
     priority = int((pod.get("spec") or {}).get("priority") or 0)
     return (-priority, str(metadata.get("creationTimestamp") or ""), str(metadata.get("name")))
+
+
+def constraints_of_pod(pod: Mapping[str, Any]) -> Constraints:
+    """Where the pod may be scheduled (`isa.constraints`), read from its spec."""
+    return constraints_of(pod.get("spec") or {})
 
 
 def owner_of(pod: Mapping[str, Any]) -> dict[str, str]:
@@ -461,11 +468,12 @@ class Planner:
         if asked is None:
             return None
         workload, allowed = asked.workload, asked.allowed
-        offer = self.offers().offer(pod.get("spec") or {})
+        constraints = constraints_of_pod(pod)
+        offer = self.offers().offer(constraints)
         ranked = ranked_candidates(allowed, offer, workload)
         if not ranked and self.settings.release_all:
             try:
-                ranked = [widest_allowed(pod.get("spec") or {}, allowed, workload)]
+                ranked = [widest_allowed(constraints, allowed, workload)]
             except ConflictError as exc:
                 log.warning("gated pod cannot be placed", extra={"uid": uid, "error": str(exc)})
                 return None
@@ -516,7 +524,7 @@ class Planner:
             variant = self.settings.catalog.get(variant_of(pod))
             if variant is None:
                 continue
-            node = room.probe(pod, self.offers().offer(pod.get("spec") or {}))(variant)
+            node = room.probe(pod, self.offers().offer(constraints_of_pod(pod)))(variant)
             if node is not None:
                 self.ledger.reserve(uid, node, room.demand_of(pod))
 
@@ -531,7 +539,7 @@ class Planner:
         """How many more pods like `pod` fit on the eligible nodes of `variant`."""
         demand = effective_request(pod.get("spec") or {})
         priority = int((pod.get("spec") or {}).get("priority") or 0)
-        offer = self.offers().offer(pod.get("spec") or {})
+        offer = self.offers().offer(constraints_of_pod(pod))
         return sum(
             self.ledger.fits(m.name, self._allocatable.get(m.name, {}), demand, priority)
             for m in offer.nodes(variant)
@@ -551,7 +559,7 @@ class Planner:
             current = self.settings.catalog.get(variant_of(pod))
             if asked is None or current is None:
                 continue
-            offer = self.offers().offer(base_spec(pod))
+            offer = self.offers().offer(constraints_of(base_spec(pod)))
             failed = room.node_names(offer, current) | self._failed_nodes(pod)
             probe = room.probe(pod, offer, failed)
             for variant in ranked_candidates(asked.allowed, offer, asked.workload):
@@ -838,7 +846,7 @@ def explain_gated(
         )
         return answer
     placement = chosen.placement
-    ranked = ranked_candidates(asked.allowed, planner.offers().offer(pod.get("spec") or {}),
+    ranked = ranked_candidates(asked.allowed, planner.offers().offer(constraints_of_pod(pod)),
                                asked.workload)  # fmt: skip
     answer["decision"] = {"variant": placement.variant.name, "reason": placement.reason,
                           "node": placement.node, "spilledFrom": list(placement.spilled_from),

@@ -16,7 +16,9 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from flox_isa.isa import names
+from flox_isa.isa.capacity import Demand
 from flox_isa.isa.catalog import Catalog, Workload
+from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.fleet import FeatureGroup
 from flox_isa.isa.inputs import InvalidInputError
 from flox_isa.isa.names import THREADS_ANNOTATION
@@ -42,9 +44,9 @@ INVALID_SPEC: Final = "InvalidSpec"
 NO_ELIGIBLE_NODES: Final = "NoEligibleNodes"
 APPLY_FAILED: Final = "ApplyFailed"
 
-GroupsFor = Callable[[Mapping[str, Any]], Sequence[FeatureGroup]]
-# (template pod spec, workload, allowed variants) -> the room one replica sees
-RoomFor = Callable[[Mapping[str, Any], Workload, Collection[str] | None], Room]
+GroupsFor = Callable[[Constraints], Sequence[FeatureGroup]]
+# (template's constraints, one replica's demand, workload, allowed variants) -> its room
+RoomFor = Callable[[Constraints, Demand, Workload, Collection[str] | None], Room]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +168,15 @@ def decide(
     spec, problem = parse_spec(ticketworker.get("spec") or {}, catalog)
     if spec is None:
         return Decision(owner, generation, None, None, (), problem)
-    pod_spec = spec.template.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    template = spec.template.spec
+    constraints = template.constraints()
     allowed = spec.allowed_variants()
-    groups = groups_for(pod_spec)
-    room = capacity.room_for(pod_spec, spec.workload, allowed) if capacity else None
+    groups = groups_for(constraints)
+    room = (
+        capacity.room_for(constraints, template.demand(), spec.workload, allowed)
+        if capacity
+        else None
+    )
     sized: ThroughputPlan | None = None
     blind: Plan | None
     calm: tuple[tuple[Move, ...], Memory | None, PodCounts, float | None] = (

@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flox_isa import logs
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.offer import FleetIndex
+from flox_isa.isa.fleet_index import FleetIndex
 from flox_isa.isa.placement import DEFAULT_WHEN_FULL, WhenFull
 from flox_isa.kube.inventory import NodeInventory
 from flox_isa.kube.lease import LeaderElector, LeaseConfig

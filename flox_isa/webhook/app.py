@@ -31,7 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flox_isa import logs
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
-from flox_isa.isa.offer import FleetIndex, OfferIndex
+from flox_isa.isa.fleet_index import FleetIndex
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.webhook.decision import Context, Decision, DecisionKey, decide, decision_key
 from flox_isa.webhook.metrics import Metrics
 from flox_isa.webhook.models import (

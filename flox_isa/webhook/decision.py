@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog, Variant, Workload
+from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.contract import (
     ENVIRONMENT_EXAMPLE,
     ENVIRONMENT_GRAMMAR,
@@ -176,7 +177,7 @@ def decision_key(
         _read_entries(meta.annotations, READ_ANNOTATIONS),
         tuple((owner.kind, owner.controller) for owner in meta.owner_references or ()),
         spec.node_name,
-        pod.constraints_key(),
+        pod.constraints,
         pod.gates(),
         late_binding,
         pod.threads_input,
@@ -328,8 +329,7 @@ def guard_variant_of(
 
 def guard(pod: Pod, inputs: Inputs, variant: Variant, ctx: Context) -> Decision:
     """Pin an already-chosen variant to nodes that have its instructions."""
-    spec = pod.scheduling_spec()
-    conflicts = contradictions(variant, spec)
+    conflicts = contradictions(variant, pod.constraints)
     if conflicts:
         raise ConflictError(
             f"{variant.name} (from {inputs.guard_source}) cannot run where this pod is"
@@ -451,7 +451,7 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
         variant, reason = ranked[0], "auto"
         message = auto_message(ranked, inputs.workload, offer)
     else:
-        variant = widest_fit(pod.scheduling_spec(), inputs)
+        variant = widest_fit(pod.constraints, inputs)
         reason = "no-eligible-node"
         message = (
             f"auto: no eligible node ({offer.eligible_nodes} match the pod's constraints)"
@@ -495,12 +495,12 @@ def gate(pod: Pod, ranked: Sequence[Variant], inputs: Inputs) -> Decision:
 
 def offer_of(pod: Pod, offers: OfferIndex) -> Offer:
     """What the nodes this pod could run on offer (remembered per distinct constraints)."""
-    return offers.offer_keyed(pod.constraints_key(), pod.scheduling_spec)
+    return offers.offer(pod.constraints)
 
 
-def widest_fit(spec: Mapping[str, Any], inputs: Inputs) -> Variant:
+def widest_fit(constraints: Constraints, inputs: Inputs) -> Variant:
     """The allowed variant with the fewest requirements that the pod's constraints allow."""
-    return widest_allowed(spec, inputs.allowed, inputs.workload)
+    return widest_allowed(constraints, inputs.allowed, inputs.workload)
 
 
 def auto_message(ranked: Sequence[Variant], workload: Workload, offer: Offer) -> str:

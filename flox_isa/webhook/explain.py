@@ -12,8 +12,9 @@ import msgspec
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog
 from flox_isa.isa.contract import required_labels
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.nodes import node_state, nodes_in
-from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.isa.recovery import added_selector_keys, base_spec
 from flox_isa.isa.yamltext import field_name
 from flox_isa.webhook.decision import Context, Decision, decide

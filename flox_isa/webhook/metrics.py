@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from flox_isa.isa.offer import FleetIndex
+from flox_isa.isa.fleet_index import FleetIndex
 
 # Admission calls must finish well inside the apiserver's timeout (10 s max, ours ~2 s).
 LATENCY_BUCKETS = (

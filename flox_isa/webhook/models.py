@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from flox_isa.isa import constraints
+from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
 
 THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
@@ -54,10 +56,19 @@ class Requirement(_Struct, frozen=True):
     operator: str
     values: list[str] | None = None
 
+    def requirement(self) -> constraints.Requirement:
+        return constraints.Requirement(self.key, self.operator, tuple(self.values or ()))
+
 
 class NodeSelectorTerm(_Struct, frozen=True):
     match_expressions: list[Requirement] | None = None
     match_fields: list[Requirement] | None = None
+
+    def term(self) -> constraints.Term:
+        return constraints.Term(
+            tuple(e.requirement() for e in self.match_expressions or ()),
+            tuple(e.requirement() for e in self.match_fields or ()),
+        )
 
 
 class NodeSelector(_Struct, frozen=True):
@@ -79,6 +90,9 @@ class Toleration(_Struct, frozen=True):
     operator: str | None = None
     value: str | None = None
     effect: str | None = None
+
+    def toleration(self) -> constraints.Toleration:
+        return constraints.toleration(self.key, self.operator, self.value, self.effect)
 
 
 class SchedulingGate(_Struct, frozen=True):
@@ -153,27 +167,18 @@ class Pod(
             tuple(c.cpu() for c in spec.init_containers or ()),
         )
 
-    def constraints_key(self) -> Hashable:
-        """What eligibility depends on (nodeSelector, required node affinity, tolerations).
-
-        Equal keys, equal eligibility: `OfferIndex.offer_keyed` remembers offers by it.
-        Only required node affinity is modelled, so the affinity's JSON is exactly that.
-        """
+    @functools.cached_property
+    def constraints(self) -> Constraints:
+        """Where the pod may be scheduled (`isa.constraints`): read once per pod, and the
+        key both the decision memo and the fleet's eligibility memo remember it by."""
         spec = self.spec
-        return (
-            tuple(spec.node_selector.items()) if spec.node_selector else (),
-            msgspec.json.encode(spec.affinity) if spec.affinity is not None else None,
-            tuple((t.key, t.operator, t.value, t.effect) for t in spec.tolerations or ()),
+        node_affinity = spec.affinity.node_affinity if spec.affinity is not None else None
+        required = node_affinity.required if node_affinity is not None else None
+        return Constraints.of(
+            spec.node_selector,
+            (t.term() for t in required.node_selector_terms) if required is not None else (),
+            (t.toleration() for t in spec.tolerations or ()),
         )
-
-    def scheduling_spec(self) -> dict[str, Any]:
-        """The pod spec as `isa.scheduling` reads it: plain dicts, API field names."""
-        spec: dict[str, Any] = {"nodeSelector": self.spec.node_selector or {}}
-        if self.spec.affinity is not None:
-            spec["affinity"] = msgspec.to_builtins(self.spec.affinity)
-        if self.spec.tolerations:
-            spec["tolerations"] = msgspec.to_builtins(self.spec.tolerations)
-        return spec
 
 
 class GroupVersionKind(_Struct, frozen=True):

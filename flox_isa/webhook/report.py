@@ -17,8 +17,9 @@ import msgspec
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_WORKLOAD, WORKLOADS, Catalog, Workload
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.isa.placement import placement_gates
 from flox_isa.isa.report import Placement, ReportRow, speedup, throughput_rows
 from flox_isa.isa.threads import container_cpu

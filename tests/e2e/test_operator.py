@@ -23,10 +23,12 @@ import yaml
 
 from flox_isa.devcluster.build import bin_dir
 from flox_isa.isa import names
+from flox_isa.isa.capacity import demand_of
 from flox_isa.isa.catalog import Workload, default_catalog
+from flox_isa.isa.constraints import constraints_of
 from flox_isa.isa.features import features_from_labels
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.offer import index_nodes
 from flox_isa.isa.planning import group_eligible, plan_replicas
 from flox_isa.isa.selection import fits
 from flox_isa.operator.capacity import Rooms
@@ -163,7 +165,9 @@ def expected_split(  # noqa: PLR0917 - the cluster, then the plan's inputs
     accounting = Planner(PlacementSettings(CATALOG, lease_namespace="", identity="e2e"))
     accounting.fleet_changed(index_nodes(nodes))
     accounting.replace_pods(kubectl.json("get", "pods", "-A")["items"])
-    room = Rooms(accounting, CATALOG).room_for(owner, pod_spec, workload, allowed)
+    room = Rooms(accounting, CATALOG).room_for(
+        owner, constraints_of(pod_spec), demand_of(pod_spec), workload, allowed
+    )
     plan = plan_replicas(
         CATALOG,
         group_eligible(nodes, pod_spec),

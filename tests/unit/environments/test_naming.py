@@ -21,8 +21,9 @@ from flox_isa.devcluster.fleet import load_fleet, node_manifests
 from flox_isa.isa import names
 from flox_isa.isa.catalog import DEFAULT_CATALOG_DATA, Catalog, catalog_from_data, catalog_to_yaml
 from flox_isa.isa.fleet import feature_groups
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.nodes import node_info, node_state
-from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.isa.placement import Placement, ungated
 from flox_isa.operator.diff import Create
 from flox_isa.operator.reconcile import decide as reconcile

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from flox_isa.devcluster.fleet import instance_profiles, node_manifests, parse_fleet
 from flox_isa.isa import names
 from flox_isa.isa.catalog import WORKLOADS, Variant, Workload, default_catalog
+from flox_isa.isa.constraints import constraints_of
 from flox_isa.isa.features import features_from_labels
 from flox_isa.isa.nodes import node_state
 from flox_isa.isa.planning import (
@@ -21,7 +22,7 @@ from flox_isa.isa.planning import (
     best_node_preference,
     outranking,
 )
-from flox_isa.isa.scheduling import matches_required_affinity
+from flox_isa.isa.scheduling import matches_required_terms
 from flox_isa.isa.selection import choose
 
 CATALOG = default_catalog()
@@ -45,14 +46,18 @@ def score(terms: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> int:
     return sum(
         int(term["weight"])
         for term in terms
-        if matches_required_affinity(
-            {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [term["preference"]]
+        if matches_required_terms(
+            constraints_of(
+                {
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [term["preference"]]
+                            }
+                        }
                     }
                 }
-            },
+            ).required_terms,
             labels,
         )
     )

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from flox_isa.isa.capacity import Ledger, effective_request
 from flox_isa.isa.catalog import Workload, default_catalog
-from flox_isa.isa.offer import index_nodes
+from flox_isa.isa.constraints import constraints_of
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.placement import WhenFull
 from flox_isa.isa.planning import (
     Placement,
@@ -40,7 +41,7 @@ def room(nodes: list[NodeState], busy: Mapping[str, int], workload: Workload = "
         ledger.count(f"other-{node}", node, {"cpu": millis, "memory": 1, "pods": 1})
     demand = effective_request(pod_spec)
     return room_on(
-        CATALOG, index_nodes(nodes), pod_spec, workload, None,
+        CATALOG, index_nodes(nodes), constraints_of(pod_spec), workload, None,
         lambda n: (ledger.fits(n, allocatable[n], demand), ledger.used(n).get("cpu", 0) / 1000),
     )  # fmt: skip
 

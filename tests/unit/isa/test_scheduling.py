@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flox_isa.isa.constraints import Toleration, constraints_of
 from flox_isa.isa.features import Features
 from flox_isa.isa.fleet import NodeInfo
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.scheduling import NodeState, Taint, eligible, tolerates
+from flox_isa.isa.scheduling import NodeState, Taint, tolerates
+from flox_isa.isa.scheduling import eligible as eligible_for
 
 LABELS = {"kubernetes.io/arch": "amd64", "pool": "batch", "cores": "8"}
 
@@ -19,6 +21,15 @@ def _node(**changes: Any) -> NodeState:
     }
     base.update(changes)
     return NodeState(**base)
+
+
+def eligible(node: NodeState, pod_spec: dict[str, Any]) -> bool:
+    """`isa.scheduling.eligible` for a pod spec given as data."""
+    return eligible_for(node, constraints_of(pod_spec))
+
+
+def tolerations(*entries: dict[str, Any]) -> tuple[Toleration, ...]:
+    return constraints_of({"tolerations": list(entries)}).tolerations
 
 
 def test_not_ready_or_cordoned_nodes_are_not_eligible() -> None:
@@ -70,11 +81,11 @@ def test_hard_taints_need_a_toleration_soft_ones_do_not() -> None:
 
 def test_toleration_matching_rules() -> None:
     taint = Taint("dedicated", "ml", "NoExecute")
-    assert tolerates([{"operator": "Exists"}], taint)
-    assert tolerates([{"key": "dedicated", "operator": "Exists"}], taint)
-    assert not tolerates([{"key": "dedicated", "value": "web"}], taint)
+    assert tolerates(tolerations({"operator": "Exists"}), taint)
+    assert tolerates(tolerations({"key": "dedicated", "operator": "Exists"}), taint)
+    assert not tolerates(tolerations({"key": "dedicated", "value": "web"}), taint)
     assert not tolerates(
-        [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}], taint
+        tolerations({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}), taint
     )
 
 

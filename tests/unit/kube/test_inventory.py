@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from flox_isa.isa import names
+from flox_isa.isa.constraints import constraints_of
+from flox_isa.isa.fleet_index import FleetIndexBuilder, index_nodes
 from flox_isa.isa.nodes import node_state
-from flox_isa.isa.offer import FleetIndexBuilder, OfferIndex, index_nodes
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.kube.inventory import NodeInventory, Reflector
 from tests.unit.webhook.test_decision import CATALOG, fleet_nodes, fleet_states
 
@@ -44,7 +46,7 @@ def test_a_label_holding_the_node_name_is_per_node() -> None:
     assert len(index.groups) == 9
     assert "example.com/instance-id" in index.per_node_keys
     one = {"nodeSelector": {"example.com/instance-id": "node-3"}}
-    offer = OfferIndex(index, CATALOG).offer(one)
+    offer = OfferIndex(index, CATALOG).offer(constraints_of(one))
     assert offer.eligible_nodes == 1
 
 
@@ -69,7 +71,7 @@ def test_builder_updates_only_on_changes_a_decision_reads() -> None:
 def test_offers_follow_the_fleet() -> None:
     states = fleet_states()
     index = OfferIndex(index_nodes(states), CATALOG)
-    offer = index.offer({})
+    offer = index.offer(constraints_of({}))
     assert offer.eligible_nodes == 18
     assert offer.nodes_by_variant == {
         "avx2": 12,
@@ -79,15 +81,16 @@ def test_offers_follow_the_fleet() -> None:
         "armv8.2": 6,
         "armv9": 2,  # c8g; c7g (Graviton3) has no SVE2
     }
-    arm = index.offer({"nodeSelector": {names.ARCH_LABEL: "arm64"}})
+    arm = index.offer(constraints_of({"nodeSelector": {names.ARCH_LABEL: "arm64"}}))
     assert (arm.eligible_nodes, arm.nodes_by_variant) == (6, {"armv8.2": 6, "armv9": 2})
 
 
 def test_the_offer_memo_answers_identical_constraints_alike() -> None:
     index = OfferIndex(index_nodes(fleet_states()), CATALOG)
     spec = {"nodeSelector": {names.ARCH_LABEL: "amd64"}, "tolerations": [{"operator": "Exists"}]}
-    assert index.offer(spec) is index.offer(json.loads(json.dumps(spec)))
-    assert index.offer(spec) is not index.offer({})
+    offer = index.offer(constraints_of(spec))
+    assert offer is index.offer(constraints_of(json.loads(json.dumps(spec))))
+    assert offer is not index.offer(constraints_of({}))
 
 
 # --- Reflector: list, watch, resync -------------------------------------------------------------

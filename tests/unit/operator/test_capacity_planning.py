@@ -7,8 +7,10 @@ import functools
 from typing import Any
 
 from flox_isa.isa import names
+from flox_isa.isa.capacity import demand_of
 from flox_isa.isa.catalog import default_catalog
-from flox_isa.isa.offer import index_nodes
+from flox_isa.isa.constraints import constraints_of
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.replan import Memory
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.operator.capacity import Rooms
@@ -21,6 +23,8 @@ CATALOG = default_catalog()
 NODES = fleet("m6i.xlarge x2", "c8g.xlarge x2", "m4.xlarge x1")
 WALL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 ONE_CPU = {"spec": {"containers": [{"name": "w", "resources": {"requests": {"cpu": "1"}}}]}}
+# Where one replica of ONE_CPU may go, and what it asks of a node.
+ONE_CPU_POD = (constraints_of(ONE_CPU["spec"]), demand_of(ONE_CPU["spec"]))
 
 
 def pod(  # noqa: PLR0917 - test shorthand
@@ -195,15 +199,15 @@ def test_a_burst_of_new_ticketworkers_does_not_plan_the_same_room_twice() -> Non
         decision = decide(tw, CATALOG, groups(NODES), {}, capacity)
         assert decision.room is not None and decision.plan is not None
         planned = {s.variant.name: s.replicas for s in decision.plan.shares}
-        rooms.claim(key, decision.room, planned, ONE_CPU["spec"])
+        rooms.claim(key, decision.room, planned, demand_of(ONE_CPU["spec"]))
         plans[name] = planned
     # a holds the one VNNI slot and 3 Graviton4 slots until its pods take them.
     assert plans == {"a": {"avx512vnni": 1, "armv9": 3},
                      "b": {"avx2": 1, "avx512vnni": 0, "armv9": 3}}  # fmt: skip
-    room = rooms.room_for(("ns", "b"), ONE_CPU["spec"], "int8-inference", None)
+    room = rooms.room_for(("ns", "b"), *ONE_CPU_POD, "int8-inference", None)
     assert room.of("avx512vnni") == 0
     rooms.forget(("ns", "a"))
-    room = rooms.room_for(("ns", "b"), ONE_CPU["spec"], "int8-inference", None)
+    room = rooms.room_for(("ns", "b"), *ONE_CPU_POD, "int8-inference", None)
     assert (room.of("avx512vnni"), room.of("armv9")) == (1, 6)  # b's own claims are not load
 
 

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.fleet import FeatureGroup
-from flox_isa.isa.planning import group_eligible
+from flox_isa.isa.fleet_index import index_nodes
+from flox_isa.isa.planning import eligible_groups
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.operator.diff import Create, Delete, Update
 from flox_isa.operator.reconcile import build_status, decide, parse_spec, status_changed
@@ -32,8 +34,10 @@ def ticketworker(
 
 
 def groups(nodes: list[NodeState]) -> Any:
-    def groups_for(pod_spec: Mapping[str, Any]) -> Sequence[FeatureGroup]:
-        return group_eligible(nodes, pod_spec)
+    index = index_nodes(nodes)
+
+    def groups_for(constraints: Constraints) -> Sequence[FeatureGroup]:
+        return eligible_groups(index, constraints)
 
     return groups_for
 

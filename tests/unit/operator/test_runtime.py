@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flox_isa.isa.catalog import default_catalog
-from flox_isa.isa.offer import index_nodes
+from flox_isa.isa.fleet_index import index_nodes
 from flox_isa.isa.planning import Plan, Share, best_node_preference, outranking
 from flox_isa.kube.lease import LeaseConfig, can_take, format_time, taken_spec
 from flox_isa.kube.rest import APPLY_PATCH, MERGE_PATCH, ApiError, Request

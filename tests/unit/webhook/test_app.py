@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from flox_isa.isa import names
-from flox_isa.isa.offer import FleetIndex, index_nodes
+from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.webhook import app as webhook_app
 from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
 from flox_isa.webhook.decision import Decision

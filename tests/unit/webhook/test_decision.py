@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import default_catalog
+from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.isa.nodes import node_objects, node_state
-from flox_isa.isa.offer import FleetIndex, OfferIndex, index_nodes
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.isa.scheduling import NodeState
 from flox_isa.webhook.decision import Context, Decision, decide, decision_key
 from flox_isa.webhook.models import Pod, pod_from

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flox_isa.isa import names
-from flox_isa.isa.offer import OfferIndex, index_nodes
+from flox_isa.isa.fleet_index import index_nodes
+from flox_isa.isa.offer import OfferIndex
 from flox_isa.webhook.decision import Context, decision_key
 from flox_isa.webhook.models import pod_from
 from tests.unit.webhook.test_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod, run
