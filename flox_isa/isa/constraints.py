@@ -67,9 +67,6 @@ class Constraints(NamedTuple):
         return Constraints(selector, tuple(required_terms), tuple(tolerations))
 
 
-NO_CONSTRAINTS = Constraints()
-
-
 def constraints_of(pod_spec: Mapping[str, Any]) -> Constraints:
     """The constraints of a pod spec given as data (API field names: a file, an API
     object, a TicketWorker's template); entries of the wrong shape are read as absent."""
