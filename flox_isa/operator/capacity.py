@@ -126,7 +126,7 @@ class Rooms:
                     _add(held.setdefault(node, {}), demand, take)
             if outstanding > 0:
                 self._claim_displaced(room.nodes.get(variant, ()), outstanding, demand, held,
-                                      int(pod_spec.get("priority") or 0))  # fmt: skip
+                                      wants.priority)  # fmt: skip
         for node, requests in held.items():
             self.claims.count(f"{key[0]}/{key[1]}@{node}", node, requests, "reserved")
         if held:

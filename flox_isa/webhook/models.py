@@ -167,17 +167,24 @@ class Pod(
             tuple(c.cpu() for c in spec.init_containers or ()),
         )
 
-    @functools.cached_property
+    @property
     def constraints(self) -> Constraints:
         """Where the pod may be scheduled (`isa.constraints`): read once per pod, and the
-        key both the decision memo and the fleet's eligibility memo remember it by."""
+        key both the decision memo and the fleet's eligibility memo remember it by.
+        (Kept in the instance dict by hand: `functools.cached_property` takes a lock.)"""
+        found: Constraints | None = self.__dict__.get("constraints")
+        if found is None:
+            found = self.__dict__["constraints"] = self._read_constraints()
+        return found
+
+    def _read_constraints(self) -> Constraints:
         spec = self.spec
         node_affinity = spec.affinity.node_affinity if spec.affinity is not None else None
         required = node_affinity.required if node_affinity is not None else None
         return Constraints.of(
             spec.node_selector,
-            (t.term() for t in required.node_selector_terms) if required is not None else (),
-            (t.toleration() for t in spec.tolerations or ()),
+            [t.term() for t in required.node_selector_terms] if required is not None else (),
+            [t.toleration() for t in spec.tolerations] if spec.tolerations else (),
         )
 
 

@@ -251,8 +251,10 @@ def test_a_claim_the_scheduler_displaced_still_holds_a_node_for_the_next_plan() 
     x, y, z = ("ns", "x"), ("ns", "y"), ("ns", "z")
 
     def plan(key: tuple[str, str]) -> int:
-        room = rooms.room_for(key, three_cpus, "int8-inference", None)
-        rooms.claim(key, room, {"avx512vnni": 1}, three_cpus)
+        room = rooms.room_for(
+            key, constraints_of(three_cpus), demand_of(three_cpus), "int8-inference", None
+        )
+        rooms.claim(key, room, {"avx512vnni": 1}, demand_of(three_cpus))
         return room.of("avx512vnni")
 
     assert plan(x) == 2 and plan(y) == 1  # x holds one node, y the other
