@@ -399,7 +399,7 @@ class Planner:
             if key is not None and key in held:
                 continue
             found = self.choose(pod, room, wall)
-            if found is not None and found.contested & reserved and not self.settings.release_all:
+            if found is not None and found.contested & reserved and self._may_hold(pod, wall):
                 # A spilled (or roomless) pod's selector also matches better nodes whose
                 # room pods placed before it still need: the scheduler could give it that
                 # room first. It waits for those binds (each wakes the loop); a one-shot
@@ -422,17 +422,28 @@ class Planner:
         """A pod placed on room that held pods back got bound: they may go now."""
         self._changed()
 
+    def _may_hold(self, pod: Mapping[str, Any], wall: dt.datetime) -> bool:
+        """Hold a spill back for binds only while it is younger than half the maximum gate
+        age: when the scheduler is slow (minutes at 5,000 nodes), a spill held until the
+        maximum age would be placed as admission would, on the full best pool."""
+        if self.settings.release_all:
+            return False
+        return (wall - created_at(pod)).total_seconds() < self.settings.max_gate_age / 2
+
     def _template_key(self, pod: Mapping[str, Any], wall: dt.datetime) -> tuple[str, ...] | None:
         """Pods with one key get one choice: same owner, same template revision, both past
-        the maximum gate age or neither (None: a pod of its own)."""
+        the maximum gate age (and past half of it) or neither (None: a pod of its own)."""
         metadata = pod.get("metadata") or {}
         labels = metadata.get("labels") or {}
         revision = labels.get("pod-template-hash") or labels.get("controller-revision-hash")
         owner = recreating_owner(pod)
         if not revision or owner is None:
             return None
-        old = (wall - created_at(pod)).total_seconds() > self.settings.max_gate_age
-        return (str(owner.get("uid")), str(revision), str(old), str(metadata.get("namespace")))
+        age = (wall - created_at(pod)).total_seconds()
+        old = age > self.settings.max_gate_age
+        holdable = self._may_hold(pod, wall)
+        return (str(owner.get("uid")), str(revision), str(old), str(holdable),
+                str(metadata.get("namespace")))  # fmt: skip
 
     def inputs(self, pod: Mapping[str, Any]) -> PodInputs | None:
         """What the pod's annotations ask for (None: bad input, left alone, logged)."""

@@ -235,6 +235,23 @@ def test_a_spill_waits_until_the_better_pods_placed_before_it_are_bound() -> Non
     assert [c.placement.reason for c in placement.plan_batch()] == ["spill"] * 2
 
 
+def test_a_spill_is_held_for_binds_at_most_half_the_maximum_gate_age() -> None:
+    placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), max_gate_age=120)
+    for pod in [gated_pod() for _ in range(7)]:
+        placement.pod_changed("ADDED", pod)
+    assert [c.placement.reason for c in placement.plan_batch()] == ["room"] * 7
+    placement.pod_changed("ADDED", gated_pod(age=30))
+    assert placement.plan_batch() == []  # young: it waits for the 7 binds
+    older = gated_pod(age=61)
+    placement.pod_changed("ADDED", older)
+    # Past half the gate age it goes now, spilled (not later, on the full pool); the
+    # younger one still waits.
+    placed = placement.plan_batch()
+    assert [(c.placement.reason, c.pod["metadata"]["uid"]) for c in placed] == [
+        ("spill", older["metadata"]["uid"])
+    ]
+
+
 def test_spills_waiting_on_binds_keep_the_lease_renewed_while_binds_come() -> None:
     placement = controller(nodes(("m6i.2xlarge", 1), ("m4.2xlarge", 1)), progress_timeout=30.0)
     placement.pods.synced.set()
