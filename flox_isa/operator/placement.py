@@ -200,6 +200,11 @@ def created_at(pod: Mapping[str, Any]) -> dt.datetime:
     return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
+def age_seconds(pod: Mapping[str, Any], wall: dt.datetime) -> float:
+    """How long ago, at `wall`, the pod was created (how long it has been gated)."""
+    return (wall - created_at(pod)).total_seconds()
+
+
 def placement_order(pod: Mapping[str, Any]) -> tuple[int, str, str]:
     """Higher priority first, then older, then by name (deterministic)."""
     metadata = pod.get("metadata") or {}
@@ -422,13 +427,17 @@ class Planner:
         """A pod placed on room that held pods back got bound: they may go now."""
         self._changed()
 
+    def _overdue(self, pod: Mapping[str, Any], wall: dt.datetime) -> bool:
+        """Gated longer than the maximum gate age: placed as admission would."""
+        return age_seconds(pod, wall) > self.settings.max_gate_age
+
     def _may_hold(self, pod: Mapping[str, Any], wall: dt.datetime) -> bool:
         """Hold a spill back for binds only while it is younger than half the maximum gate
         age: when the scheduler is slow (minutes at 5,000 nodes), a spill held until the
         maximum age would be placed as admission would, on the full best pool."""
         if self.settings.release_all:
             return False
-        return (wall - created_at(pod)).total_seconds() < self.settings.max_gate_age / 2
+        return age_seconds(pod, wall) < self.settings.max_gate_age / 2
 
     def _template_key(self, pod: Mapping[str, Any], wall: dt.datetime) -> tuple[str, ...] | None:
         """Pods with one key get one choice: same owner, same template revision, both past
@@ -439,8 +448,7 @@ class Planner:
         owner = recreating_owner(pod)
         if not revision or owner is None:
             return None
-        age = (wall - created_at(pod)).total_seconds()
-        old = age > self.settings.max_gate_age
+        old = self._overdue(pod, wall)
         holdable = self._may_hold(pod, wall)
         return (str(owner.get("uid")), str(revision), str(old), str(holdable),
                 str(metadata.get("namespace")))  # fmt: skip
@@ -490,7 +498,7 @@ class Planner:
                 return None
         if not ranked:  # no eligible node offers an allowed variant: wait for the fleet
             return None
-        if (wall - created_at(pod)).total_seconds() > self.settings.max_gate_age:
+        if self._overdue(pod, wall):
             placement = as_admission(ranked)
         else:
             probe = room.probe(pod, offer, self._failed_nodes(pod))
@@ -657,7 +665,7 @@ class PlacementController(Planner):
         chosen = self.plan_batch()
         self.metrics.gated.set(len(self.gated))
         now = dt.datetime.now(dt.UTC)
-        ages = [(now - created_at(p)).total_seconds() for p in self.gated.values()]
+        ages = [age_seconds(p, now) for p in self.gated.values()]
         self.metrics.oldest_gated.set(max(ages, default=0.0))
         if not chosen:
             if not self.placeable() and not self._writes:
@@ -718,7 +726,7 @@ class PlacementController(Planner):
         self.stats.by_reason[placement.reason] = self.stats.by_reason.get(placement.reason, 0) + 1
         spilled = ",".join(placement.spilled_from)
         self.metrics.placements.labels(placement.variant.name, placement.reason, spilled).inc()
-        age = (dt.datetime.now(dt.UTC) - created_at(chosen.pod)).total_seconds()
+        age = age_seconds(chosen.pod, dt.datetime.now(dt.UTC))
         self.metrics.gate_seconds.observe(max(0.0, age))
         if placement.reason != "room":
             owner = tuple(sorted(owner_of(chosen.pod).items()))
