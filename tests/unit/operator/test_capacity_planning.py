@@ -6,6 +6,10 @@ import datetime as dt
 import functools
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from flox_isa.isa import names
 from flox_isa.isa.capacity import demand_of
 from flox_isa.isa.catalog import default_catalog
@@ -243,25 +247,74 @@ def test_without_a_published_basis_a_new_leader_keeps_what_runs() -> None:
     assert replicas(world) == {"avx2": 4, "armv9": 0}  # calm: nothing stuck, room too new
 
 
-def test_a_claim_the_scheduler_displaced_still_holds_a_node_for_the_next_plan() -> None:
+@pytest.mark.parametrize("again", [("y", "x"), ("x", "y"), ("x",), ()])
+def test_a_claim_the_scheduler_displaced_moves_to_the_node_the_pod_left(
+    again: tuple[str, ...],
+) -> None:
     three_cpus = {"containers": [{"name": "w", "resources": {"requests": {"cpu": "3"}}}]}
     vnni = fleet("m6i.xlarge x2")  # one 3-CPU replica fits on each
     accounting = planner(vnni, [])
     rooms = Rooms(accounting, CATALOG)
-    x, y, z = ("ns", "x"), ("ns", "y"), ("ns", "z")
 
-    def plan(key: tuple[str, str]) -> int:
+    def plan(name: str) -> int:
+        key = ("ns", name)
         room = rooms.room_for(
             key, constraints_of(three_cpus), demand_of(three_cpus), "int8-inference", None
         )
         rooms.claim(key, room, {"avx512vnni": 1}, demand_of(three_cpus))
         return room.of("avx512vnni")
 
-    assert plan(x) == 2 and plan(y) == 1  # x holds one node, y the other
+    assert plan("x") == 2 and plan("y") == 1  # x holds one node, y the other
     # The scheduler binds x's pod on the node y's claim holds (claims live in our memory).
     y_node = next(entry.node for uid, entry in rooms.claims.reservations() if "/y@" in uid)
     labels = {names.TICKETWORKER_LABEL: "x", names.VARIANT_LABEL: "avx512vnni"}
     accounting.pod_changed("ADDED", pod("x-0", y_node, "3", "ns", labels))
-    plan(y)  # y plans again: its node is taken, x's claim holds the other
-    plan(x)  # x's pod is bound: it releases its claim
-    assert plan(z) == 0  # y's replica still needs the last free node
+    for name in again:  # x and y plan again, in either order, or not at all
+        plan(name)
+    assert plan("z") == 0  # y's replica still needs the last free node
+    (held,) = {entry.node for uid, entry in rooms.claims.reservations() if "/y@" in uid}
+    assert held != y_node
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    wanted=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+    steps=st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.integers(0, 5)), max_size=12),
+)
+def test_claims_and_pods_never_count_a_node_twice_nor_lose_room(
+    wanted: list[int], steps: list[tuple[int, bool, int]]
+) -> None:
+    """TicketWorkers plan, and the scheduler binds their pods on any node with room
+    (claims are ours alone); at every step each node holds at most what fits, and the
+    claims hold every outstanding replica that the free room can take."""
+    three_cpus = {"containers": [{"name": "w", "resources": {"requests": {"cpu": "3"}}}]}
+    accounting = planner(fleet("m6i.xlarge x5"), [])  # room for one replica on each
+    rooms = Rooms(accounting, CATALOG)
+    keys = [("ns", f"t{i}") for i in range(len(wanted))]
+    args = (constraints_of(three_cpus), demand_of(three_cpus), "int8-inference", None)
+    bound: list[str] = []
+
+    def plan(i: int) -> None:
+        room = rooms.room_for(keys[i], *args)
+        rooms.claim(keys[i], room, {"avx512vnni": wanted[i]}, demand_of(three_cpus))
+
+    for i in range(len(keys)):
+        plan(i)
+    for who, binds, where in steps:
+        i = who % len(keys)
+        if not binds:
+            plan(i)
+            continue
+        free = [n for n in sorted(accounting.allocatable) if accounting.ledger.used(n) == {}]
+        outstanding = wanted[i] - sum(1 for n in bound if n.startswith(f"t{i}-"))
+        if not free or outstanding <= 0:
+            continue
+        labels = {names.TICKETWORKER_LABEL: f"t{i}", names.VARIANT_LABEL: "avx512vnni"}
+        name = f"t{i}-{len(bound)}"
+        accounting.pod_changed("ADDED", pod(name, free[where % len(free)], "3", "ns", labels))
+        bound.append(name)
+        holding = [e.node for _, e in rooms.claims.reservations()]
+        assert len(holding) == len(set(holding))  # one 3-CPU replica per node
+        assert not set(holding) & {e.node for e in map(accounting.ledger.entry, bound) if e}
+        outstanding_all = sum(wanted) - len(bound)
+        assert len(holding) == min(outstanding_all, 5 - len(bound))
