@@ -291,11 +291,12 @@ def test_claims_and_pods_never_count_a_node_twice_nor_lose_room(
     accounting = planner(fleet("m6i.xlarge x5"), [])  # room for one replica on each
     rooms = Rooms(accounting, CATALOG)
     keys = [("ns", f"t{i}") for i in range(len(wanted))]
-    args = (constraints_of(three_cpus), demand_of(three_cpus), "int8-inference", None)
     bound: list[str] = []
 
     def plan(i: int) -> None:
-        room = rooms.room_for(keys[i], *args)
+        room = rooms.room_for(
+            keys[i], constraints_of(three_cpus), demand_of(three_cpus), "int8-inference", None
+        )
         rooms.claim(keys[i], room, {"avx512vnni": wanted[i]}, demand_of(three_cpus))
 
     for i in range(len(keys)):
