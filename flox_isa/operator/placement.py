@@ -61,7 +61,7 @@ from flox_isa.kube.rest import REQUEST_ERRORS, ApiError, Rest
 from flox_isa.kube.watch import ListWatch
 from flox_isa.operator.defaults import DEFAULT_WRITE_CONCURRENCY
 from flox_isa.operator.events import event
-from flox_isa.operator.writes import send_event
+from flox_isa.operator.writes import delete_pod, send_event, update_pod
 
 log = logging.getLogger("flox_isa.placement")
 
@@ -684,14 +684,12 @@ class PlacementController(Planner):
 
     async def write(self, chosen: Chosen, limit: asyncio.Semaphore) -> bool:
         pod = chosen.pod
-        metadata = pod.get("metadata") or {}
         uid = uid_of(pod)
-        path = f"/api/v1/namespaces/{metadata.get('namespace')}/pods/{metadata.get('name')}"
         async with limit:
             self.stats.writes += 1
             started = time.monotonic()
             try:
-                await self.api.put(path, chosen.body)
+                await self.api.send(update_pod(pod, chosen.body))
             except ApiError as exc:
                 self.ledger.release(uid)
                 if exc.status == 409:  # changed since read: the watch brings it back
@@ -753,14 +751,11 @@ class PlacementController(Planner):
         """Delete one stuck pod (uid and resourceVersion preconditions) for its owner to
         recreate; for `after` seconds its owner's new pods avoid the nodes it failed on."""
         pod = move.pod
-        metadata = pod.get("metadata") or {}
         owner = str((recreating_owner(pod) or {}).get("uid"))
         previous = self._avoid.get(owner)
         self._avoid[owner] = (time.monotonic() + after, move.failed_nodes)  # before its new pod
-        path = f"/api/v1/namespaces/{metadata.get('namespace')}/pods/{metadata.get('name')}"
-        preconditions = {"uid": uid_of(pod), "resourceVersion": metadata.get("resourceVersion")}
         try:
-            await self.api.delete(path, {"preconditions": preconditions})
+            await self.api.send(delete_pod(pod))
         except (ApiError, *REQUEST_ERRORS) as exc:  # changed, gone or unreachable: next pass
             if previous is None:
                 self._avoid.pop(owner, None)

@@ -5,7 +5,8 @@ lightkube's `prepare_request` builds one, so a test compares it whole; `Writer` 
 them and owns what they need: one shared LIST for the foreign-name check, the
 versions our writes returned (their watch events are our own echo), and the answers
 that are no failure (gone, replaced, a namespace being deleted). The placement
-controller posts its Events (`operator.events`) through `send_event` too.
+controller builds its pod writes (`update_pod`, `delete_pod`) here too, and posts its
+Events (`operator.events`) through `send_event`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def ticketworker_event(
         "uid": owner.uid,
     }
     return event(involved, kind, reason, message, instance, stamp=stamp)
+
+
+def pod_path(pod: Mapping[str, Any]) -> str:
+    metadata = pod.get("metadata") or {}
+    return f"/api/v1/namespaces/{metadata.get('namespace')}/pods/{metadata.get('name')}"
+
+
+def update_pod(pod: Mapping[str, Any], body: Mapping[str, Any]) -> Request:
+    """Replace `pod` with `body` (the placement: selectors added, the gate removed); the
+    resourceVersion `body` carries is the precondition (409 if the pod changed since)."""
+    return Request("PUT", pod_path(pod), body)
+
+
+def delete_pod(pod: Mapping[str, Any]) -> Request:
+    """Delete exactly the pod we saw (uid and resourceVersion preconditions), for its
+    owner to recreate."""
+    metadata = pod.get("metadata") or {}
+    preconditions = {"uid": metadata.get("uid"), "resourceVersion": metadata.get("resourceVersion")}
+    return Request("DELETE", pod_path(pod), {"preconditions": preconditions})
 
 
 def foreign(owner: Owner, name: str, metadata: Mapping[str, Any] | None) -> str:

@@ -8,7 +8,9 @@ import datetime as dt
 from typing import Any
 
 from flox_isa.isa import names
+from flox_isa.kube.rest import Request
 from flox_isa.operator.placement import PlacementController
+from flox_isa.operator.writes import delete_pod
 from tests.unit.operator.test_placement import controller, gated_pod, nodes, rounds
 
 VNNI_AND_AVX2 = [("m6i.2xlarge", 1), ("m4.2xlarge", 1)]  # room for 7 one-CPU pods each
@@ -92,15 +94,16 @@ def test_wait_pods_are_not_recovered() -> None:
 def test_the_owners_new_pods_skip_the_variant_that_failed() -> None:
     placement = controller(nodes(*VNNI_AND_AVX2), recover_after=300)
     stuck = placed_then_stuck(placement, 2)
-    deleted: list[tuple[str, Any]] = []
+    deleted: list[Request] = []
 
-    async def delete(path: str, body: Any = None) -> dict[str, Any]:
-        deleted.append((path, body))
+    async def send(request: Request) -> dict[str, Any]:
+        deleted.append(request)
         return {}
 
-    placement.api.delete = delete  # type: ignore[method-assign]
+    placement.api.send = send  # type: ignore[method-assign]
     assert asyncio.run(placement.recover_due()) == 2
-    assert [body["preconditions"]["uid"] for _, body in deleted] == [
+    assert deleted == [delete_pod(p) for p in stuck]
+    assert [r.body["preconditions"]["uid"] for r in deleted if r.body] == [
         p["metadata"]["uid"] for p in stuck
     ]
     for pod in stuck:

@@ -1,4 +1,4 @@
-"""The TicketWorker controller's writes as plain data: the exact requests, then their sending."""
+"""The operator's writes as plain data: the exact requests, then their sending."""
 
 from __future__ import annotations
 
@@ -69,6 +69,23 @@ def test_the_foreign_name_check_lists_metadata_from_the_watch_cache() -> None:
         DEPLOYMENTS,
         params={"resourceVersion": "0"},
         accept="application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )
+
+
+POD = {"metadata": {"name": "web-1", "namespace": "shop", "uid": "p1", "resourceVersion": "7"}}
+
+
+def test_a_placement_replaces_the_pod_with_its_version_as_the_precondition() -> None:
+    body = {**POD, "spec": {"nodeSelector": {"feature.node.kubernetes.io/cpu-cpuid.AVX2": "true"}}}
+    path = "/api/v1/namespaces/shop/pods/web-1"
+    assert writes.update_pod(POD, body) == Request("PUT", path, body)
+
+
+def test_recovery_deletes_exactly_the_pod_it_saw() -> None:
+    assert writes.delete_pod(POD) == Request(
+        "DELETE",
+        "/api/v1/namespaces/shop/pods/web-1",
+        {"preconditions": {"uid": "p1", "resourceVersion": "7"}},
     )
 
 
