@@ -7,26 +7,21 @@
 The plain manifests are the chart rendered with cert-manager TLS (the chart's
 own generated certificate would differ on every render, and plain manifests
 cannot keep one across applies), release "flox-isa" in namespace "flox-isa".
-manifests/examples/ is written by hand and left alone.
+manifests/examples/ is written by hand and left alone. Run it with the project's
+virtualenv (`make manifests`): it finds helm as the devcluster does.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-devcluster_bin_dir: Callable[[], Path] | None
-try:  # the pinned helm of `make binaries`, when flox_isa is installed
-    from flox_isa.devcluster.build import bin_dir as devcluster_bin_dir
-except ImportError:
-    devcluster_bin_dir = None
+from flox_isa.devcluster.build import find_helm
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "flox-isa"
@@ -50,18 +45,6 @@ metadata:
     pod-security.kubernetes.io/enforce-version: latest
 """
 SOURCE = re.compile(r"^# Source: [^/]+/(?P<path>\S+)$", re.MULTILINE)
-
-
-def find_helm(explicit: str | None) -> str:
-    """--helm, else $HELM, else the devcluster's pinned helm, else helm on PATH."""
-    candidates = [explicit, os.environ.get("HELM")]
-    if devcluster_bin_dir is not None:
-        candidates.append(str(devcluster_bin_dir() / "helm"))
-    candidates.append(shutil.which("helm"))
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    sys.exit("render-manifests: no helm found: pass --helm, set HELM, or run `make binaries`")
 
 
 def render(helm: str) -> dict[str, str]:
@@ -134,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--helm", help="helm binary (default: $HELM, the devcluster's, PATH)")
     parser.add_argument("--out", type=Path, default=OUT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    wanted = render(find_helm(args.helm))
+    try:
+        helm = find_helm(args.helm)
+    except FileNotFoundError as exc:
+        print(f"render-manifests: {exc}", file=sys.stderr)
+        return 2
+    wanted = render(helm)
     if not args.check:
         write(args.out, wanted)
         print(f"render-manifests: wrote {len(wanted)} files under {args.out}")

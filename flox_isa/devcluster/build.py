@@ -58,11 +58,18 @@ def bin_dir(versions: Versions | None = None) -> Path:
     return cache_root() / "bin" / (versions or load_versions()).cache_key
 
 
-def find_helm() -> str:
-    """$HELM, else the pinned helm of `make binaries`, else helm on PATH."""
-    for candidate in (os.environ.get("HELM"), str(bin_dir() / "helm"), shutil.which("helm")):
-        if candidate and Path(candidate).is_file():
+def find_helm(explicit: str | None = None) -> str:
+    """`explicit` (which must be there), else $HELM, else the pinned helm of `make
+    binaries`, else helm on PATH."""
+    if explicit is not None:
+        candidates: tuple[str | None, ...] = (explicit,)
+    else:
+        candidates = (os.environ.get("HELM"), str(bin_dir() / "helm"), shutil.which("helm"))
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
+    if explicit is not None:
+        raise FileNotFoundError(f"helm {explicit!r}: no executable file there")
     raise FileNotFoundError("no helm binary: run `make binaries` (or set HELM)")
 
 

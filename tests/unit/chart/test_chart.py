@@ -608,6 +608,18 @@ def test_checked_in_manifests_match_the_chart() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_render_manifests_names_a_helm_that_is_not_there_and_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "helm"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "render-manifests.py"), "--helm", str(missing)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"render-manifests: helm {str(missing)!r}: no executable file there\n"
+
+
 def test_manifest_examples_are_valid_objects() -> None:
     minor = ".".join(load_versions().kubernetes.lstrip("v").split(".")[:2])
     kinds = set()
