@@ -15,7 +15,8 @@
    `--baseline DIR` before: ours from another checkout (e.g. `git archive main | tar -x
    -C DIR`), loaded in the same rounds. Three streams: replicas (one template), distinct
    (a label per pod), fresh (an environment per pod). Throughput and p50/p99 from one
-   asyncio client process. Targets: ours >= 0.8x / 0.6x / 0.4x bare, ahead of kopf.
+   asyncio client process, then each server's RSS (`--nodes 15000` for a larger
+   inventory). Targets: ours >= 0.8x / 0.6x / 0.4x bare, ahead of kopf.
    With --rate R: open loop instead, R requests/s offered, latency counted from when each
    request was due; --rate half: closed loop first, then open loop at half of bare's
    req/s on each stream. Target: p99 <= 2x bare's at the same rate.

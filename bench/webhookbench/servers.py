@@ -160,20 +160,30 @@ def server_argv(
 
 
 @contextmanager
-def running(argvs: dict[str, list[str]], ports: dict[str, int]) -> Iterator[None]:
-    """The servers started, listening, and stopped afterwards."""
-    servers = [
-        subprocess.Popen(argv, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        for argv in argvs.values()
-    ]
+def running(argvs: dict[str, list[str]], ports: dict[str, int]) -> Iterator[dict[str, int]]:
+    """The servers started, listening, and stopped afterwards; yields each one's pid."""
+    servers = {
+        kind: subprocess.Popen(argv, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        for kind, argv in argvs.items()
+    }
     try:
         for port in ports.values():
             wait_listening(port)
-        yield
+        yield {kind: server.pid for kind, server in servers.items()}
     finally:
-        for server in servers:
+        for server in servers.values():
             server.terminate()
             server.wait(timeout=20)
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) megabytes of process `pid` (Linux /proc)."""
+    kilobytes: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in {"VmRSS", "VmHWM"}:
+            kilobytes[name] = int(value.split()[0])
+    return kilobytes["VmRSS"] / 1024, kilobytes["VmHWM"] / 1024
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from flox_isa.webhook.certs import write_serving_certs
 from webhookbench.client import load
 from webhookbench.report import Results, print_http, print_open_loop
-from webhookbench.servers import ENTRY, free_port, running, server_argv
+from webhookbench.servers import ENTRY, free_port, memory_mb, running, server_argv
 from webhookbench.streams import STREAMS, request_sets
 
 # `--rate half`: the issue's open-loop rate (half the bare app's maximum, per stream).
@@ -66,7 +66,7 @@ def http_benchmarks(
             return load(ports[kind], certs.ca_path, sets[stream], paths[kind], seconds=seconds,
                         connections=connections, rate=rate)  # fmt: skip
 
-        with running(argvs, ports):
+        with running(argvs, ports) as pids:
             if not isinstance(rate, float):  # closed loop: at saturation
                 for _ in range(rounds):
                     for kind, stream in runs:
@@ -75,6 +75,7 @@ def http_benchmarks(
                             best[(kind, stream)] = result
                 print("  closed loop (at saturation), best round (most req/s):")
                 print_http(best, list(paths), streams)
+            print_memory(pids, nodes)
             if rate is None:
                 return best
             rates = {
@@ -89,3 +90,12 @@ def http_benchmarks(
                         opened[(kind, stream)] = result
     print_open_loop(opened, rates, list(paths), streams)
     return opened
+
+
+def print_memory(pids: dict[str, int], nodes: int) -> None:
+    """Each server's resident memory now and at its peak, with `nodes` in its inventory."""
+    cells = []
+    for kind, pid in pids.items():
+        resident, peak = memory_mb(pid)
+        cells.append(f"{kind} {resident:.0f} MB (peak {peak:.0f})")
+    print(f"  server RSS with {nodes} nodes: " + ", ".join(cells))
