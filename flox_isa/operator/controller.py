@@ -28,7 +28,7 @@ from flox_isa.isa.planning import eligible_groups
 from flox_isa.isa.replan import Memory
 from flox_isa.kube.rest import REQUEST_ERRORS, Rest
 from flox_isa.operator.capacity import Rooms
-from flox_isa.operator.diff import Action, describe
+from flox_isa.operator.diff import Action, Create, describe
 from flox_isa.operator.placement import Planner
 from flox_isa.operator.reconcile import (
     APPLY_FAILED,
@@ -97,6 +97,10 @@ class Controller:
         self.stats = Stats()
         self._ticketworkers: IndexView | None = None
         self._deployments: IndexView | None = None
+        # Deployments we created that the index has not shown yet (client-go's
+        # expectations): key -> name -> (created at, as the API server returned it).
+        # Without them a reconcile in the watch's lag creates each one again.
+        self._unseen: dict[Key, dict[str, tuple[float, dict[str, Any]]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
         self.writer = Writer(api)
@@ -151,6 +155,7 @@ class Controller:
     ) -> None:
         """Spec edits and deletions are drift: react at once; rollout progress can wait,
         and so can the echo of our own write (`version` is what we wrote)."""
+        self._unseen.get(key, {}).pop(name, None)  # the index has caught up with it
         echo = self.writer.echo(key[0], name, version)
         quick = not (status_only or echo)
         self._enqueue(key, self.settings.debounce if quick else self.settings.status_debounce)
@@ -220,8 +225,21 @@ class Controller:
         return next(iter(store), None) if store is not None else None
 
     def deployments(self, key: Key) -> dict[str, dict[str, Any]]:
+        """The TicketWorker's Deployments: the index's, and those we created that it has
+        not shown yet (for at most UNSEEN_SECONDS)."""
         store = self._deployments.get(key) if self._deployments is not None else None
-        return {d["metadata"]["name"]: d for d in (store or ())}
+        found = {d["metadata"]["name"]: d for d in (store or ())}
+        unseen = self._unseen.get(key)
+        if unseen:
+            now = time.monotonic()
+            for name, (created, written) in list(unseen.items()):
+                if name in found or now - created > UNSEEN_SECONDS:
+                    del unseen[name]
+                else:
+                    found[name] = written
+            if not unseen:
+                del self._unseen[key]
+        return found
 
     async def reconcile(self, key: Key) -> None:
         tw = self.ticketworker(key)
@@ -271,10 +289,7 @@ class Controller:
                 continue
             if isinstance(outcome, BaseException):
                 raise outcome
-            if outcome is None:
-                actual.pop(action.name, None)
-            else:
-                actual[action.name] = outcome
+            self._written(key, action, outcome, actual)
             reason, message = describe(action, decision.summary)
             log.info(message, extra={"ticketworker": "/".join(key), "reason": reason})
             done.setdefault(reason, []).append(message)
@@ -297,6 +312,22 @@ class Controller:
             self._enqueue(key, self.settings.status_debounce)
             return
         await self._publish(tw, decision, actual, failures)
+
+    def _written(
+        self,
+        key: Key,
+        action: Action,
+        outcome: dict[str, Any] | None,
+        actual: dict[str, dict[str, Any]],
+    ) -> None:
+        """Take a write's outcome (the object now, None: deleted) into what we know."""
+        if outcome is None:
+            actual.pop(action.name, None)
+            self._unseen.get(key, {}).pop(action.name, None)
+            return
+        actual[action.name] = outcome
+        if isinstance(action, Create):
+            self._unseen.setdefault(key, {})[action.name] = (time.monotonic(), outcome)
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Events are best effort: post them without holding up the reconcile."""
@@ -360,6 +391,9 @@ class Controller:
 
 
 RETRYABLE: Final = (ForeignDeploymentError, *REQUEST_ERRORS)
+# How long a Deployment we created stands in for the index's view of it (the watch lags
+# seconds behind a loaded API server; past this the index is trusted again).
+UNSEEN_SECONDS: Final = 60.0
 
 
 def snapshot(

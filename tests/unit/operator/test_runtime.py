@@ -217,6 +217,34 @@ def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> Non
     assert [kind for kind, _ in api.writes] == ["status"]
 
 
+def test_a_reconcile_in_the_watchs_lag_does_not_create_the_deployments_again() -> None:
+    key = ("tickets", "embed")
+    ticketworker = {
+        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
+        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6},
+    }
+    api = RecordingApi()
+    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
+    controller.queue = RecordingQueue()
+    deployments = Index()
+    controller.attach(Index({key: [ticketworker]}), deployments)
+    controller.fleet = index_nodes(fleet_states())
+    run(controller.reconcile(key))
+    created = [path for kind, path in api.writes if kind == "apply"]
+    assert created
+    api.writes.clear()
+    run(controller.reconcile(key))  # the index has not shown the new Deployments yet
+    assert [kind for kind, _ in api.writes] == ["status"]
+    # Once the index shows them (here: deleted by someone meanwhile), it is trusted again.
+    name = next(iter(api.objects))
+    controller.deployment_changed(key, name=name, version="gone")
+    api.writes.clear()
+    run(controller.reconcile(key))
+    assert [path for kind, path in api.writes if kind == "apply"] == [
+        next(p for p in created if p.endswith("/" + name))
+    ]
+
+
 def test_a_foreign_deployment_under_our_name_is_never_taken_over() -> None:
     key = ("tickets", "embed")
     ticketworker = {
