@@ -23,8 +23,9 @@
    With --in-process: instead of 2, each app called in process (no sockets, no TLS, no
    client), --calls per server and stream and round: microseconds per call, side by side.
 3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
-   the real kube-apiserver, interleaved: no webhook, ours, and bare webhooks answering a
-   fixed patch (the bare ASGI app on uvicorn, and with `go` on PATH a Go net/http one,
+   the real kube-apiserver, interleaved: no webhook, ours, and bare webhooks answering
+   ours' patch for the same pod, so the API server applies the same patch on every side
+   (the bare ASGI app on uvicorn, and with `go` on PATH a Go net/http one,
    bench/floorhook): what any patching webhook costs here.
 
 The parts live in bench/webhookbench/ (streams, servers, client, throughput, report,
@@ -96,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--key", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--patch-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port, args.cert, args.key, args.nodes)
+        serve(args.serve, args.port, args.cert, args.key, args.nodes, args.patch_file)
         return 0
     if args.baseline is not None and not (args.baseline / "bench" / "webhook.py").is_file():
         parser.error(f"--baseline {args.baseline}: no bench/webhook.py there (a checkout?)")

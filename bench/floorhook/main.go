@@ -1,6 +1,8 @@
 // A bare mutating webhook in Go's net/http: it echoes the request's uid with a fixed
-// JSONPatch. bench/webhook.py registers it next to ours to show what the API server's
-// webhook call costs with the fastest common server stack (not a product part).
+// JSONPatch (-patch-file: base64 text, e.g. the patch ours answers, so the API server
+// applies the same patch on both sides). bench/webhook.py registers it next to ours to
+// show what the API server's webhook call costs with the fastest common server stack
+// (not a product part).
 package main
 
 import (
@@ -9,6 +11,8 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
+	"strings"
 )
 
 type review struct {
@@ -17,8 +21,8 @@ type review struct {
 	} `json:"request"`
 }
 
-// base64 of [{"op":"add","path":"/metadata/labels/x","value":"y"}]
-const patch = "W3sib3AiOiAiYWRkIiwgInBhdGgiOiAiL21ldGFkYXRhL2xhYmVscy94IiwgInZhbHVlIjogInkifV0="
+// base64 of [{"op":"add","path":"/metadata/labels/x","value":"y"}] unless -patch-file
+var patch = "W3sib3AiOiAiYWRkIiwgInBhdGgiOiAiL21ldGFkYXRhL2xhYmVscy94IiwgInZhbHVlIjogInkifV0="
 
 func mutate(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
@@ -45,7 +49,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8443", "listen address")
 	cert := flag.String("cert", "", "TLS certificate file")
 	key := flag.String("key", "", "TLS key file")
+	patchFile := flag.String("patch-file", "", "answer this base64 JSONPatch instead")
 	flag.Parse()
+	if *patchFile != "" {
+		text, err := os.ReadFile(*patchFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		patch = strings.TrimSpace(string(text))
+	}
 	http.HandleFunc("/", mutate)
 	log.Fatal(http.ListenAndServeTLS(*addr, *cert, *key, nil))
 }

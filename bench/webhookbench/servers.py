@@ -40,10 +40,14 @@ def ours_app(nodes: int) -> Any:
     return create_app(state)
 
 
-def bare_app() -> Any:
-    """The ceiling: read the body, answer a fixed patch for its uid, no framework."""
+def bare_app(patch_file: Path | None = None) -> Any:
+    """The ceiling: read the body, answer a fixed patch for its uid, no framework.
+
+    `patch_file`: the patch to answer (base64 text, e.g. ours' answer for the pod)."""
     patch = base64.b64encode(json.dumps([{"op": "add", "path": "/metadata/labels/x",
                                           "value": "y"}]).encode()).decode()  # fmt: skip
+    if patch_file is not None:
+        patch = patch_file.read_text().strip()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -139,12 +143,14 @@ def serve_kopf(port: int, cert: Path, key: Path, nodes: int) -> None:
     asyncio.run(run())
 
 
-def serve(kind: str, port: int, cert: Path, key: Path, nodes: int) -> None:
+def serve(  # noqa: PLR0917 - one server's whole command line
+    kind: str, port: int, cert: Path, key: Path, nodes: int, patch_file: Path | None = None
+) -> None:
     """Run server `kind` (one of SERVER_KINDS) in this process until it is stopped."""
     if kind == "kopf":
         serve_kopf(port, cert, key, nodes)
         return
-    app = bare_app() if kind == "bare" else ours_app(nodes)
+    app = bare_app(patch_file) if kind == "bare" else ours_app(nodes)
     serve_uvicorn(app, port, cert, key, log_level=SERVER_LOG_LEVELS[kind])
 
 
