@@ -180,19 +180,32 @@ class Index(dict[Any, Any]):
     """A kopf index: key -> store (an iterable of values)."""
 
 
-def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> None:
-    key = ("tickets", "embed")
+EMBED = ("tickets", "embed")
+
+
+def embed_controller(
+    api: RecordingApi | None = None, **spec: Any
+) -> tuple[Controller, RecordingApi, RecordingQueue, Index]:
+    """A controller of TicketWorker tickets/embed (`spec` over 6 int8 replicas) on the
+    default fleet: its API (`api`, or a new RecordingApi), queue and Deployment index."""
     ticketworker = {
         "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
-        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6},
-    }
-    api = RecordingApi()
-    settings = Settings(CATALOG)
-    controller = Controller(settings, api)  # type: ignore[arg-type]
+        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6,
+                 **spec},
+    }  # fmt: skip
+    api = api or RecordingApi()
+    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
     controller.queue = queue = RecordingQueue()
     deployments = Index()
-    controller.attach(Index({key: [ticketworker]}), deployments)
+    controller.attach(Index({EMBED: [ticketworker]}), deployments)
     controller.fleet = index_nodes(fleet_states())
+    return controller, api, queue, deployments
+
+
+def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> None:
+    key = EMBED
+    controller, api, queue, deployments = embed_controller()
+    settings = controller.settings
 
     async def scenario() -> None:
         await controller.reconcile(key)
@@ -218,17 +231,8 @@ def test_deployment_writes_go_first_and_the_status_follows_once_settled() -> Non
 
 
 def test_a_reconcile_in_the_watchs_lag_does_not_create_the_deployments_again() -> None:
-    key = ("tickets", "embed")
-    ticketworker = {
-        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
-        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6},
-    }
-    api = RecordingApi()
-    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
-    controller.queue = RecordingQueue()
-    deployments = Index()
-    controller.attach(Index({key: [ticketworker]}), deployments)
-    controller.fleet = index_nodes(fleet_states())
+    key = EMBED
+    controller, api, _, _ = embed_controller()
     run(controller.reconcile(key))
     created = [path for kind, path in api.writes if kind == "apply"]
     assert created
@@ -246,19 +250,9 @@ def test_a_reconcile_in_the_watchs_lag_does_not_create_the_deployments_again() -
 
 
 def test_a_foreign_deployment_under_our_name_is_never_taken_over() -> None:
-    key = ("tickets", "embed")
-    ticketworker = {
-        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
-        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6,
-                 "variants": ["avx512vnni"]},
-    }  # fmt: skip
-
-    api = RecordingApi()
+    key = EMBED
+    controller, api, _, _ = embed_controller(variants=["avx512vnni"])
     api.listed = [{"metadata": {"name": "embed-avx512vnni", "labels": {"app": "x"}}}]
-    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
-    controller.queue = RecordingQueue()
-    controller.attach(Index({key: [ticketworker]}), Index())
-    controller.fleet = index_nodes(fleet_states())
     with pytest.raises(ForeignDeploymentError, match="not managed by TicketWorker embed"):
         run(controller.reconcile(key))
     assert api.objects == {}  # nothing applied
@@ -269,11 +263,7 @@ def test_a_foreign_deployment_under_our_name_is_never_taken_over() -> None:
 def test_creates_refused_in_a_namespace_being_deleted_are_a_skip_not_a_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = ("tickets", "embed")
-    ticketworker = {
-        "metadata": {"namespace": "tickets", "name": "embed", "uid": "u1", "generation": 1},
-        "spec": {"environment": "acme/embed", "workload": "int8-inference", "replicas": 6},
-    }
+    key = EMBED
     terminating = ApiError(403, "Forbidden", "is being terminated", ("NamespaceTerminating",))
 
     class TerminatingNamespace(RecordingApi):
@@ -283,11 +273,7 @@ def test_creates_refused_in_a_namespace_being_deleted_are_a_skip_not_a_failure(
                 raise terminating
             return await super().send(request)
 
-    api = TerminatingNamespace()
-    controller = Controller(Settings(CATALOG), api)  # type: ignore[arg-type]
-    controller.queue = queue = RecordingQueue()
-    controller.attach(Index({key: [ticketworker]}), Index())
-    controller.fleet = index_nodes(fleet_states())
+    controller, api, queue, _ = embed_controller(TerminatingNamespace())
     caplog.set_level(logging.INFO, logger="flox_isa.operator")
     run(controller.reconcile(key))  # no exception: nothing to retry
     kinds = [kind for kind, _ in api.writes]
