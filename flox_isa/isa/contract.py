@@ -174,6 +174,17 @@ def variant_environment(
     return str(reference)
 
 
+def environment_annotations(
+    base: str, variant: Variant, generations: Mapping[str, int] | None = None
+) -> dict[str, str]:
+    """The environment annotations of a variant's pod: the build it runs
+    (`variant_environment`) and the base environment it was chosen for."""
+    return {
+        names.ENVIRONMENT_ANNOTATION: variant_environment(base, variant, generations),
+        names.BASE_ENVIRONMENT_ANNOTATION: base,
+    }
+
+
 def contradictions(variant: Variant, constraints: Constraints) -> list[str]:
     """Where the pod's own nodeSelector or required node affinity rules the variant out."""
     needed = required_labels(variant)

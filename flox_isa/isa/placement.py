@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, get_args
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Variant, Workload
-from flox_isa.isa.contract import required_labels, variant_environment
+from flox_isa.isa.contract import environment_annotations, required_labels
 from flox_isa.isa.inputs import InvalidInputError
 from flox_isa.isa.offer import Offer
 from flox_isa.isa.selection import rank_key
@@ -160,8 +160,7 @@ def ungated(
     metadata["labels"] = {**(metadata.get("labels") or {}), names.VARIANT_LABEL: variant.name}
     annotations = {
         **(metadata.get("annotations") or {}),
-        names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant, generations),
-        names.BASE_ENVIRONMENT_ANNOTATION: environment,
+        **environment_annotations(environment, variant, generations),
         names.REASON_ANNOTATION: with_note(placement.message(workload), carried_note(metadata)),
         names.POD_DELETION_COST_ANNOTATION: str(placement.deletion_cost),
         names.ADDED_SELECTOR_ANNOTATION: ",".join(added),

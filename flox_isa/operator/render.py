@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from flox_isa.isa import names
-from flox_isa.isa.contract import required_labels, variant_environment
+from flox_isa.isa.contract import environment_annotations, required_labels
 from flox_isa.isa.planning import Plan, Share, best_node_preference
 from flox_isa.isa.threads import container_cpu, env_entries, note_of, parse_override
 from flox_isa.isa.threads import plan as plan_threads
@@ -73,10 +73,7 @@ def render_deployment(owner: Owner, spec: models.TicketWorkerSpec, share: Share)
     pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
     pod_meta["annotations"] = {
         **pod_meta.get("annotations", {}),
-        names.ENVIRONMENT_ANNOTATION: variant_environment(
-            spec.environment, variant, spec.generations
-        ),
-        names.BASE_ENVIRONMENT_ANNOTATION: spec.environment,
+        **environment_annotations(spec.environment, variant, spec.generations),
     }
     pod_spec = template.setdefault("spec", {})
     note = tune_threads(pod_spec, pod_meta["annotations"].get(names.THREADS_ANNOTATION))

@@ -23,12 +23,12 @@ from flox_isa.isa.contract import (
     ENVIRONMENT_EXAMPLE,
     ENVIRONMENT_GRAMMAR,
     contradictions,
+    environment_annotations,
     is_environment,
     parse_environment,
     pinned_candidates,
     read_generations,
     required_labels,
-    variant_environment,
     widest_allowed,
 )
 from flox_isa.isa.features import Features
@@ -70,6 +70,9 @@ class Decision:
     warnings: tuple[str, ...] = ()
     variant: str | None = None
     code: int = 200
+    # The environment values the patch writes and what they are made of (auto mode),
+    # so that `with_environment` can rename them; None when it writes none.
+    environment: EnvironmentNames | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The shape `flox-isa explain pod --output json` prints."""
@@ -80,6 +83,23 @@ class Decision:
             "reason": self.reason,
             "message": self.message,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentNames:
+    """The base environment an auto patch names, the variant build it pins, and the
+    annotations it writes for them (`contract.environment_annotations`)."""
+
+    base: str
+    variant: Variant
+    generations: Mapping[str, int] | None
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def of(
+        cls, base: str, variant: Variant, generations: Mapping[str, int] | None
+    ) -> EnvironmentNames:
+        return cls(base, variant, generations, environment_annotations(base, variant, generations))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +209,65 @@ def _read_entries(entries: Mapping[str, str] | None, keys: Sequence[str]) -> tup
     if not entries:
         return ()
     return tuple(entries.get(key) for key in keys)
+
+
+# Where `decision_key` holds the annotations it read, and where in those the two
+# environment annotations are.
+_KEY_ANNOTATIONS: Final = 3
+_KEY_ENVIRONMENT: Final = READ_ANNOTATIONS.index(names.ENVIRONMENT_ANNOTATION)
+_KEY_BASE: Final = READ_ANNOTATIONS.index(names.BASE_ENVIRONMENT_ANNOTATION)
+
+
+def template_key(key: DecisionKey, catalog: Catalog) -> DecisionKey | None:
+    """The key of every pod that `decide` treats as this one but for the owner/name of its
+    environment (None when there is no such class: no or a malformed environment, or a
+    base-environment annotation, which the patch compares with it).
+
+    A decision reads of the reference only whether it is valid, its generation pin and
+    which variant's build it names (guard mode); the name itself goes only into the
+    patch's two environment values, which `with_environment` renames. So a stream of
+    new environments (each team's own) is decided once per shape, not once per name.
+    """
+    annotations = key[_KEY_ANNOTATIONS]
+    if not isinstance(annotations, tuple) or not annotations:
+        return None
+    environment, base = annotations[_KEY_ENVIRONMENT], annotations[_KEY_BASE]
+    if not isinstance(environment, str) or base is not None:
+        return None
+    reference = parse_environment(environment)
+    if reference is None:
+        return None
+    build = catalog.variant_for_environment(reference.name)
+    shape = ("environment", reference.generation, build.name if build is not None else None)
+    shaped = (*annotations[:_KEY_ENVIRONMENT], shape, *annotations[_KEY_ENVIRONMENT + 1 :])
+    return (*key[:_KEY_ANNOTATIONS], shaped, *key[_KEY_ANNOTATIONS + 1 :])
+
+
+def with_environment(decision: Decision, base: str) -> Decision:
+    """`decision`, made for a pod of the same `template_key`, for base environment `base`.
+
+    Only allowed decisions are renamed (a denial's message may quote the reference)."""
+    named = decision.environment
+    if named is None or named.base == base:
+        return decision
+    renamed = EnvironmentNames.of(base, named.variant, named.generations)
+    old, new = named.annotations, renamed.annotations
+    patch = list(decision.patch)
+    for at, op in enumerate(patch):
+        path, value = op["path"], op.get("value")
+        key = _ENVIRONMENT_PATHS.get(path)
+        if key is not None and value == old[key]:
+            patch[at] = {**op, "value": new[key]}
+        elif path == "/metadata/annotations" and isinstance(value, dict):  # the map, whole
+            patch[at] = {
+                **op,
+                "value": {k: new[k] if old.get(k) == v else v for k, v in value.items()},
+            }
+    d = decision  # built directly: `dataclasses.replace` costs as much as the renaming
+    return Decision(
+        d.allowed, d.outcome, d.reason, d.message, tuple(patch), d.warnings, d.variant, d.code,
+        renamed,
+    )  # fmt: skip
 
 
 def _deny(reason: str, message: str, code: int = 400) -> Decision:
@@ -402,8 +481,11 @@ def on_assigned_node(pod: Pod, inputs: Inputs, node: str, ctx: Context) -> Decis
     variant = candidates[0]
     message = f"auto: {inputs.workload}: {variant.name} is the best variant node {node} runs"
     message = with_note(message, inputs.threads_note)
-    ops = auto_ops(pod, environment, variant, message, inputs)
-    return Decision(True, "patched", "auto", message, tuple(ops), (), variant.name)
+    named = EnvironmentNames.of(environment, variant, inputs.generations)
+    ops = auto_ops(pod, named, message, inputs)
+    return Decision(
+        True, "patched", "auto", message, tuple(ops), (), variant.name, environment=named
+    )
 
 
 def _unknown_node(node: str, ctx: Context, what: str) -> tuple[str, ...]:
@@ -462,8 +544,11 @@ def auto(pod: Pod, inputs: Inputs, ctx: Context) -> Decision:
             " (widest fit): Pending until one joins",
         )
     message = with_note(message, inputs.threads_note)
-    ops = auto_ops(pod, environment, variant, message, inputs)
-    return Decision(True, "patched", reason, message, tuple(ops), warnings, variant.name)
+    named = EnvironmentNames.of(environment, variant, inputs.generations)
+    ops = auto_ops(pod, named, message, inputs)
+    return Decision(
+        True, "patched", reason, message, tuple(ops), warnings, variant.name, environment=named
+    )
 
 
 def late_binding_applies(pod: Pod, ctx: Context) -> bool:
@@ -518,19 +603,13 @@ def auto_message(ranked: Sequence[Variant], workload: Workload, offer: Offer) ->
     )
 
 
-def auto_ops(
-    pod: Pod, environment: str, variant: Variant, message: str, inputs: Inputs
-) -> list[JsonPatchOp]:
-    generations = inputs.generations
+def auto_ops(pod: Pod, named: EnvironmentNames, message: str, inputs: Inputs) -> list[JsonPatchOp]:
+    variant = named.variant
     ops = selector_ops(pod, missing_selector(variant, pod.spec.node_selector))
     ops += map_ops(
         "/metadata/annotations",
         pod.metadata.annotations,
-        {
-            names.ENVIRONMENT_ANNOTATION: variant_environment(environment, variant, generations),
-            names.BASE_ENVIRONMENT_ANNOTATION: environment,
-            names.REASON_ANNOTATION: message,
-        },
+        {**named.annotations, names.REASON_ANNOTATION: message},
     )
     ops += map_ops("/metadata/labels", pod.metadata.labels, {names.VARIANT_LABEL: variant.name})
     return ops + thread_ops(inputs.threads)
@@ -581,6 +660,13 @@ def map_ops(
 def escape(key: str) -> str:
     """A map key as a JSON Pointer token (RFC 6901)."""
     return key.replace("~", "~0").replace("/", "~1")
+
+
+# The paths of the patch's environment values (`with_environment`) -> their annotation.
+_ENVIRONMENT_PATHS: Final = {
+    f"/metadata/annotations/{escape(key)}": key
+    for key in (names.ENVIRONMENT_ANNOTATION, names.BASE_ENVIRONMENT_ANNOTATION)
+}
 
 
 def _requirement_text(variant: Variant) -> str:

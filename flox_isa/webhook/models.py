@@ -10,10 +10,9 @@ file, an API object) becomes the same `Pod` through `pod_from`. Errors read
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar, overload
 
 import msgspec
 
@@ -23,6 +22,7 @@ from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
 
 THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
 
+_T = TypeVar("_T")
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 ADMISSION_KIND = "AdmissionReview"
 
@@ -107,6 +107,7 @@ class EnvVar(_Struct, frozen=True):
 
 # The API server sends quantities as strings; files may hold numbers (`cpu: 2`).
 Quantities = dict[str, str | int | float]
+_NO_QUANTITIES: Final[Quantities] = {}
 
 
 class Resources(_Struct, frozen=True):
@@ -123,18 +124,18 @@ class Container(_Struct, frozen=True):
     resources: Resources | None = None
 
     def cpu(self) -> ContainerCpu:
-        resources = self.resources
-        limits = (resources.limits if resources else None) or {}
-        requests = (resources.requests if resources else None) or {}
+        resources, env = self.resources, self.env
+        limits = (resources.limits if resources else None) or _NO_QUANTITIES
+        requests = (resources.requests if resources else None) or _NO_QUANTITIES
         return ContainerCpu(
-            name=self.name,
-            sets_threads=not THREAD_VARIABLES_SET.isdisjoint([e.name for e in self.env or ()]),
-            env_from=bool(self.env_from),
-            cpu_limit=quantity_text(limits.get("cpu")),
-            cpu_request=quantity_text(requests.get("cpu")),
-            memory_limit=quantity_text(limits.get("memory")),
-            memory_request=quantity_text(requests.get("memory")),
-            has_env=bool(self.env),
+            self.name,
+            bool(env) and not THREAD_VARIABLES_SET.isdisjoint([e.name for e in env or ()]),
+            bool(self.env_from),
+            quantity_text(limits.get("cpu")),
+            quantity_text(requests.get("cpu")),
+            quantity_text(limits.get("memory")),
+            quantity_text(requests.get("memory")),
+            bool(env),
         )
 
 
@@ -148,34 +149,48 @@ class PodSpec(_Struct, frozen=True):
     tolerations: list[Toleration] | None = None
 
 
-class Pod(
-    _Struct, frozen=True, dict=True, gc=True
-):  # dict: room for `threads_input` (computed once)
+class _ComputedOnce(Generic[_T]):
+    """`functools.cached_property` without its lock: Python 3.11's takes one on the first
+    read, which cost ~1 us per pod on the admission path (and a pod is read by one
+    thread). The value goes into the instance dict, which later reads find first."""
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute, self.name, self.__doc__ = compute, compute.__name__, compute.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _ComputedOnce[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> _T: ...
+    def __get__(self, instance: object, owner: type[Any]) -> _T | _ComputedOnce[_T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
+class Pod(_Struct, frozen=True, dict=True, gc=True):  # dict: room for the values computed once
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: PodSpec = msgspec.field(default_factory=PodSpec)
 
     def gates(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.spec.scheduling_gates or ())
 
-    @functools.cached_property
+    # Each computed once per pod (the decision key and the decision both read them) and
+    # kept in the instance dict (`dict=True`).
+    @_ComputedOnce
     def threads_input(self) -> tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]:
-        """(containers, init containers) as thread tuning reads them; hashable, computed
-        once per pod (the decision key and the decision both read it)."""
+        """(containers, init containers) as thread tuning reads them; hashable."""
         spec = self.spec
         return (
-            tuple(c.cpu() for c in spec.containers),
-            tuple(c.cpu() for c in spec.init_containers or ()),
+            tuple([c.cpu() for c in spec.containers]),
+            tuple([c.cpu() for c in spec.init_containers or ()]),
         )
 
-    @property
+    @_ComputedOnce
     def constraints(self) -> Constraints:
-        """Where the pod may be scheduled (`isa.constraints`): read once per pod, and the
-        key both the decision memo and the fleet's eligibility memo remember it by.
-        (Kept in the instance dict by hand: `functools.cached_property` takes a lock.)"""
-        found: Constraints | None = self.__dict__.get("constraints")
-        if found is None:
-            found = self.__dict__["constraints"] = self._read_constraints()
-        return found
+        """Where the pod may be scheduled (`isa.constraints`): the key both the decision
+        memo and the fleet's eligibility memo remember it by."""
+        return self._read_constraints()
 
     def _read_constraints(self) -> Constraints:
         spec = self.spec

@@ -18,9 +18,16 @@ from flox_isa.isa import names
 from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.webhook import app as webhook_app
 from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
-from flox_isa.webhook.decision import Decision
+from flox_isa.webhook.decision import Decision, decide
 from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
-from tests.unit.webhook.test_decision import CATALOG, ENV, OWN_NAMESPACE, fleet_states, pod
+from tests.unit.webhook.test_decision import (
+    CATALOG,
+    ENV,
+    OWN_NAMESPACE,
+    apply_patch,
+    fleet_states,
+    pod,
+)
 
 FLEET = index_nodes(fleet_states())
 
@@ -302,6 +309,59 @@ def test_a_pod_differing_in_any_input_is_decided_afresh() -> None:
         for a in (fp32, int8, arm)
     ]
     assert variants == ["avx512", "avx512vnni", "armv9"]
+
+
+def _counting_decide(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The environments `decide` is called for, from now on."""
+    seen: list[str] = []
+
+    def counting(pod: Any, *args: Any) -> Decision:
+        seen.append((pod.metadata.annotations or {})[names.ENVIRONMENT_ANNOTATION])
+        return decide(pod, *args)
+
+    monkeypatch.setattr(webhook_app, "decide", counting)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "variant"),
+    [
+        (ENV, "acme/other-team", "avx512vnni"),  # auto: pinned, both names rewritten
+        (f"{ENV}-avx512", "acme/x-avx512", "avx512"),  # guard: the patch names neither
+    ],
+)
+def test_a_pod_new_only_in_its_environments_name_is_answered_as_if_decided(
+    monkeypatch: pytest.MonkeyPatch, first: str, second: str, variant: str
+) -> None:
+    decided = _counting_decide(monkeypatch)
+    client = make_client()
+    answers = []
+    for environment in (first, second):
+        body = pod({names.WORKLOAD_ANNOTATION: "int8-inference"}, env=environment)
+        answers.append((body, post(client, review(body))[1]))
+    assert decided == [first]  # the second pod's decision is the first one, renamed
+    monkeypatch.undo()
+    second_pod, renamed = answers[1]
+    assert decoded_patch(renamed) == decoded_patch(post(make_client(), review(second_pod))[1])
+    patched = apply_patch(second_pod, decoded_patch(renamed))
+    assert patched["metadata"]["labels"][names.VARIANT_LABEL] == variant
+    assert patched["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION] == (
+        second if second.endswith(variant) else f"{second}-{variant}"
+    )
+
+
+def test_denials_are_never_renamed_for_another_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pinned base without a generations map is denied, quoting the reference.
+    decided = _counting_decide(monkeypatch)
+    client = make_client()
+    messages = [
+        post(client, review(pod(env=environment)))[1]["response"]["status"]["message"]
+        for environment in (f"{ENV}:3", "acme/other-team:3")
+    ]
+    assert decided == [f"{ENV}:3", "acme/other-team:3"]
+    assert f"{ENV}:3 pins" in messages[0] and "acme/other-team:3 pins" in messages[1]
 
 
 def test_answers_that_depend_on_a_passing_state_are_not_remembered(

@@ -24,7 +24,14 @@ from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.isa.nodes import node_objects, node_state
 from flox_isa.isa.offer import OfferIndex
 from flox_isa.isa.scheduling import NodeState
-from flox_isa.webhook.decision import Context, Decision, decide, decision_key
+from flox_isa.webhook.decision import (
+    Context,
+    Decision,
+    decide,
+    decision_key,
+    template_key,
+    with_environment,
+)
 from flox_isa.webhook.models import Pod, pod_from
 
 DATA = Path(__file__).parent.parent.parent / "data" / "pods"
@@ -617,6 +624,49 @@ def test_pods_with_equal_decision_keys_get_equal_decisions(
         assert decide(a, "tickets", namespace_opted_in, _KEY_CONTEXT) == decide(
             b, "tickets", namespace_opted_in, _KEY_CONTEXT
         )
+
+
+# References of every shape: plain, a variant's build, generation pins, malformed.
+_ENVIRONMENTS = st.sampled_from(
+    [ENV, "acme/other", f"{ENV}-avx2", "acme/x-avx2", "acme/x-armv9", f"{ENV}:3", "acme/y:3",
+     "acme/y:4", "acme/z-avx2:4", "bad env", ""]
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_POD_INPUTS, _ENVIRONMENTS, _ENVIRONMENTS, st.booleans())
+def test_a_decision_renamed_for_another_environment_of_its_template_is_that_pods_decision(
+    inputs: tuple[Any, ...], first: str, second: str, namespace_opted_in: bool
+) -> None:
+    # The webhook answers a pod new only in its environment's name by renaming the
+    # decision made for another (`template_key`): it must be what `decide` says.
+    flox_labels, flox_annotations, *rest = inputs
+    a, b = (
+        _drawn_pod((flox_labels, {**flox_annotations, names.ENVIRONMENT_ANNOTATION: env}, *rest))
+        for env in (first, second)
+    )
+    keys = [decision_key(p, "tickets", namespace_opted_in) for p in (a, b)]
+    template = template_key(keys[0], CATALOG)
+    if template is None or template != template_key(keys[1], CATALOG):
+        return
+    made = decide(a, "tickets", namespace_opted_in, _KEY_CONTEXT)
+    if made.allowed:
+        assert with_environment(made, second) == decide(
+            b, "tickets", namespace_opted_in, _KEY_CONTEXT
+        )
+
+
+def test_environments_of_one_template_share_it_and_others_do_not() -> None:
+    def key_of(environment: str, **annotations: str) -> Any:
+        drawn = _drawn_pod(({}, {names.ENVIRONMENT_ANNOTATION: environment, **annotations},
+                            {}, {}, {}))  # fmt: skip
+        return template_key(decision_key(drawn, "tickets", True), CATALOG)
+
+    assert key_of(ENV) == key_of("acme/other") is not None
+    assert key_of("acme/x-avx2") == key_of("b/y-avx2") != key_of(ENV)  # guard mode
+    assert key_of(f"{ENV}:3") == key_of("acme/y:3") != key_of("acme/y:4")  # the pin
+    assert key_of("bad env") is None  # denied, quoting it
+    assert key_of(ENV, **{names.BASE_ENVIRONMENT_ANNOTATION: ENV}) is None  # compared with it
 
 
 @settings(max_examples=100, deadline=None)
