@@ -11,6 +11,7 @@ summarization table (avx512 7.8 > Graviton3 6.1 > avx2 5.2).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -174,10 +175,17 @@ class Catalog(BaseModel):
     def get(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
 
+    @functools.cached_property
+    def _by_suffix_length(self) -> tuple[Variant, ...]:
+        """The variants, longest environment suffix first (stable: ties keep their order)."""
+        return tuple(sorted(self.variants, key=lambda v: -len(v.environment_suffix)))
+
     def variant_for_environment(self, environment: str) -> Variant | None:
         """The variant whose suffix ends `environment` (the longest match wins)."""
-        matches = [v for v in self.variants if environment.endswith(v.environment_suffix)]
-        return max(matches, key=lambda v: len(v.environment_suffix), default=None)
+        for variant in self._by_suffix_length:
+            if environment.endswith(variant.environment_suffix):
+                return variant
+        return None
 
 
 _AVX512: Final = ["AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL"]

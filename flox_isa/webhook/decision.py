@@ -195,7 +195,7 @@ def decision_key(
         namespace_opted_in,
         _read_entries(meta.labels, READ_LABELS),
         _read_entries(meta.annotations, READ_ANNOTATIONS),
-        tuple((owner.kind, owner.controller) for owner in meta.owner_references or ()),
+        tuple([(owner.kind, owner.controller) for owner in meta.owner_references or ()]),
         spec.node_name,
         pod.constraints,
         pod.gates(),
@@ -208,7 +208,7 @@ def _read_entries(entries: Mapping[str, str] | None, keys: Sequence[str]) -> tup
     """The values of `keys` in a map; () for an empty map, which is patched differently."""
     if not entries:
         return ()
-    return tuple(entries.get(key) for key in keys)
+    return tuple(map(entries.get, keys))
 
 
 # Where `decision_key` holds the annotations it read, and where in those the two

