@@ -1,7 +1,7 @@
 """Benchmark of the admission webhook (issues 4, 12). Not a test: prints figures side by side.
 
     python bench/webhook.py [--seconds 3] [--rounds 3] [--connections 8] [--nodes 5000]
-                            [--streams replicas,distinct,fresh] [--baseline DIR]
+                            [--streams replicas,distinct,fresh,cold] [--baseline DIR]
                             [--rate R|half] [--in-process [--calls 8192]]
                             [--devcluster | --kubeconfig FILE] [--pods 300]
 
@@ -11,12 +11,14 @@
    a bare ASGI app on the same uvicorn returning a fixed patch (the stack's ceiling),
    ours (flox-isa's app, logging as it does by default: a JSON line per decision), quiet
    (ours with `--log-level WARNING`: no line per admission), kopf's webhook server with
-   the same decision in an `@kopf.on.mutate` handler (fresh only), and with
+   the same decision in an `@kopf.on.mutate` handler (fresh and cold only), and with
    `--baseline DIR` before: ours from another checkout (e.g. `git archive main | tar -x
-   -C DIR`), loaded in the same rounds. Three streams: replicas (one template), distinct
-   (a label per pod), fresh (an environment per pod). Throughput and p50/p99 from one
+   -C DIR`), loaded in the same rounds. Four streams: replicas (one template), distinct
+   (a label per pod), fresh (an environment per pod: decided once, then renamed), cold
+   (a CPU request per pod: decided anew each time). Throughput and p50/p99 from one
    asyncio client process, then each server's RSS (`--nodes 15000` for a larger
-   inventory). Targets: ours >= 0.8x / 0.6x / 0.4x bare, ahead of kopf.
+   inventory). Targets: ours >= 0.8x / 0.6x / 0.4x bare (replicas, distinct, fresh),
+   ahead of kopf.
    With --rate R: open loop instead, R requests/s offered, latency counted from when each
    request was due; --rate half: closed loop first, then open loop at half of bare's
    req/s on each stream. Target: p99 <= 2x bare's at the same rate.

@@ -19,8 +19,11 @@ ENV = "yourorg/ticket-processor"
 STREAMS = {
     "replicas": "one template, a new uid each (a ReplicaSet scaling)",
     "distinct": "every pod its own label (parsed each time; same flox-isa inputs)",
-    "fresh": "every pod its own environment (parsed and decided each time)",
+    "fresh": "every pod its own environment (parsed each time; decided once, then renamed)",
+    "cold": "every pod its own CPU request (parsed and decided anew each time)",
 }
+# The streams the kopf server is loaded with too (its handler decides every time).
+KOPF_STREAMS = ("fresh", "cold")
 
 
 def fleet(count: int) -> FleetIndex:
@@ -177,21 +180,27 @@ def review_body(pod: dict[str, Any]) -> bytes:
 
 
 def request_sets(count: int = 8192) -> dict[str, list[bytes]]:
-    """Three streams of AdmissionReviews, each with a new uid per request.
+    """The streams of AdmissionReviews (STREAMS), each with a new uid per request.
 
     replicas: one pod template (a ReplicaSet scaling up: the bodies differ in uid only);
     distinct: every pod has its own label value: each body is new and parsed, but the
       flox-isa inputs are shared, so the decision can come from memory;
-    fresh: every pod has its own environment: parsed and decided anew every time.
+    fresh: every pod has its own environment (each team's own): parsed every time; the
+      decision made for the first is renamed for the others (`decision.template_key`);
+    cold: every pod has its own CPU request (so its own thread count note): parsed and
+      decided anew every time, the webhook's slowest path.
     A body comes back after `count` requests; the webhook keeps at most 4,096 answers.
     """
-    distinct, fresh = [], []
+    distinct, fresh, cold = [], [], []
     for i in range(count):
         pod = realistic_pod()
         pod["metadata"]["labels"]["bench.flox.dev/pod"] = str(i)
         distinct.append(review_body(pod))
         pod["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION] = f"{ENV}-{i}"
         fresh.append(review_body(pod))
+        pod = realistic_pod()
+        pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = f"{1000 + i}m"
+        cold.append(review_body(pod))
     template = realistic_pod()
     replicas = [review_body(template) for _ in range(count)]
-    return {"replicas": replicas, "distinct": distinct, "fresh": fresh}
+    return {"replicas": replicas, "distinct": distinct, "fresh": fresh, "cold": cold}

@@ -16,7 +16,7 @@ from flox_isa.webhook.certs import write_serving_certs
 from webhookbench.client import load
 from webhookbench.report import Results, print_http, print_open_loop
 from webhookbench.servers import ENTRY, free_port, memory_mb, running, server_argv
-from webhookbench.streams import STREAMS, request_sets
+from webhookbench.streams import KOPF_STREAMS, STREAMS, request_sets
 
 # `--rate half`: the issue's open-loop rate (half the bare app's maximum, per stream).
 HALF = "half"
@@ -33,7 +33,7 @@ def http_benchmarks(
     rate: float | str | None = None,
 ) -> Results:
     """`baseline`: a checkout of another revision, whose `ours` is loaded as `before`;
-    `streams`: which of STREAMS (all by default; kopf is loaded with fresh only);
+    `streams`: which of STREAMS (all by default; kopf is loaded with KOPF_STREAMS only);
     `rate`: open loop as well ("half") or instead (a number of requests/s)."""
     streams = list(STREAMS) if streams is None else streams
     sets = request_sets()
@@ -43,9 +43,10 @@ def http_benchmarks(
     kinds = ["bare", "ours", "quiet", *(["before"] if baseline is not None else [])]
     paths = dict.fromkeys(kinds, "/mutate")
     runs = [(kind, stream) for stream in streams for kind in kinds]
-    if "fresh" in streams:
+    kopf_streams = [stream for stream in streams if stream in KOPF_STREAMS]
+    if kopf_streams:
         paths["kopf"] = "/flox"
-        runs.append(("kopf", "fresh"))
+        runs += [("kopf", stream) for stream in kopf_streams]
     best: Results = {}
     with tempfile.TemporaryDirectory() as tmp:
         certs = write_serving_certs(Path(tmp))
