@@ -19,7 +19,6 @@ webhook (at admission) and the operator (in rendered Deployments) both call `pla
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -125,28 +124,28 @@ def plan(
 
 
 def _setting(index: int, c: ContainerCpu, count: int | None, guaranteed: bool) -> Setting:
-    found = _found(index, c, count, guaranteed)
-    return dataclasses.replace(found, has_env=c.has_env) if c.has_env else found
+    threads, why = _threads(c, count, guaranteed)
+    return Setting(index, c.name, threads, why, c.has_env)
 
 
-def _found(index: int, c: ContainerCpu, count: int | None, guaranteed: bool) -> Setting:
+def _threads(c: ContainerCpu, count: int | None, guaranteed: bool) -> tuple[int | None, str]:
+    """(the thread count, None for none, and why) for one container."""
     if c.sets_threads:
-        return Setting(index, c.name, None, "keeps its own")
+        return None, "keeps its own"
     if c.env_from and count is None:
-        return Setting(index, c.name, None, f"not set (envFrom may set them; {_how_to_set()})")
+        return None, f"not set (envFrom may set them; {_how_to_set()})"
     if count is not None:
-        return Setting(index, c.name, count, names.THREADS_ANNOTATION)
+        return count, names.THREADS_ANNOTATION
     limit = _cpu(c, "limits", c.cpu_limit)
     if limit is not None and limit > 0:
         threads = max(1, math.floor(limit))
         if guaranteed and limit == threads:
-            return Setting(index, c.name, threads, f"exclusive CPUs: cpuset of {threads}")
-        return Setting(index, c.name, threads, f"floor of CPU limit {c.cpu_limit}")
+            return threads, f"exclusive CPUs: cpuset of {threads}"
+        return threads, f"floor of CPU limit {c.cpu_limit}"
     request = _cpu(c, "requests", c.cpu_request)
     if request is not None and request > 0:
-        threads = max(1, math.floor(request))
-        return Setting(index, c.name, threads, f"floor of CPU request {c.cpu_request}, no limit")
-    return Setting(index, c.name, None, "not set (no CPU request or limit)")
+        return max(1, math.floor(request)), f"floor of CPU request {c.cpu_request}, no limit"
+    return None, "not set (no CPU request or limit)"
 
 
 def _how_to_set() -> str:
