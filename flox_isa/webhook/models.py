@@ -2,19 +2,21 @@
 
 Only what a decision reads is modelled (msgspec Structs); everything else in the
 pod is skipped while decoding, so one `decode_review` over the raw body is the
-whole of the parsing (no dict of the body is ever built). Types are checked, so
-the decision never meets a list where it expects a map. A pod given as data (a
-file, an API object) becomes the same `Pod` through `pod_from`. Errors read
-`where: what` (`describe_error`).
+whole of the parsing (no dict of the body is ever built), but for the containers:
+kept as their JSON text, each distinct one is decoded once (`container_cpu`). Types
+are checked (containers' too, before `decode_review` returns), so the decision never
+meets a list where it expects a map. A pod given as data (a file, an API object)
+becomes the same `Pod` through `pod_from`. Errors read `where: what` (`describe_error`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar, overload
 
 import msgspec
+import xxhash
 
 from flox_isa.isa import constraints
 from flox_isa.isa.constraints import Constraints
@@ -139,9 +141,36 @@ class Container(_Struct, frozen=True):
         )
 
 
+# A workload's pods share their containers: each distinct container's JSON text is decoded
+# once (`container_cpu`), so a pod's containers are kept as their text (zero-copy slices of
+# the body) until then. Decoding them, `env` lists most, was half of decoding a review.
+# At most 512 texts of at most 16 KiB (a longer one is decoded each time): <= 8 MiB.
+CONTAINER_MEMO_SIZE: Final = 512
+CONTAINER_TEXT_LIMIT: Final = 16 * 1024
+_CONTAINER_DECODER: Final = msgspec.json.Decoder(Container)
+# xxh3-64 of a container's JSON text -> (that text, what thread tuning reads of it).
+_container_cpus: dict[int, tuple[bytes, ContainerCpu]] = {}
+
+
+def container_cpu(raw: msgspec.Raw) -> ContainerCpu:
+    """What thread tuning reads of a container given as its JSON text, decoded (and
+    type-checked) once per distinct text; raises `msgspec.ValidationError`."""
+    text = bytes(raw)
+    key = xxhash.xxh3_64_intdigest(text)
+    found = _container_cpus.get(key)
+    if found is not None and found[0] == text:  # the same text, not only the same digest
+        return found[1]
+    cpu = _CONTAINER_DECODER.decode(text).cpu()
+    if len(text) <= CONTAINER_TEXT_LIMIT:
+        if len(_container_cpus) >= CONTAINER_MEMO_SIZE:
+            del _container_cpus[next(iter(_container_cpus))]  # the oldest
+        _container_cpus[key] = (text, cpu)
+    return cpu
+
+
 class PodSpec(_Struct, frozen=True):
-    containers: list[Container] = msgspec.field(default_factory=list)
-    init_containers: list[Container] | None = None
+    containers: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    init_containers: list[msgspec.Raw] | None = None
     node_name: str | None = None
     scheduling_gates: list[SchedulingGate] | None = None
     node_selector: dict[str, str] | None = None
@@ -179,11 +208,12 @@ class Pod(_Struct, frozen=True, dict=True, gc=True):  # dict: room for the value
     # kept in the instance dict (`dict=True`).
     @_ComputedOnce
     def threads_input(self) -> tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]:
-        """(containers, init containers) as thread tuning reads them; hashable."""
+        """(containers, init containers) as thread tuning reads them; hashable. Raises
+        `msgspec.ValidationError` for a container that is not one, at `$.spec....`."""
         spec = self.spec
         return (
-            tuple([c.cpu() for c in spec.containers]),
-            tuple([c.cpu() for c in spec.init_containers or ()]),
+            _container_cpus_at("containers", spec.containers),
+            _container_cpus_at("initContainers", spec.init_containers or ()),
         )
 
     @_ComputedOnce
@@ -201,6 +231,16 @@ class Pod(_Struct, frozen=True, dict=True, gc=True):  # dict: room for the value
             [t.term() for t in required.node_selector_terms] if required is not None else (),
             [t.toleration() for t in spec.tolerations] if spec.tolerations else (),
         )
+
+
+def _container_cpus_at(field: str, raws: Sequence[msgspec.Raw]) -> tuple[ContainerCpu, ...]:
+    cpus = []
+    for at, raw in enumerate(raws):
+        try:
+            cpus.append(container_cpu(raw))
+        except msgspec.ValidationError as exc:
+            raise _inside(exc, f".spec.{field}[{at}]") from None
+    return tuple(cpus)
 
 
 class GroupVersionKind(_Struct, frozen=True):
@@ -256,12 +296,31 @@ _REVIEW_DECODER: Final = msgspec.json.Decoder(AdmissionReview)
 def decode_review(body: bytes) -> AdmissionReview:
     """The AdmissionReview in a request body; raises `msgspec.DecodeError` (not JSON) or
     its subclass `msgspec.ValidationError` (not a review), see `describe_error`."""
-    return _REVIEW_DECODER.decode(body)
+    review = _REVIEW_DECODER.decode(body)
+    pod = review.request.object
+    if pod is not None:
+        try:
+            pod.threads_input  # noqa: B018 - its containers are checked here, at the edge
+        except msgspec.ValidationError as exc:
+            raise _inside(exc, ".request.object") from None
+    return review
+
+
+_POD_DECODER: Final = msgspec.json.Decoder(Pod)
 
 
 def pod_from(document: Mapping[str, Any]) -> Pod:
-    """A pod given as data (a file, an API object); raises `msgspec.ValidationError`."""
-    return msgspec.convert(document, Pod)
+    """A pod given as data (a file, an API object); raises `msgspec.ValidationError`.
+
+    Read as JSON text (as `kubectl` reads YAML: an unquoted date is its text), so that
+    its containers are text as in a review."""
+    try:
+        text = msgspec.json.encode(document)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise msgspec.ValidationError(f"not JSON data: {exc}") from None
+    pod = _POD_DECODER.decode(text)
+    pod.threads_input  # noqa: B018 - its containers are checked now, not when first read
+    return pod
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -288,6 +347,13 @@ _LITERALS: Final[Mapping[Location, str]] = {
     ("apiVersion",): ADMISSION_API_VERSION,
     ("kind",): ADMISSION_KIND,
 }
+
+
+def _inside(exc: msgspec.ValidationError, prefix: str) -> msgspec.ValidationError:
+    """`exc`, raised for a part of a document, with its path inside the whole one."""
+    found = _WHERE.fullmatch(str(exc))
+    what, path = (found["what"], found["path"] or "") if found else (str(exc), "")
+    return msgspec.ValidationError(f"{what} - at `${prefix}{path}`")
 
 
 def describe_error(exc: msgspec.DecodeError, document: Any = None) -> tuple[Location, str]:

@@ -65,6 +65,11 @@ def review(
     }
 
 
+def _with_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A review of a pod with this spec."""
+    return review(pod(spec=spec))
+
+
 def post(client: TestClient, body: Any, path: str = POD_OPT_IN_PATH) -> tuple[int, dict[str, Any]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     response = client.post(path, content=raw, headers={"content-type": "application/json"})
@@ -185,6 +190,19 @@ def test_anything_but_a_pod_create_is_allowed_unchanged(kind: str, operation: st
                 "request": {**review()["request"], "object": {"spec": {"nodeSelector": {"a": 1}}}},
             },
             "request.object.spec.nodeSelector.a",
+        ),
+        # Containers are type-checked too, though decoded once per distinct container.
+        (
+            _with_spec({"containers": [{"name": "a"}, {"name": "b", "env": {"x": 1}}]}),
+            "request.object.spec.containers.1.env: Expected `array | null`, got `object`",
+        ),
+        (
+            _with_spec({"initContainers": [{"env": [{"name": 3}]}]}),
+            "request.object.spec.initContainers.0.env.0.name: Expected `str`, got `int`",
+        ),
+        (
+            _with_spec({"containers": ["worker"]}),
+            "request.object.spec.containers.0: Expected `object`, got `str`",
         ),
     ],
 )

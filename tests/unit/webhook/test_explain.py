@@ -62,6 +62,10 @@ def test_a_daemonset_is_left_alone(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         ({"kind": "Deployment", "spec": {}}, "spec.template is missing"),
         ({"kind": "Pod", "metadata": {"labels": ["a"]}}, "metadata.labels"),
+        (
+            {"kind": "Pod", "spec": {"containers": [{"name": "w", "resources": {"limits": []}}]}},
+            "spec.containers.0.resources.limits: Expected `object | null`, got `array`",
+        ),
         (["not", "a", "pod"], "expected a Pod or a workload"),
     ],
 )
