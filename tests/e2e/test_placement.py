@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -391,6 +392,9 @@ def test_pods_gated_past_the_maximum_age_are_placed_as_admission_would(clean: Pl
             "annotations": INT8}}  # fmt: skip
     held["spec"] = {**pool_spec(), "schedulingGates": [{"name": names.PLACEMENT_GATE}]}
     clean.kubectl.apply(held)
+    # Older than the maximum age before the controller first sees it (creationTimestamp has
+    # whole seconds): a controller quick to start would otherwise place it as any other.
+    time.sleep(2.5)
     clean.start_operator("--max-gate-age", "1")
 
     got = clean.pod_once("old", "the old gated pod placed", lambda pod: not gates(pod))
