@@ -12,6 +12,7 @@ becomes the same `Pod` through `pod_from`. Errors read `where: what` (`describe_
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar, overload
 
@@ -21,6 +22,7 @@ import xxhash
 from flox_isa.isa import constraints
 from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
+from flox_isa.webhook.memo import bounded_put
 
 THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
 
@@ -149,7 +151,7 @@ CONTAINER_MEMO_SIZE: Final = 512
 CONTAINER_TEXT_LIMIT: Final = 16 * 1024
 _CONTAINER_DECODER: Final = msgspec.json.Decoder(Container)
 # xxh3-64 of a container's JSON text -> (that text, what thread tuning reads of it).
-_container_cpus: dict[int, tuple[bytes, ContainerCpu]] = {}
+_container_cpus: OrderedDict[int, tuple[bytes, ContainerCpu]] = OrderedDict()
 
 
 def container_cpu(raw: msgspec.Raw) -> ContainerCpu:
@@ -162,9 +164,7 @@ def container_cpu(raw: msgspec.Raw) -> ContainerCpu:
         return found[1]
     cpu = _CONTAINER_DECODER.decode(text).cpu()
     if len(text) <= CONTAINER_TEXT_LIMIT:
-        if len(_container_cpus) >= CONTAINER_MEMO_SIZE:
-            del _container_cpus[next(iter(_container_cpus))]  # the oldest
-        _container_cpus[key] = (text, cpu)
+        bounded_put(_container_cpus, key, (text, cpu), CONTAINER_MEMO_SIZE)
     return cpu
 
 

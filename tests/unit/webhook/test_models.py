@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
             return real.decode(text)
 
     monkeypatch.setattr(models, "_CONTAINER_DECODER", Counting())
-    monkeypatch.setattr(models, "_container_cpus", {})
+    monkeypatch.setattr(models, "_container_cpus", OrderedDict())
     return texts
 
 
