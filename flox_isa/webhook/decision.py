@@ -252,17 +252,12 @@ def with_environment(decision: Decision, base: str) -> Decision:
         return decision
     renamed = EnvironmentNames.of(base, named.variant, named.generations)
     old, new = named.annotations, renamed.annotations
+    # Key by key: the pod has its environment annotation, so the map is never made whole.
     patch = list(decision.patch)
     for at, op in enumerate(patch):
-        path, value = op["path"], op.get("value")
-        key = _ENVIRONMENT_PATHS.get(path)
-        if key is not None and value == old[key]:
+        key = _ENVIRONMENT_PATHS.get(op["path"])
+        if key is not None and op.get("value") == old[key]:
             patch[at] = {**op, "value": new[key]}
-        elif path == "/metadata/annotations" and isinstance(value, dict):  # the map, whole
-            patch[at] = {
-                **op,
-                "value": {k: new[k] if old.get(k) == v else v for k, v in value.items()},
-            }
     d = decision  # built directly: `dataclasses.replace` costs as much as the renaming
     return Decision(
         d.allowed, d.outcome, d.reason, d.message, tuple(patch), d.warnings, d.variant, d.code,
