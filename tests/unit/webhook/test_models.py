@@ -68,3 +68,8 @@ def test_a_container_too_long_to_remember_is_decoded_each_time(
     for _ in range(2):
         assert container_cpu(msgspec.Raw(text)).cpu_request == "1"
     assert len(decoded) == 2 and not models._container_cpus
+
+
+def test_a_pod_given_as_data_that_is_not_json_is_a_validation_error() -> None:
+    with pytest.raises(msgspec.ValidationError, match="not JSON data"):
+        pod_from({"metadata": {"labels": {"app": object()}}})
