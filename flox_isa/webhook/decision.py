@@ -189,18 +189,15 @@ def decision_key(
     ReplicaSet differ only in their names, and pods that differ only in labels
     and annotations flox-isa does not read (an app's own labels) decide alike.
     """
-    meta, spec = pod.metadata, pod.spec
+    meta = pod.metadata
     return (
         namespace,
         namespace_opted_in,
         _read_entries(meta.labels, READ_LABELS),
         _read_entries(meta.annotations, READ_ANNOTATIONS),
         tuple([(owner.kind, owner.controller) for owner in meta.owner_references or ()]),
-        spec.node_name,
-        pod.constraints,
-        pod.gates(),
+        pod.facts,  # what it reads of the spec: node name, constraints, gates, containers
         late_binding,
-        pod.threads_input,
     )
 
 
@@ -251,18 +248,27 @@ def with_environment(decision: Decision, base: str) -> Decision:
     if named is None or named.base == base:
         return decision
     renamed = EnvironmentNames.of(base, named.variant, named.generations)
-    old, new = named.annotations, renamed.annotations
+    d = decision  # built directly: `dataclasses.replace` costs as much as the renaming
+    return Decision(
+        d.allowed, d.outcome, d.reason, d.message, renamed_patch(d, renamed.annotations),
+        d.warnings, d.variant, d.code, renamed,
+    )  # fmt: skip
+
+
+def renamed_patch(decision: Decision, values: Mapping[str, str]) -> tuple[JsonPatchOp, ...]:
+    """`decision.patch` with the environment values it writes (`decision.environment`)
+    set to `values` (the same annotations' new values)."""
+    named = decision.environment
+    if named is None:
+        return decision.patch
+    old = named.annotations
     # Key by key: the pod has its environment annotation, so the map is never made whole.
     patch = list(decision.patch)
     for at, op in enumerate(patch):
         key = _ENVIRONMENT_PATHS.get(op["path"])
         if key is not None and op.get("value") == old[key]:
-            patch[at] = {**op, "value": new[key]}
-    d = decision  # built directly: `dataclasses.replace` costs as much as the renaming
-    return Decision(
-        d.allowed, d.outcome, d.reason, d.message, tuple(patch), d.warnings, d.variant, d.code,
-        renamed,
-    )  # fmt: skip
+            patch[at] = {**op, "value": values[key]}
+    return tuple(patch)
 
 
 def _deny(reason: str, message: str, code: int = 400) -> Decision:

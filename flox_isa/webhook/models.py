@@ -2,10 +2,10 @@
 
 Only what a decision reads is modelled (msgspec Structs); everything else in the
 pod is skipped while decoding, so one `decode_review` over the raw body is the
-whole of the parsing (no dict of the body is ever built), but for the containers:
-kept as their JSON text, each distinct one is decoded once (`container_cpu`). Types
-are checked (containers' too, before `decode_review` returns), so the decision never
-meets a list where it expects a map. A pod given as data (a file, an API object)
+whole of the parsing (no dict of the body is ever built), but for the spec: kept as
+its JSON text, each distinct one is decoded once (`spec_facts`). Types are checked
+(the spec's too, before `decode_review` returns), so the decision never meets a list
+where it expects a map. A pod given as data (a file, an API object)
 becomes the same `Pod` through `pod_from`. Errors read `where: what` (`describe_error`).
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar, overload
 
 import msgspec
@@ -143,39 +144,95 @@ class Container(_Struct, frozen=True):
         )
 
 
-# A workload's pods share their containers: each distinct container's JSON text is decoded
-# once (`container_cpu`), so a pod's containers are kept as their text (zero-copy slices of
-# the body) until then. Decoding them, `env` lists most, was half of decoding a review.
-# At most 512 texts of at most 16 KiB (a longer one is decoded each time): <= 8 MiB.
-CONTAINER_MEMO_SIZE: Final = 512
-CONTAINER_TEXT_LIMIT: Final = 16 * 1024
-_CONTAINER_DECODER: Final = msgspec.json.Decoder(Container)
-# xxh3-64 of a container's JSON text -> (that text, what thread tuning reads of it).
-_container_cpus: OrderedDict[int, tuple[bytes, ContainerCpu]] = OrderedDict()
-
-
-def container_cpu(raw: msgspec.Raw) -> ContainerCpu:
-    """What thread tuning reads of a container given as its JSON text, decoded (and
-    type-checked) once per distinct text; raises `msgspec.ValidationError`."""
-    text = bytes(raw)
-    key = xxhash.xxh3_64_intdigest(text)
-    found = _container_cpus.get(key)
-    if found is not None and found[0] == text:  # the same text, not only the same digest
-        return found[1]
-    cpu = _CONTAINER_DECODER.decode(text).cpu()
-    if len(text) <= CONTAINER_TEXT_LIMIT:
-        bounded_put(_container_cpus, key, (text, cpu), CONTAINER_MEMO_SIZE)
-    return cpu
-
-
 class PodSpec(_Struct, frozen=True):
-    containers: list[msgspec.Raw] = msgspec.field(default_factory=list)
-    init_containers: list[msgspec.Raw] | None = None
+    containers: list[Container] = msgspec.field(default_factory=list)
+    init_containers: list[Container] | None = None
     node_name: str | None = None
     scheduling_gates: list[SchedulingGate] | None = None
     node_selector: dict[str, str] | None = None
     affinity: Affinity | None = None
     tolerations: list[Toleration] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpecFacts:
+    """What a decision reads of a pod's spec, made once per distinct spec (`spec_facts`).
+
+    A memo key part (`decision.decision_key`): its hash is computed once, and a spec seen
+    before gives the same object, which dictionaries compare by identity first.
+    """
+
+    spec: PodSpec = field(compare=False)
+    node_name: str | None
+    gates: tuple[str, ...]
+    # Where the pod may be scheduled (`isa.constraints`): the key both the decision memo
+    # and the fleet's eligibility memo remember it by.
+    constraints: Constraints
+    # (containers, init containers) as thread tuning reads them.
+    threads_input: tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]
+    _hash: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        value = (self.node_name, self.gates, self.constraints, self.threads_input)
+        object.__setattr__(self, "_hash", hash(value))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @classmethod
+    def of(cls, spec: PodSpec) -> SpecFacts:
+        return cls(
+            spec,
+            spec.node_name,
+            tuple(g.name for g in spec.scheduling_gates or ()),
+            _read_constraints(spec),
+            (
+                tuple(c.cpu() for c in spec.containers),
+                tuple(c.cpu() for c in spec.init_containers or ()),
+            ),
+        )
+
+
+def _read_constraints(spec: PodSpec) -> Constraints:
+    node_affinity = spec.affinity.node_affinity if spec.affinity is not None else None
+    required = node_affinity.required if node_affinity is not None else None
+    return Constraints.of(
+        spec.node_selector,
+        [t.term() for t in required.node_selector_terms] if required is not None else (),
+        [t.toleration() for t in spec.tolerations] if spec.tolerations else (),
+    )
+
+
+# A workload's pods share their spec (they differ in metadata: names, labels): each
+# distinct spec's JSON text is decoded once (`spec_facts`), so a pod's spec is kept as its
+# text (a zero-copy slice of the body) until then. Decoding the spec (containers' `env`
+# lists most) and building what a decision reads of it was half of a review's decoding.
+# At most 512 texts of at most 32 KiB (a longer one is decoded each time): <= 16 MiB.
+SPEC_MEMO_SIZE: Final = 512
+SPEC_TEXT_LIMIT: Final = 32 * 1024
+_SPEC_DECODER: Final = msgspec.json.Decoder(PodSpec)
+# xxh3-64 of a spec's JSON text -> (that text, its facts).
+_spec_facts: OrderedDict[int, tuple[bytes, SpecFacts]] = OrderedDict()
+_EMPTY_SPEC: Final = msgspec.Raw(b"{}")
+
+
+def spec_facts(raw: msgspec.Raw) -> SpecFacts:
+    """What a decision reads of a spec given as its JSON text, decoded (and type-checked)
+    once per distinct text; raises `msgspec.ValidationError` (at `$.spec...`)."""
+    # A copy (the raw text is a view of the whole request body); comparing it costs less
+    # than comparing a memoryview (per item), ~0.3 us for a 6 KB spec.
+    text = bytes(raw)
+    key = xxhash.xxh3_64_intdigest(text)
+    found = _spec_facts.get(key)
+    if found is not None and found[0] == text:  # the same text, not only the same digest
+        return found[1]
+    try:
+        facts = SpecFacts.of(_SPEC_DECODER.decode(text))
+    except msgspec.ValidationError as exc:
+        raise _inside(exc, ".spec") from None
+    if len(text) <= SPEC_TEXT_LIMIT:
+        bounded_put(_spec_facts, key, (text, facts), SPEC_MEMO_SIZE)
+    return facts
 
 
 class _ComputedOnce(Generic[_T]):
@@ -197,50 +254,30 @@ class _ComputedOnce(Generic[_T]):
         return value
 
 
-class Pod(_Struct, frozen=True, dict=True, gc=True):  # dict: room for the values computed once
+class Pod(_Struct, frozen=True, dict=True, gc=True):  # dict: room for the facts, read once
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
-    spec: PodSpec = msgspec.field(default_factory=PodSpec)
+    spec_text: msgspec.Raw = msgspec.field(default=_EMPTY_SPEC, name="spec")
+
+    @_ComputedOnce
+    def facts(self) -> SpecFacts:
+        """What a decision reads of the spec. Raises `msgspec.ValidationError` for a spec
+        that is not one, at `$.spec....`."""
+        return spec_facts(self.spec_text)
+
+    @property
+    def spec(self) -> PodSpec:
+        return self.facts.spec
+
+    @property
+    def constraints(self) -> Constraints:
+        return self.facts.constraints
+
+    @property
+    def threads_input(self) -> tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]:
+        return self.facts.threads_input
 
     def gates(self) -> tuple[str, ...]:
-        return tuple(g.name for g in self.spec.scheduling_gates or ())
-
-    # Each computed once per pod (the decision key and the decision both read them) and
-    # kept in the instance dict (`dict=True`).
-    @_ComputedOnce
-    def threads_input(self) -> tuple[tuple[ContainerCpu, ...], tuple[ContainerCpu, ...]]:
-        """(containers, init containers) as thread tuning reads them; hashable. Raises
-        `msgspec.ValidationError` for a container that is not one, at `$.spec....`."""
-        spec = self.spec
-        return (
-            _container_cpus_at("containers", spec.containers),
-            _container_cpus_at("initContainers", spec.init_containers or ()),
-        )
-
-    @_ComputedOnce
-    def constraints(self) -> Constraints:
-        """Where the pod may be scheduled (`isa.constraints`): the key both the decision
-        memo and the fleet's eligibility memo remember it by."""
-        return self._read_constraints()
-
-    def _read_constraints(self) -> Constraints:
-        spec = self.spec
-        node_affinity = spec.affinity.node_affinity if spec.affinity is not None else None
-        required = node_affinity.required if node_affinity is not None else None
-        return Constraints.of(
-            spec.node_selector,
-            [t.term() for t in required.node_selector_terms] if required is not None else (),
-            [t.toleration() for t in spec.tolerations] if spec.tolerations else (),
-        )
-
-
-def _container_cpus_at(field: str, raws: Sequence[msgspec.Raw]) -> tuple[ContainerCpu, ...]:
-    cpus = []
-    for at, raw in enumerate(raws):
-        try:
-            cpus.append(container_cpu(raw))
-        except msgspec.ValidationError as exc:
-            raise _inside(exc, f".spec.{field}[{at}]") from None
-    return tuple(cpus)
+        return self.facts.gates
 
 
 class GroupVersionKind(_Struct, frozen=True):
@@ -300,7 +337,7 @@ def decode_review(body: bytes) -> AdmissionReview:
     pod = review.request.object
     if pod is not None:
         try:
-            pod.threads_input  # noqa: B018 - its containers are checked here, at the edge
+            pod.facts  # noqa: B018 - its spec is checked here, at the edge
         except msgspec.ValidationError as exc:
             raise _inside(exc, ".request.object") from None
     return review
@@ -313,13 +350,13 @@ def pod_from(document: Mapping[str, Any]) -> Pod:
     """A pod given as data (a file, an API object); raises `msgspec.ValidationError`.
 
     Read as JSON text (as `kubectl` reads YAML: an unquoted date is its text), so that
-    its containers are text as in a review."""
+    its spec is text as in a review."""
     try:
         text = msgspec.json.encode(document)
     except (TypeError, msgspec.EncodeError) as exc:
         raise msgspec.ValidationError(f"not JSON data: {exc}") from None
     pod = _POD_DECODER.decode(text)
-    pod.threads_input  # noqa: B018 - its containers are checked now, not when first read
+    pod.facts  # noqa: B018 - its spec is checked now, not when first read
     return pod
 
 

@@ -13,14 +13,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flox_isa.isa import names
 from flox_isa.isa.fleet_index import FleetIndex, index_nodes
 from flox_isa.webhook import app as webhook_app
-from flox_isa.webhook.app import StaticFleet, WebhookState, create_app
+from flox_isa.webhook.app import StaticFleet, WebhookState, answer, create_app
 from flox_isa.webhook.decision import Decision, decide
 from flox_isa.webhook.registration import NAMESPACE_OPT_IN_PATH, POD_OPT_IN_PATH
 from tests.unit.webhook.test_decision import (
+    _ENVIRONMENTS,
+    _POD_INPUTS,
     CATALOG,
     ENV,
     OWN_NAMESPACE,
@@ -361,10 +365,37 @@ def test_a_pod_new_only_in_its_environments_name_is_answered_as_if_decided(
     monkeypatch.undo()
     second_pod, renamed = answers[1]
     assert decoded_patch(renamed) == decoded_patch(post(make_client(), review(second_pod))[1])
+    assert renamed == post(make_client(), review(second_pod))[1]  # all of it, byte for byte
     patched = apply_patch(second_pod, decoded_patch(renamed))
     assert patched["metadata"]["labels"][names.VARIANT_LABEL] == variant
     assert patched["metadata"]["annotations"][names.ENVIRONMENT_ANNOTATION] == (
         second if second.endswith(variant) else f"{second}-{variant}"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_POD_INPUTS, _ENVIRONMENTS, _ENVIRONMENTS, st.booleans())
+def test_an_answer_renamed_from_its_template_is_the_answer_decided_anew(
+    inputs: tuple[Any, ...], first: str, second: str, namespace_opted_in: bool
+) -> None:
+    # The answer bytes are spliced, not encoded, for a pod of a remembered template.
+    flox_labels, flox_annotations, other_labels, other_annotations, selector = inputs
+
+    def body(environment: str) -> bytes:
+        annotations = {
+            **other_annotations, **flox_annotations, names.ENVIRONMENT_ANNOTATION: environment
+        }  # fmt: skip
+        spec = {"nodeSelector": selector} if selector else {}
+        drawn = pod(annotations, {**other_labels, **flox_labels}, spec, inject=False, env=None)
+        return json.dumps(review(drawn)).encode()
+
+    def fresh_state() -> WebhookState:
+        return WebhookState(CATALOG, StaticFleet(FLEET), OWN_NAMESPACE)
+
+    state = fresh_state()
+    answer(state, body(first), namespace_opted_in)
+    assert answer(state, body(second), namespace_opted_in) == answer(
+        fresh_state(), body(second), namespace_opted_in
     )
 
 
