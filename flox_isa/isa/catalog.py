@@ -180,8 +180,14 @@ class Catalog(BaseModel):
         """The variants, longest environment suffix first (stable: ties keep their order)."""
         return tuple(sorted(self.variants, key=lambda v: -len(v.environment_suffix)))
 
+    @functools.cached_property
+    def _suffixes(self) -> tuple[str, ...]:
+        return tuple(v.environment_suffix for v in self.variants)
+
     def variant_for_environment(self, environment: str) -> Variant | None:
         """The variant whose suffix ends `environment` (the longest match wins)."""
+        if not environment.endswith(self._suffixes):  # one call: most names are a base's
+            return None
         for variant in self._by_suffix_length:
             if environment.endswith(variant.environment_suffix):
                 return variant

@@ -13,9 +13,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from flox_isa.isa import names
 from flox_isa.isa.catalog import Catalog, Variant, Workload
@@ -45,9 +44,11 @@ class GenerationError(ValueError):
     """A pinned base environment whose variants' generations are not given."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """A parsed environment reference: `owner/name` and its generation pin, if any."""
+class Reference(NamedTuple):
+    """A parsed environment reference: `owner/name` and its generation pin, if any.
+
+    A NamedTuple: the webhook parses a new pod's reference on its hot path, and a frozen
+    dataclass's `__init__` costs several times as much."""
 
     name: str
     generation: int | None = None
@@ -170,8 +171,7 @@ def variant_environment(
             f"{base} is pinned to a generation, which {name}{variant.environment_suffix}"
             f" does not share; give {variant.name}'s generation (e.g. {GENERATIONS_EXAMPLE})"
         )
-    reference = Reference(name + variant.environment_suffix, generation)
-    return str(reference)
+    return str(Reference(name + variant.environment_suffix, generation))
 
 
 def environment_annotations(

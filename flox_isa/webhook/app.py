@@ -13,6 +13,7 @@ wrong; an unexpected error becomes a denial, never an HTTP 500.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import re
@@ -21,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import xxhash
@@ -39,7 +40,6 @@ from flox_isa.webhook.decision import (
     Context,
     Decision,
     DecisionKey,
-    EnvironmentNames,
     decide,
     decision_key,
     renamed_patch,
@@ -153,57 +153,63 @@ class Answer(msgspec.Struct, frozen=True, gc=False):
         return RESPONSE_HEAD + quoted + self.response_tail
 
 
-class Template(msgspec.Struct, frozen=True, gc=False):
-    """An allowed decision kept to answer the pods of its `template_key` (that differ from
-    its own only in their environment's name): its answer, and that answer's bytes split
-    where the environment values go, so that a new name costs a join and a base64 pass,
-    not a decision, a patch and its encoding (issue 12: half of a fresh pod's time).
+# Stands in for each environment value while a template's patch is encoded; random per
+# process, so that no text a pod carries into its patch can be taken for it.
+HOLE_MARK = f"\x00flox-isa-{secrets.token_hex(8)}-"
+# The annotations whose values a template leaves open (`renamed_patch`), marked.
+_MARKED = {
+    key: HOLE_MARK + key
+    for key in (names.ENVIRONMENT_ANNOTATION, names.BASE_ENVIRONMENT_ANNOTATION)
+}
+_MARKS = {ENCODER.encode(mark): key for key, mark in _MARKED.items()}
+_HOLES = re.compile(b"(%s)" % b"|".join(map(re.escape, _MARKS)))
 
-    `pieces`: the patch's JSON around the values; `holes`: the annotation whose value
-    fills each gap; `head`/`tail`: the response's bytes before and after the patch.
-    """
 
-    answer: Answer
-    names: EnvironmentNames | None  # None: the answer names no environment
+class SplitAnswer(NamedTuple):
+    """An answer's bytes split where the environment values go: `head` and `tail` around
+    the patch's base64 text; `pieces`, the patch's JSON around the values; `holes`, the
+    annotation whose value fills each gap."""
+
     head: bytes
     pieces: tuple[bytes, ...]
     holes: tuple[str, ...]
     tail: bytes
 
+
+class Template:
+    """An allowed decision kept to answer the pods of its `template_key` (that differ from
+    its own only in their environment's name): its answer, split where the environment
+    values go, so that a new name costs a join and a base64 pass, not a decision, a patch
+    and its encoding (issue 12: half of a fresh pod's time). Split when first renamed:
+    most decisions made anew (a new CPU request each) never are.
+    """
+
+    __slots__ = ("_split", "answer", "decision")
+
+    def __init__(self, decision: Decision, answer: Answer) -> None:
+        self.decision, self.answer = decision, answer
+        self._split: SplitAnswer | None = None
+
     def renamed(self, base: str) -> Answer:
         """The answer for a pod of this template whose base environment is `base`."""
-        if self.names is None:
+        named = self.decision.environment
+        if named is None:  # no environment value in the answer: the same for every name
             return self.answer
-        values = environment_annotations(base, self.names.variant, self.names.generations)
-        pieces = self.pieces
+        split = self._split or self._split_answer()
+        values = environment_annotations(base, named.variant, named.generations)
+        pieces = split.pieces
         parts = [pieces[0]]
-        for hole, piece in zip(self.holes, pieces[1:], strict=True):
+        for hole, piece in zip(split.holes, pieces[1:], strict=True):
             parts += (ENCODER.encode(values[hole]), piece)
-        patch = base64.b64encode(b"".join(parts))
-        return msgspec.structs.replace(self.answer, response_tail=self.head + patch + self.tail)
+        patch = binascii.b2a_base64(b"".join(parts), newline=False)
+        return msgspec.structs.replace(self.answer, response_tail=split.head + patch + split.tail)
 
-
-# Stands in for each environment value while a template's patch is encoded; random per
-# process, so that no text a pod carries into its patch can be taken for it.
-HOLE_MARK = f"\x00flox-isa-{secrets.token_hex(8)}-"
-
-
-def template_of(decision: Decision, answer: Answer) -> Template | None:
-    """`decision`'s answer as a `Template`; None for a denial (its message may quote the
-    environment's name)."""
-    if not decision.allowed:
-        return None
-    named = decision.environment
-    if named is None:  # no environment value in the answer: the same for every name
-        return Template(answer, None, b"", (), (), b"")
-    marked = {key: HOLE_MARK + key for key in named.annotations}
-    marks = {ENCODER.encode(mark): key for key, mark in marked.items()}
-    patch = ENCODER.encode(renamed_patch(decision, marked))
-    split = re.split(b"(%s)" % b"|".join(map(re.escape, marks)), patch)
-    head, _, tail = tail_parts(decision)
-    return Template(
-        answer, named, head, tuple(split[::2]), tuple(marks[mark] for mark in split[1::2]), tail
-    )
+    def _split_answer(self) -> SplitAnswer:
+        parts = _HOLES.split(ENCODER.encode(renamed_patch(self.decision, _MARKED)))
+        head, _, tail = tail_parts(self.decision)
+        split = SplitAnswer(head, tuple(parts[::2]), tuple(_MARKS[m] for m in parts[1::2]), tail)
+        self._split = split
+        return split
 
 
 @dataclass
@@ -257,11 +263,9 @@ class WebhookState:
         return self._templates.get(key)
 
     def remember_template(self, key: Hashable | None, made: Decision, found: Answer) -> None:
-        if key is None or self._offers is None or found.code >= 500:
-            return
-        template = template_of(made, found)
-        if template is not None:
-            bounded_put(self._templates, key, template, TEMPLATE_MEMO_SIZE)
+        # Only allowed decisions: a denial's message may quote the environment's name.
+        if key is not None and self._offers is not None and made.allowed and found.code < 500:
+            bounded_put(self._templates, key, Template(made, found), TEMPLATE_MEMO_SIZE)
 
     def _forget(self) -> None:
         self._answers, self._templates = OrderedDict(), OrderedDict()
@@ -395,19 +399,20 @@ def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[
 
 
 class BodyKey(msgspec.Struct, frozen=True, gc=False):
-    key: tuple[str, bool, bool, int, bytes]
+    key: tuple[str, bool, bool, bytes, bytes]
     uid: str
 
 
 def body_key(body: bytes, namespace_opted_in: bool, gating: bool = False) -> BodyKey | None:
-    """A digest of the body without its first uid, and that uid.
+    """The body without its first uid (the bytes before it, a digest of those after it),
+    and that uid.
 
     The pods of one ReplicaSet reach admission before they are named, so their
     AdmissionReviews are equal bytes but for `request.uid`, which leads the request.
     An answer is remembered under a body key only once parsing has shown that the
     uid cut out is `request.uid`; bodies with equal keys are equal outside the uid's
     characters, which cannot change the JSON's structure (no quote, no backslash).
-    The key holds a digest of the rest, not the rest: pods can be megabytes, and
+    The key holds a digest of the pod, not the pod: pods can be megabytes, and
     the memo would otherwise keep thousands of them. The digest is xxh3-128 (~1 us
     for a 7 KB review, SHA-256 6-9 us: on the replicas path, half the time of an
     answer) with a random seed per process: pods that collide cannot be prepared in advance.
@@ -416,10 +421,9 @@ def body_key(body: bytes, namespace_opted_in: bool, gating: bool = False) -> Bod
     if match is None:
         return None
     start, end = match.span(1)
-    view = memoryview(body)
-    digest = xxhash.xxh3_128(view[:start], seed=BODY_DIGEST_SEED)
-    digest.update(view[end:])
-    key = ("body", namespace_opted_in, gating, start, digest.digest())
+    # What comes before the uid (a few dozen bytes) as is, a digest of what follows it.
+    digest = xxhash.xxh3_128_digest(memoryview(body)[end:], seed=BODY_DIGEST_SEED)
+    key = ("body", namespace_opted_in, gating, body[:start], digest)
     return BodyKey(key, match.group(1).decode())
 
 

@@ -12,18 +12,16 @@ becomes the same `Pod` through `pod_from`. Errors read `where: what` (`describe_
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar, overload
 
 import msgspec
-import xxhash
 
 from flox_isa.isa import constraints
 from flox_isa.isa.constraints import Constraints
 from flox_isa.isa.threads import THREAD_VARIABLES, ContainerCpu, quantity_text
-from flox_isa.webhook.memo import bounded_put
+from flox_isa.webhook.memo import TextMemo
 
 THREAD_VARIABLES_SET = frozenset(THREAD_VARIABLES)
 
@@ -145,8 +143,9 @@ class Container(_Struct, frozen=True):
 
 
 class PodSpec(_Struct, frozen=True):
-    containers: list[Container] = msgspec.field(default_factory=list)
-    init_containers: list[Container] | None = None
+    # Their JSON texts, each decoded once (`CONTAINERS`).
+    containers: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    init_containers: list[msgspec.Raw] | None = None
     node_name: str | None = None
     scheduling_gates: list[SchedulingGate] | None = None
     node_selector: dict[str, str] | None = None
@@ -187,8 +186,8 @@ class SpecFacts:
             tuple(g.name for g in spec.scheduling_gates or ()),
             _read_constraints(spec),
             (
-                tuple(c.cpu() for c in spec.containers),
-                tuple(c.cpu() for c in spec.init_containers or ()),
+                _container_cpus("containers", spec.containers),
+                _container_cpus("initContainers", spec.init_containers or ()),
             ),
         )
 
@@ -205,34 +204,48 @@ def _read_constraints(spec: PodSpec) -> Constraints:
 
 # A workload's pods share their spec (they differ in metadata: names, labels): each
 # distinct spec's JSON text is decoded once (`spec_facts`), so a pod's spec is kept as its
-# text (a zero-copy slice of the body) until then. Decoding the spec (containers' `env`
-# lists most) and building what a decision reads of it was half of a review's decoding.
-# At most 512 texts of at most 32 KiB (a longer one is decoded each time): <= 16 MiB.
+# text (a zero-copy slice of the body) until then; and specs that differ in one container
+# (a new CPU request) share the others: each distinct container's text is decoded once.
+# Decoding containers (their `env` lists most) was half of decoding a review.
+# At most 512 specs of <= 32 KiB and 512 containers of <= 16 KiB: <= 24 MiB.
 SPEC_MEMO_SIZE: Final = 512
 SPEC_TEXT_LIMIT: Final = 32 * 1024
+CONTAINER_MEMO_SIZE: Final = 512
+CONTAINER_TEXT_LIMIT: Final = 16 * 1024
 _SPEC_DECODER: Final = msgspec.json.Decoder(PodSpec)
-# xxh3-64 of a spec's JSON text -> (that text, its facts).
-_spec_facts: OrderedDict[int, tuple[bytes, SpecFacts]] = OrderedDict()
+_CONTAINER_DECODER: Final = msgspec.json.Decoder(Container)
 _EMPTY_SPEC: Final = msgspec.Raw(b"{}")
+
+
+def _read_container(text: bytes) -> ContainerCpu:
+    return _CONTAINER_DECODER.decode(text).cpu()
+
+
+def _read_spec(text: bytes) -> SpecFacts:
+    return SpecFacts.of(_SPEC_DECODER.decode(text))
+
+
+CONTAINERS: Final = TextMemo(_read_container, CONTAINER_MEMO_SIZE, CONTAINER_TEXT_LIMIT)
+SPECS: Final = TextMemo(_read_spec, SPEC_MEMO_SIZE, SPEC_TEXT_LIMIT)
 
 
 def spec_facts(raw: msgspec.Raw) -> SpecFacts:
     """What a decision reads of a spec given as its JSON text, decoded (and type-checked)
     once per distinct text; raises `msgspec.ValidationError` (at `$.spec...`)."""
-    # A copy (the raw text is a view of the whole request body); comparing it costs less
-    # than comparing a memoryview (per item), ~0.3 us for a 6 KB spec.
-    text = bytes(raw)
-    key = xxhash.xxh3_64_intdigest(text)
-    found = _spec_facts.get(key)
-    if found is not None and found[0] == text:  # the same text, not only the same digest
-        return found[1]
     try:
-        facts = SpecFacts.of(_SPEC_DECODER.decode(text))
+        return SPECS.get(raw)
     except msgspec.ValidationError as exc:
         raise _inside(exc, ".spec") from None
-    if len(text) <= SPEC_TEXT_LIMIT:
-        bounded_put(_spec_facts, key, (text, facts), SPEC_MEMO_SIZE)
-    return facts
+
+
+def _container_cpus(field: str, raws: Sequence[msgspec.Raw]) -> tuple[ContainerCpu, ...]:
+    cpus = []
+    for at, raw in enumerate(raws):
+        try:
+            cpus.append(CONTAINERS.get(raw))
+        except msgspec.ValidationError as exc:
+            raise _inside(exc, f".{field}[{at}]") from None
+    return tuple(cpus)
 
 
 class _ComputedOnce(Generic[_T]):

@@ -1,92 +1,72 @@
-"""The admission edge's model: a pod's spec decoded once per distinct spec text."""
+"""The admission edge's model: a pod's spec decoded once per distinct spec text, and a
+container once per distinct container text."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
 import pytest
-import xxhash
 
 from flox_isa.webhook import models
+from flox_isa.webhook.memo import TextMemo
 from flox_isa.webhook.models import pod_from, spec_facts
 from tests.unit.webhook.test_decision import pod
 
 
 @pytest.fixture
-def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The spec texts decoded from now on (an empty memo)."""
-    texts: list[bytes] = []
-    real = models._SPEC_DECODER
+def decoded(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[bytes]]:
+    """The spec and container texts decoded from now on (empty memos)."""
+    texts: dict[str, list[bytes]] = {"specs": [], "containers": []}
+    for name, read in (("specs", models._read_spec), ("containers", models._read_container)):
 
-    class Counting:
-        def decode(self, text: bytes) -> Any:
-            texts.append(text)
-            return real.decode(text)
+        def counting(text: bytes, seen: list[bytes] = texts[name], read: Any = read) -> Any:
+            seen.append(text)
+            return read(text)
 
-    monkeypatch.setattr(models, "_SPEC_DECODER", Counting())
-    monkeypatch.setattr(models, "_spec_facts", OrderedDict())
+        memo = getattr(models, name.upper())
+        monkeypatch.setattr(models, name.upper(), TextMemo(counting, memo.size, memo.text_limit))
     return texts
 
 
-def _spec(cpu: str) -> dict[str, Any]:
-    container = {"name": "worker", "env": [{"name": "A", "value": "1"}],
-                 "resources": {"requests": {"cpu": cpu}}}  # fmt: skip
-    return {"containers": [container], "nodeSelector": {"kubernetes.io/os": "linux"}}
+def _container(cpu: str) -> dict[str, Any]:
+    return {"name": "worker", "env": [{"name": "A", "value": "1"}],
+            "resources": {"requests": {"cpu": cpu}}}  # fmt: skip
 
 
-def _text(cpu: str) -> msgspec.Raw:
-    return msgspec.Raw(msgspec.json.encode(_spec(cpu)))
+def _spec(cpu: str, sidecar: str = "1") -> dict[str, Any]:
+    sidecar_container = {**_container(sidecar), "name": "sidecar"}
+    return {"containers": [_container(cpu), sidecar_container],
+            "nodeSelector": {"kubernetes.io/os": "linux"}}  # fmt: skip
 
 
-def test_a_workloads_pods_decode_their_shared_spec_once(decoded: list[bytes]) -> None:
+def _text(spec: dict[str, Any]) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode(spec))
+
+
+def test_a_workloads_pods_decode_their_shared_spec_once(decoded: dict[str, list[bytes]]) -> None:
     pods = [pod_from(pod(spec=_spec(cpu))) for cpu in ("1", "1", "2")]
     requests = [p.threads_input[0][0].cpu_request for p in pods]
     assert requests == ["1", "1", "2"]
-    assert len(decoded) == 2  # the second pod's spec came from memory
+    assert len(decoded["specs"]) == 2  # the second pod's spec came from memory
     assert pods[0].facts is pods[1].facts  # one key part, compared by identity first
 
 
-def test_equal_facts_of_different_texts_are_equal_keys(decoded: list[bytes]) -> None:
-    # The same spec with its keys in another order: another text, the same facts.
-    one = spec_facts(_text("1"))
-    other = spec_facts(msgspec.Raw(msgspec.json.encode(dict(reversed(_spec("1").items())))))
-    assert one is not other and one == other and hash(one) == hash(other)
-    assert one != spec_facts(_text("2"))
-
-
-def test_a_spec_whose_digest_is_anothers_is_decoded_for_itself(decoded: list[bytes]) -> None:
-    one, two = _text("1"), _text("2")
-    first = spec_facts(one)
-    # As if `two` had the digest of `one`: the memo's entry under it holds `one`'s text.
-    models._spec_facts[xxhash.xxh3_64_intdigest(two)] = (bytes(one), first)
-    assert spec_facts(two).threads_input[0][0].cpu_request == "2"
-
-
-def test_the_spec_memo_is_bounded(decoded: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "SPEC_MEMO_SIZE", 2)
-    for cpu in ("1", "2", "2", "3", "1"):
-        spec_facts(_text(cpu))
-    assert len(models._spec_facts) == 2
-    assert len(decoded) == 4  # the second "2" from memory; "1" had gone (the oldest first)
-
-
-def test_a_spec_too_long_to_remember_is_decoded_each_time(
-    decoded: list[bytes], monkeypatch: pytest.MonkeyPatch
+def test_specs_that_differ_in_one_container_share_the_others(
+    decoded: dict[str, list[bytes]],
 ) -> None:
-    text = _text("1")
-    monkeypatch.setattr(models, "SPEC_TEXT_LIMIT", len(bytes(text)) - 1)
-    for _ in range(2):
-        assert spec_facts(text).threads_input[0][0].cpu_request == "1"
-    assert len(decoded) == 2 and not models._spec_facts
+    for cpu in ("1", "2", "3"):
+        spec_facts(_text(_spec(cpu)))
+    # Three workers, and the sidecar they share decoded once.
+    assert len(decoded["specs"]) == 3 and len(decoded["containers"]) == 4
 
 
-def test_the_memo_keeps_a_copy_not_the_request_body(decoded: list[bytes]) -> None:
-    body = b'{"spec":' + bytes(_text("1")) + b"}"
-    spec_facts(msgspec.json.decode(body, type=models.Pod).spec_text)
-    ((text, _),) = models._spec_facts.values()
-    assert type(text) is bytes and text == bytes(_text("1"))
+def test_equal_facts_of_different_texts_are_equal_keys(decoded: dict[str, list[bytes]]) -> None:
+    # The same spec with its keys in another order: another text, the same facts.
+    one = spec_facts(_text(_spec("1")))
+    other = spec_facts(_text(dict(reversed(_spec("1").items()))))
+    assert one is not other and one == other and hash(one) == hash(other)
+    assert one != spec_facts(_text(_spec("2")))
 
 
 def test_a_pod_given_as_data_that_is_not_json_is_a_validation_error() -> None:
@@ -94,6 +74,15 @@ def test_a_pod_given_as_data_that_is_not_json_is_a_validation_error() -> None:
         pod_from({"metadata": {"labels": {"app": object()}}})
 
 
-def test_a_malformed_spec_is_refused_at_its_path() -> None:
-    with pytest.raises(msgspec.ValidationError, match=r"at `\$\.spec\.containers\[0\]\.env`"):
-        pod_from({"spec": {"containers": [{"name": "w", "env": {"A": "1"}}]}})
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [
+        ({"containers": [{"name": "w", "env": {"A": "1"}}]}, r"\$\.spec\.containers\[0\]\.env"),
+        ({"initContainers": [{}, "x"]}, r"\$\.spec\.initContainers\[1\]"),
+        ({"tolerations": {}}, r"\$\.spec\.tolerations"),
+    ],
+)
+def test_a_malformed_spec_is_refused_at_its_path(spec: dict[str, Any], where: str) -> None:
+    for _ in range(2):  # and again: a refused text is not remembered as anything
+        with pytest.raises(msgspec.ValidationError, match=f"at `{where}`"):
+            pod_from({"spec": spec})
