@@ -71,7 +71,7 @@ class Decision:
     variant: str | None = None
     code: int = 200
     # The environment values the patch writes and what they are made of (auto mode),
-    # so that `with_environment` can rename them; None when it writes none.
+    # so that they can be renamed (`renamed_patch`); None when it writes none.
     environment: EnvironmentNames | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def template_key(key: DecisionKey, catalog: Catalog) -> DecisionKey | None:
 
     A decision reads of the reference only whether it is valid, its generation pin and
     which variant's build it names (guard mode); the name itself goes only into the
-    patch's two environment values, which `with_environment` renames. So a stream of
+    patch's two environment values, which `renamed_patch` renames. So a stream of
     new environments (each team's own) is decided once per shape, not once per name.
     """
     annotations = key[_KEY_ANNOTATIONS]
@@ -238,21 +238,6 @@ def template_key(key: DecisionKey, catalog: Catalog) -> DecisionKey | None:
     shape = ("environment", reference.generation, build.name if build is not None else None)
     shaped = (*annotations[:_KEY_ENVIRONMENT], shape, *annotations[_KEY_ENVIRONMENT + 1 :])
     return (*key[:_KEY_ANNOTATIONS], shaped, *key[_KEY_ANNOTATIONS + 1 :])
-
-
-def with_environment(decision: Decision, base: str) -> Decision:
-    """`decision`, made for a pod of the same `template_key`, for base environment `base`.
-
-    Only allowed decisions are renamed (a denial's message may quote the reference)."""
-    named = decision.environment
-    if named is None or named.base == base:
-        return decision
-    renamed = EnvironmentNames.of(base, named.variant, named.generations)
-    d = decision  # built directly: `dataclasses.replace` costs as much as the renaming
-    return Decision(
-        d.allowed, d.outcome, d.reason, d.message, renamed_patch(d, renamed.annotations),
-        d.warnings, d.variant, d.code, renamed,
-    )  # fmt: skip
 
 
 def renamed_patch(decision: Decision, values: Mapping[str, str]) -> tuple[JsonPatchOp, ...]:
@@ -663,7 +648,7 @@ def escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-# The paths of the patch's environment values (`with_environment`) -> their annotation.
+# The paths of the patch's environment values (`renamed_patch`) -> their annotation.
 _ENVIRONMENT_PATHS: Final = {
     f"/metadata/annotations/{escape(key)}": key
     for key in (names.ENVIRONMENT_ANNOTATION, names.BASE_ENVIRONMENT_ANNOTATION)

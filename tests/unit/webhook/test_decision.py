@@ -8,6 +8,7 @@ Helpers here are shared by the other webhook tests.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,10 +28,11 @@ from flox_isa.isa.scheduling import NodeState
 from flox_isa.webhook.decision import (
     Context,
     Decision,
+    EnvironmentNames,
     decide,
     decision_key,
+    renamed_patch,
     template_key,
-    with_environment,
 )
 from flox_isa.webhook.models import Pod, pod_from
 
@@ -633,6 +635,16 @@ _ENVIRONMENTS = st.sampled_from(
 )  # fmt: skip
 
 
+def _with_environment(decision: Decision, base: str) -> Decision:
+    """`decision` renamed for base environment `base` (as the webhook's templates are)."""
+    named = decision.environment
+    if named is None or named.base == base:
+        return decision
+    renamed = EnvironmentNames.of(base, named.variant, named.generations)
+    patch = renamed_patch(decision, renamed.annotations)
+    return dataclasses.replace(decision, patch=patch, environment=renamed)
+
+
 @settings(max_examples=1000, deadline=None)
 @given(_POD_INPUTS, _ENVIRONMENTS, _ENVIRONMENTS, st.booleans())
 def test_a_decision_renamed_for_another_environment_of_its_template_is_that_pods_decision(
@@ -651,7 +663,7 @@ def test_a_decision_renamed_for_another_environment_of_its_template_is_that_pods
         return
     made = decide(a, "tickets", namespace_opted_in, _KEY_CONTEXT)
     if made.allowed:
-        assert with_environment(made, second) == decide(
+        assert _with_environment(made, second) == decide(
             b, "tickets", namespace_opted_in, _KEY_CONTEXT
         )
 
