@@ -124,8 +124,9 @@ class Subject(msgspec.Struct, frozen=True, gc=False):
 
 
 class Answer(msgspec.Struct, frozen=True, gc=False):
-    """A decision as remembered: what its log line and metric say, and its encoded
-    AdmissionReview (all but the uid); the JSONPatch is in those bytes only.
+    """A decision as remembered: its log line's fields (encoded once: `logs.SharedFields`)
+    and metric, and its encoded AdmissionReview (all but the uid); the JSONPatch is in
+    those bytes only.
 
     `subject`: what the log line says of the request, when every request this answer is
     remembered for says the same (a body key, see `body_key`).
@@ -139,10 +140,7 @@ class Answer(msgspec.Struct, frozen=True, gc=False):
     outcome: str
     allowed: bool
     code: int
-    reason: str
-    variant: str | None
-    message: str
-    warnings: tuple[str, ...]
+    line: logs.SharedFields
     response_tail: bytes
     counter: Any
     subject: Subject | None = None
@@ -431,7 +429,7 @@ def reply(found: Answer, uid: str, subject: Subject, *, remembered: bool) -> tup
     found.counter.inc()
     level = log_level(found, remembered)
     if log.isEnabledFor(level):
-        logs.event(log, level, found.outcome, _log_fields(uid, subject, found))
+        logs.event(log, level, found.outcome, _log_fields(uid, subject), found.line)
     return 200, found.body(uid)
 
 
@@ -501,16 +499,17 @@ def decide_request(
 
 def prepare(state: WebhookState, decision: Decision) -> Answer:
     counter = state.metrics.request_counter(decision.outcome, decision.reason, decision.variant)
+    line = logs.SharedFields.of(
+        {
+            "outcome": decision.outcome,
+            "reason": decision.reason,
+            "variant": decision.variant,
+            "message": decision.message,
+            "warnings": list(decision.warnings),
+        }
+    )
     return Answer(
-        decision.outcome,
-        decision.allowed,
-        decision.code,
-        decision.reason,
-        decision.variant,
-        decision.message,
-        decision.warnings,
-        response_tail(decision),
-        counter,
+        decision.outcome, decision.allowed, decision.code, line, response_tail(decision), counter
     )
 
 
@@ -558,17 +557,13 @@ def _subject(request: AdmissionRequest) -> Subject:
     )
 
 
-def _log_fields(uid: str, subject: Subject, found: Answer) -> dict[str, Any]:
+def _log_fields(uid: str, subject: Subject) -> dict[str, Any]:
+    """The log line's fields of one request (then the answer's own: `Answer.line`)."""
     return {
         "uid": uid,
         "namespace": subject.namespace,
         "pod": subject.pod,
         "dryRun": subject.dry_run,
-        "outcome": found.outcome,
-        "reason": found.reason,
-        "variant": found.variant,
-        "message": found.message,
-        "warnings": list(found.warnings),
         "environment": subject.environment,
     }
 

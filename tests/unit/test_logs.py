@@ -18,6 +18,7 @@ from flox_isa.logs import (
     FLUSH_SECONDS,
     BufferedLineHandler,
     JsonFormatter,
+    SharedFields,
     buffered,
     event,
     setup_logging,
@@ -135,16 +136,21 @@ def own_handler(name: str) -> Iterator[tuple[logging.Logger, BufferedLineHandler
 
 
 def _line_of_event(
-    level: int, message: str, fields: dict[str, object], at: float
+    level: int,
+    message: str,
+    fields: dict[str, object],
+    at: float,
+    shared: dict[str, object] | None = None,
 ) -> tuple[str, str]:
     """(the line `event` writes, the line the formatter makes of the same record)."""
     with own_handler("flox_isa.test.event") as (logger, _, stream):
         no_record = mock.patch.object(logger, "makeRecord", side_effect=AssertionError)
         with mock.patch("flox_isa.logs.time.time", return_value=at), no_record:
-            event(logger, level, message, fields)  # the line made without a record
+            once = SharedFields.of(shared) if shared is not None else None
+            event(logger, level, message, fields, once)  # the line made without a record
     record = logging.makeLogRecord(
         {"name": logger.name, "levelno": level, "levelname": logging.getLevelName(level),
-         "msg": message, "created": at, "fields": fields}
+         "msg": message, "created": at, "fields": {**fields, **(shared or {})}}
     )  # fmt: skip
     return stream.getvalue(), JsonFormatter().format(record) + "\n"
 
@@ -166,6 +172,23 @@ def test_an_event_is_the_line_its_record_would_be(level: int) -> None:
     written, formatted = _line_of_event(level, "patched", fields, 1_700_000_000.123)
     assert written == formatted
     assert json.loads(written)["message"] == ODD_TEXT
+
+
+@pytest.mark.parametrize(
+    ("fields", "shared"),
+    [
+        ({"uid": "u1", "pod": ODD_TEXT}, {"message": ODD_TEXT, "variant": None, "n": [1]}),
+        ({"uid": "u1", "message": "own"}, {"outcome": "patched"}),  # the line's own message
+        ({}, {"message": "m"}),
+        ({"uid": "u1"}, {}),
+    ],
+)
+def test_an_event_with_shared_fields_is_the_line_its_record_would_be(
+    fields: dict[str, object], shared: dict[str, object]
+) -> None:
+    for level in (logging.INFO, logging.WARNING):
+        written, formatted = _line_of_event(level, "patched", fields, 1_700_000_000.5, shared)
+        assert written == formatted
 
 
 def test_an_event_goes_through_logging_where_something_else_listens(

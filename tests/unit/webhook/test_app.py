@@ -540,6 +540,7 @@ def test_remembered_answers_are_not_walked_by_the_garbage_collector() -> None:
     assert decoded_patch(answer)
     assert len(state._answers) == 2
     assert not any(gc.is_tracked(found) for found in state._answers.values())
+    assert not any(gc.is_tracked(found.line) for found in state._answers.values())
 
 
 def test_a_full_memo_drops_its_oldest_answers_one_at_a_time(
