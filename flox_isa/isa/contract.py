@@ -62,6 +62,9 @@ def is_environment(reference: str) -> bool:
     return ENVIRONMENT_PATTERN.fullmatch(reference) is not None
 
 
+# A new pod's reference is parsed twice on the webhook's path (its template key, then its
+# variant's name): the second time from here.
+@functools.lru_cache(maxsize=256)
 def parse_environment(reference: str) -> Reference | None:
     """`owner/name[:N]` split into name and generation; None when malformed."""
     if not is_environment(reference):
