@@ -360,7 +360,7 @@ class MutateEndpoint:
             headers.append(CONNECTION_CLOSE)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-        self.state.metrics.latency.observe(time.perf_counter() - started)
+        self.state.metrics.admissions.observe(time.perf_counter() - started)
 
 
 async def read_body(receive: Receive) -> bytes | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from flox_isa.isa.fleet_index import FleetIndex
 
@@ -29,34 +33,78 @@ LATENCY_BUCKETS = (
 )
 
 
-@dataclass
-class Metrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    # requests' children by labels: `labels()` checks and locks on every call.
-    _request_counters: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+class RequestCount:
+    """The number of admission requests with one (outcome, reason, variant)."""
 
-    def request_counter(self, outcome: str, reason: str, variant: str | None) -> Any:
-        """The requests counter for these labels (its `inc()` counts one request)."""
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
+
+
+class AdmissionStats(Collector):
+    """Admission requests by outcome, reason and variant, and how long each took: the
+    Counter `flox_isa_webhook_requests` and the Histogram
+    `flox_isa_webhook_request_duration_seconds`, counted in plain integers.
+
+    prometheus_client's own take a lock per update: ~2 us of each admission, which the
+    event loop's thread alone updates. A scrape (on the event loop, or `serve_plain`'s
+    thread) reads the values of a moment: a count may lag its sum by a request.
+    """
+
+    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.buckets = tuple(buckets)
+        self.in_bucket = [0] * (len(self.buckets) + 1)  # the last: above every bound
+        self.seconds = 0.0
+        self.requests: dict[tuple[str, str, str], RequestCount] = {}
+
+    def request_count(self, outcome: str, reason: str, variant: str | None) -> RequestCount:
+        """The count for these labels (its `inc()` counts one request)."""
         key = (outcome, reason, variant or "")
-        counter = self._request_counters.get(key)
-        if counter is None:
-            counter = self._request_counters[key] = self.requests.labels(*key)
-        return counter
+        count = self.requests.get(key)
+        if count is None:
+            count = self.requests[key] = RequestCount()
+        return count
 
-    def __post_init__(self) -> None:
-        self.requests = Counter(
+    def observe(self, seconds: float) -> None:
+        self.in_bucket[bisect.bisect_left(self.buckets, seconds)] += 1
+        self.seconds += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
             "flox_isa_webhook_requests",
             "Admission requests by outcome (patched, unchanged, skipped, denied, error,"
             " bad_request), reason code and chosen variant.",
-            ["outcome", "reason", "variant"],
-            registry=self.registry,
+            labels=["outcome", "reason", "variant"],
         )
-        self.latency = Histogram(
+        for key, count in list(self.requests.items()):
+            requests.add_metric(key, count.value)
+        yield requests
+        # As the library writes `le` (its utils have no type hints).
+        bounds = [floatToGoString(b) for b in self.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+        cumulative = itertools.accumulate(list(self.in_bucket))
+        yield HistogramMetricFamily(
             "flox_isa_webhook_request_duration_seconds",
             "Time to answer POST /mutate, parsing included.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            buckets=list(zip(bounds, cumulative, strict=True)),
+            sum_value=self.seconds,
         )
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def request_counter(self, outcome: str, reason: str, variant: str | None) -> RequestCount:
+        """The requests counter for these labels (its `inc()` counts one request)."""
+        return self.admissions.request_count(outcome, reason, variant)
+
+    def __post_init__(self) -> None:
+        self.admissions = AdmissionStats()
+        self.registry.register(self.admissions)
         self.inventory_nodes = Gauge(
             "flox_isa_inventory_nodes",
             "Nodes in the in-memory inventory.",
