@@ -34,18 +34,21 @@ class TextMemo(Generic[_V]):
 
     def __init__(self, make: Callable[[bytes], _V], size: int, text_limit: int) -> None:
         self.make, self.size, self.text_limit = make, size, text_limit
-        self.entries: OrderedDict[int, tuple[bytes, _V]] = OrderedDict()
+        # Digest -> (the text, as a Raw over a copy of its own, and its value).
+        self.entries: OrderedDict[int, tuple[msgspec.Raw, _V]] = OrderedDict()
 
     def get(self, raw: bytes | msgspec.Raw) -> _V:
         """The value for `raw` (a text, or a view of one in a request body)."""
-        # A copy (a view would keep the whole request body); comparing it costs less than
-        # comparing a memoryview, which goes item by item (~0.3 vs ~13 us for 6 KB).
-        text = bytes(raw)
-        key = xxhash.xxh3_64_intdigest(text)
+        # Raw against Raw compares the bytes at once (~0.1 us for 6 KB; a memoryview
+        # against bytes goes item by item, ~13 us): no copy for a text seen before.
+        view = raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw)
+        key = xxhash.xxh3_64_intdigest(view)
         found = self.entries.get(key)
-        if found is not None and found[0] == text:  # the same text, not only the same digest
+        if found is not None and found[0] == view:  # the same text, not only the same digest
             return found[1]
+        text = bytes(view)
         value = self.make(text)
         if len(text) <= self.text_limit:
-            bounded_put(self.entries, key, (text, value), self.size)
+            # A Raw over a copy: one over the request body would keep the whole body.
+            bounded_put(self.entries, key, (msgspec.Raw(text), value), self.size)
         return value

@@ -278,6 +278,28 @@ def test_a_labelled_pod_gets_the_best_variant_and_lands_on_a_node_with_it(
     assert "avx512vnni 85 > avx512 52" in meta.annotations[names.REASON_ANNOTATION]
     assert meta.labels[names.VARIANT_LABEL] == "avx512vnni"
     assert pod.spec.node_selector[names.cpuid_label("AVX512VNNI")] == "true"
+
+
+def test_pods_new_only_in_their_environments_name_each_get_their_own_through_the_api_server(
+    make_namespace: Callable[[bool], str], core: Any
+) -> None:
+    # The first is decided; the others get its answer with their names spliced into the
+    # encoded patch (names of three lengths: the patch's padding differs for each), which
+    # the real API server must take as the JSONPatch it is.
+    namespace = make_namespace(False)
+    environments = ["acme/b", "acme/bb", "acme/bbb", "acme/bbbb"]
+    for at, environment in enumerate(environments):
+        body = _pod(f"team-{at}", {names.WORKLOAD_ANNOTATION: "int8-inference"},
+                    {names.INJECT_LABEL: "true"}, env=environment)  # fmt: skip
+        core.create_namespaced_pod(namespace, body)
+    for at, environment in enumerate(environments):
+        pod = _scheduled(core, namespace, f"team-{at}")
+        annotations = pod.metadata.annotations
+        assert annotations[names.ENVIRONMENT_ANNOTATION] == f"{environment}-avx512vnni"
+        assert annotations[names.BASE_ENVIRONMENT_ANNOTATION] == environment
+        assert "avx512vnni 85 > avx512 52" in annotations[names.REASON_ANNOTATION]
+        assert pod.metadata.labels[names.VARIANT_LABEL] == "avx512vnni"
+        assert pod.spec.node_selector[names.cpuid_label("AVX512VNNI")] == "true"
     _assert_on_right_node(core, pod, "avx512vnni", VNNI_TYPES)
 
 
