@@ -168,8 +168,7 @@ def event(
         return
     handler = _only_handler(logger, level)
     if handler is None:
-        merged = {**fields, **shared.fields} if shared is not None else dict(fields)
-        logger.log(level, message, extra={"fields": merged})
+        logger.log(level, message, extra={"fields": _all_fields(fields, shared)})
         return
     try:
         handler.write_line(_event_line(logger.name, level, message, fields, shared), level)
@@ -177,8 +176,12 @@ def event(
         raise
     except Exception:  # as `emit`: a broken stream must not break the caller
         record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
-        record.fields = {**fields, **shared.fields} if shared is not None else dict(fields)
+        record.fields = _all_fields(fields, shared)
         handler.handleError(record)
+
+
+def _all_fields(fields: Mapping[str, Any], shared: SharedFields | None) -> dict[str, Any]:
+    return {**fields, **shared.fields} if shared is not None else dict(fields)
 
 
 def _event_line(

@@ -211,3 +211,12 @@ def test_an_event_respects_the_handlers_level_and_filters() -> None:
         event(logger, logging.INFO, "filtered out", {})
         event(logger, logging.INFO, "kept", {})
     assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == ["kept"]
+
+
+def test_an_event_on_a_broken_stream_is_reported_with_all_its_fields_not_raised() -> None:
+    with own_handler("flox_isa.test.broken") as (logger, handler, stream):
+        stream.close()  # writing now raises ValueError
+        reported: list[logging.LogRecord] = []
+        with mock.patch.object(handler, "handleError", side_effect=reported.append):
+            event(logger, logging.INFO, "patched", {"uid": "u1"}, SharedFields.of({"n": 1}))
+    assert [r.fields for r in reported] == [{"uid": "u1", "n": 1}]  # type: ignore[attr-defined]
