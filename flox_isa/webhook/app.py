@@ -12,7 +12,6 @@ wrong; an unexpected error becomes a denial, never an HTTP 500.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -213,7 +212,7 @@ class Template:
     def _split_answer(self) -> SplitAnswer:
         # [JSON, mark, JSON, mark, ..., JSON]: the patch around its environment values.
         parts = _HOLES.split(ENCODER.encode(renamed_patch(self.decision, _MARKED)))
-        head, _, tail = tail_parts(self.decision)
+        head, tail = patch_frame(self.decision)
         first, last = parts[0], parts[-1]
         aligned = len(first) - len(first) % 3
         split = SplitAnswer(
@@ -533,18 +532,19 @@ def response_tail(decision: Decision) -> bytes:
     """The AdmissionReview's bytes after `RESPONSE_HEAD` and the uid: the response's
     fields, then the closing braces of the response and of the review. The patch's
     base64 text needs no JSON escaping, so it goes in as bytes (encoded once)."""
-    head, patch, tail = tail_parts(decision)
-    return head + base64.b64encode(patch) + tail
+    head, tail = patch_frame(decision)
+    patch = ENCODER.encode(decision.patch) if decision.patch else b""
+    return head + binascii.b2a_base64(patch, newline=False) + tail
 
 
-def tail_parts(decision: Decision) -> tuple[bytes, bytes, bytes]:
-    """`response_tail` as (the bytes before the patch's base64 text, the patch's JSON,
-    the bytes after it); all in the first when there is no patch."""
+def patch_frame(decision: Decision) -> tuple[bytes, bytes]:
+    """`response_tail` around the patch's base64 text: (the bytes before it, the bytes
+    after it); all in the first when there is no patch."""
     allowed = b',"allowed":true' if decision.allowed else b',"allowed":false'
     if not decision.patch:
-        return allowed + _after_patch(decision), b"", b""
+        return allowed + _after_patch(decision), b""
     head = allowed + b',"patchType":"JSONPatch","patch":"'
-    return head, ENCODER.encode(decision.patch), b'"' + _after_patch(decision)
+    return head, b'"' + _after_patch(decision)
 
 
 def _after_patch(decision: Decision) -> bytes:
