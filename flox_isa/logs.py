@@ -8,6 +8,7 @@ per decision).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import sys
@@ -79,17 +80,20 @@ class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     The webhook writes a line per decision: a write call per line (StreamHandler
     flushes each record) was a tenth of a request's time under load. A WARNING or
-    worse is flushed at once; logging's exit hook flushes the rest.
+    worse is flushed at once; logging's exit hook flushes the rest. The stream is a
+    binary one (`buffered`: lines go in as UTF-8 bytes, as `event` makes them) or text.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str] | IO[bytes]) -> None:
         super().__init__(stream)
-        self._closed = threading.Event()
+        self._binary = isinstance(stream, io.BufferedIOBase)
+        self._stopped = threading.Event()
         threading.Thread(target=self._flush_every_interval, name="log-flush", daemon=True).start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
+            self.stream.write(line.encode() if self._binary else line)
             if record.levelno >= logging.WARNING:
                 self.flush()
         except RecursionError:
@@ -97,19 +101,20 @@ class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # as logging.StreamHandler: a broken stream must not break the caller
             self.handleError(record)
 
-    def write_line(self, line: str, level: int) -> None:
-        """`line` (a formatted record) as `emit` writes it, under the handler's lock."""
+    def write_line(self, line: bytes, level: int) -> None:
+        """`line` (a formatted record, UTF-8, with its newline) as `emit` writes it, under
+        the handler's lock."""
         with self.lock:  # type: ignore[union-attr]  # created in Handler.__init__
-            self.stream.write(line + self.terminator)
+            self.stream.write(line if self._binary else line.decode())
             if level >= logging.WARNING:
                 self.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopped.set()
         super().close()
 
     def _flush_every_interval(self) -> None:
-        while not self._closed.wait(FLUSH_SECONDS):
+        while not self._stopped.wait(FLUSH_SECONDS):
             try:
                 self.flush()
             except (OSError, ValueError):  # the stream was closed: nowhere left to write
@@ -186,7 +191,7 @@ def _all_fields(fields: Mapping[str, Any], shared: SharedFields | None) -> dict[
 
 def _event_line(
     name: str, level: int, message: str, fields: Mapping[str, Any], shared: SharedFields | None
-) -> str:
+) -> bytes:
     middle = _LINE_MIDDLES.get((name, level))
     if middle is None:
         head = {"level": logging.getLevelName(level).lower(), "logger": name}
@@ -204,8 +209,8 @@ def _event_line(
         parts += (b",", _EVENT_ENCODER.encode(fields)[1:-1])
     if shared is not None and shared.rest:
         parts += (b",", shared.rest)
-    parts.append(b"}")
-    return b"".join(parts).decode()
+    parts.append(b"}\n")
+    return b"".join(parts)
 
 
 def _only_handler(logger: logging.Logger, level: int) -> BufferedLineHandler | None:
@@ -233,13 +238,15 @@ def _only_handler(logger: logging.Logger, level: int) -> BufferedLineHandler | N
     return found
 
 
-def buffered(stream: IO[str]) -> IO[str]:
-    """`stream` with a block buffer (stderr flushes every line); as is without a file."""
+def buffered(stream: IO[str]) -> IO[str] | IO[bytes]:
+    """`stream`'s file as a binary stream with a block buffer (stderr flushes every line);
+    the stream as is without a file."""
     try:
         descriptor = stream.fileno()
     except (AttributeError, OSError, ValueError):  # e.g. a test's in-memory capture
         return stream
-    return open(descriptor, "w", buffering=BUFFER_BYTES, encoding="utf-8", closefd=False)
+    stream.flush()  # what it holds goes first
+    return open(descriptor, "wb", buffering=BUFFER_BYTES, closefd=False)
 
 
 def setup_logging(level: str | int = "INFO", quiet: Iterable[str] = ()) -> None:

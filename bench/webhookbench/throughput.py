@@ -9,7 +9,10 @@ first in the same run): each server's best round (lowest p99) is kept.
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flox_isa.webhook.certs import write_serving_certs
@@ -67,7 +70,7 @@ def http_benchmarks(
             return load(ports[kind], certs.ca_path, sets[stream], paths[kind], seconds=seconds,
                         connections=connections, rate=rate)  # fmt: skip
 
-        with running(argvs, ports) as pids:
+        with running(argvs, ports) as pids, cores_apart(pids.values()):
             if not isinstance(rate, float):  # closed loop: at saturation
                 for _ in range(rounds):
                     for kind, stream in runs:
@@ -91,6 +94,26 @@ def http_benchmarks(
                         opened[(kind, stream)] = result
     print_open_loop(opened, rates, list(paths), streams)
     return opened
+
+
+@contextmanager
+def cores_apart(servers: Iterable[int]) -> Iterator[None]:
+    """The servers on one core, this process (the client) on the others, as the issue's
+    wrk figures were taken: the two never compete for a core. Loaded one at a time, the
+    servers do not compete with each other. As is on one core, or without CPU affinity."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        yield
+        return
+    for pid in servers:
+        for thread in Path(f"/proc/{pid}/task").iterdir():  # each thread has its own
+            os.sched_setaffinity(int(thread.name), cores[-1:])
+    os.sched_setaffinity(0, cores[:-1])
+    print(f"  servers pinned to CPU {cores[-1]}, the client to CPU {cores[:-1]}")
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
 
 
 def print_memory(pids: dict[str, int], nodes: int) -> None:

@@ -54,7 +54,12 @@ class Reference(NamedTuple):
     generation: int | None = None
 
     def __str__(self) -> str:
-        return self.name if self.generation is None else f"{self.name}:{self.generation}"
+        return reference_text(self.name, self.generation)
+
+
+def reference_text(name: str, generation: int | None) -> str:
+    """`owner/name`, or `owner/name:N` with a generation pin."""
+    return name if generation is None else f"{name}:{generation}"
 
 
 def is_environment(reference: str) -> bool:
@@ -168,13 +173,13 @@ def variant_environment(
     """
     parsed = parse_environment(base)
     name = parsed.name if parsed is not None else base
-    generation = (generations or {}).get(variant.name)
+    generation = generations.get(variant.name) if generations else None
     if generation is None and parsed is not None and parsed.generation is not None:
         raise GenerationError(
             f"{base} is pinned to a generation, which {name}{variant.environment_suffix}"
             f" does not share; give {variant.name}'s generation (e.g. {GENERATIONS_EXAMPLE})"
         )
-    return str(Reference(name + variant.environment_suffix, generation))
+    return reference_text(name + variant.environment_suffix, generation)
 
 
 def environment_annotations(

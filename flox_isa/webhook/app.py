@@ -63,7 +63,6 @@ ANSWER_MEMO_SIZE = 4096
 TEMPLATE_MEMO_SIZE = 256
 # A uid as API servers make them (a UUID): JSON needs no escaping for it.
 PLAIN_UID_CHARS = "[0-9A-Za-z-]{1,128}"
-PLAIN_UID = re.compile(PLAIN_UID_CHARS)
 # The request's uid in the first bytes of an AdmissionReview (as API servers write it).
 LEADING_UID = re.compile(rb'"uid":\s*"(%s)"' % PLAIN_UID_CHARS.encode())
 UID_SEARCH_BYTES = 512
@@ -145,9 +144,7 @@ class Answer(msgspec.Struct, frozen=True, gc=False):
     subject: Subject | None = None
 
     def body(self, uid: str) -> bytes:
-        # API servers send UUIDs: those need no JSON escaping (the general case does).
-        quoted = b'"%s"' % uid.encode() if PLAIN_UID.fullmatch(uid) else json.dumps(uid).encode()
-        return RESPONSE_HEAD + quoted + self.response_tail
+        return RESPONSE_HEAD + ENCODER.encode(uid) + self.response_tail
 
 
 # Stands in for each environment value while a template's patch is encoded; random per
@@ -260,7 +257,9 @@ class WebhookState:
         return self._offers
 
     def remembered(self, key: Hashable | None) -> Answer | None:
-        if key is None or self.offers() is None:
+        """The answer remembered under `key`, valid as of the last `offers()` (which each
+        request calls first); none before the first node list."""
+        if key is None or self._offers is None:
             return None
         return self._answers.get(key)
 
@@ -271,7 +270,7 @@ class WebhookState:
         return found
 
     def template(self, key: Hashable | None) -> Template | None:
-        if key is None or self.offers() is None:
+        if key is None or self._offers is None:  # as `remembered`
             return None
         return self._templates.get(key)
 
@@ -387,6 +386,7 @@ def _error(message: str) -> bytes:
 
 def answer(state: WebhookState, body: bytes, namespace_opted_in: bool) -> tuple[int, bytes]:
     """(HTTP status, JSON body) for one POST body; see MUTATE_PATHS for the flag."""
+    state.offers()  # the memos as of the current inventory and late-binding state
     same = body_key(body, namespace_opted_in, state.gating)
     if same is not None:
         found = state.remembered(same.key)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 from unittest import mock
 
 import pytest
@@ -80,29 +81,39 @@ def test_lines_are_written_in_order_warnings_at_once_the_rest_within_the_interva
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "stderr"
+
+    def written() -> list[str]:
+        return [json.loads(x)["message"] for x in path.read_text().splitlines()]
+
+    with (
+        path.open("w") as target,
+        own_logger("flox_isa.test.buffered", buffered(target)) as (
+            logger,
+            _,
+        ),
+    ):
+        logger.info("admitted")
+        logger.warning("watch expired")
+        assert written() == ["admitted", "watch expired"]  # no wait: flushed at once
+        logger.info("admitted again")
+        deadline = time.monotonic() + FLUSH_SECONDS * 20
+        while written()[-1:] != ["admitted again"] and time.monotonic() < deadline:
+            time.sleep(FLUSH_SECONDS / 4)
+        assert written() == ["admitted", "watch expired", "admitted again"]
+
+
+def test_records_and_events_reach_a_file_in_order_as_utf8_lines(tmp_path: Path) -> None:
+    # `buffered` gives the handler the file as bytes: events go in as made, records encoded.
+    path = tmp_path / "stderr"
     with path.open("w") as target:
-        handler = BufferedLineHandler(buffered(target))
-        handler.setFormatter(JsonFormatter())
-        logger = logging.getLogger("flox_isa.test.buffered")
-        logger.addHandler(handler)
-        logger.propagate = False
-        logger.setLevel(logging.INFO)
-
-        def written() -> list[str]:
-            return [json.loads(x)["message"] for x in path.read_text().splitlines()]
-
-        try:
-            logger.info("admitted")
-            logger.warning("watch expired")
-            assert written() == ["admitted", "watch expired"]  # no wait: flushed at once
-            logger.info("admitted again")
-            deadline = time.monotonic() + FLUSH_SECONDS * 20
-            while written()[-1:] != ["admitted again"] and time.monotonic() < deadline:
-                time.sleep(FLUSH_SECONDS / 4)
-            assert written() == ["admitted", "watch expired", "admitted again"]
-        finally:
-            logger.removeHandler(handler)
-            handler.close()
+        target.write("before\n")  # what the stream held goes first
+        with own_logger("flox_isa.test.binary", buffered(target)) as (logger, _):
+            logger.info(ODD_TEXT)
+            event(logger, logging.INFO, ODD_TEXT, {"uid": "u1"})
+            event(logger, logging.WARNING, "at once", {})  # flushes all three
+            first, *lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    assert first == "before"
+    assert [json.loads(line)["message"] for line in lines] == [ODD_TEXT, ODD_TEXT, "at once"]
 
 
 @pytest.mark.parametrize(
@@ -117,10 +128,11 @@ def test_time_text_says_what_datetime_says(created: float) -> None:
 
 
 @contextlib.contextmanager
-def own_handler(name: str) -> Iterator[tuple[logging.Logger, BufferedLineHandler, io.StringIO]]:
-    """Logger `name` with one BufferedLineHandler of its own (as setup_logging's) on a
-    StringIO, not propagating; removed afterwards."""
-    stream = io.StringIO()
+def own_logger(
+    name: str, stream: IO[str] | IO[bytes]
+) -> Iterator[tuple[logging.Logger, BufferedLineHandler]]:
+    """Logger `name` with one BufferedLineHandler of its own (as setup_logging's) on
+    `stream`, not propagating; removed afterwards."""
     handler = BufferedLineHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger(name)
@@ -128,11 +140,19 @@ def own_handler(name: str) -> Iterator[tuple[logging.Logger, BufferedLineHandler
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
     try:
-        yield logger, handler, stream
+        yield logger, handler
     finally:
         logger.removeHandler(handler)
         logger.propagate = True  # else pytest gives it capture handlers of its own
         handler.close()
+
+
+@contextlib.contextmanager
+def own_handler(name: str) -> Iterator[tuple[logging.Logger, BufferedLineHandler, io.StringIO]]:
+    """`own_logger` on a StringIO."""
+    stream = io.StringIO()
+    with own_logger(name, stream) as (logger, handler):
+        yield logger, handler, stream
 
 
 def _line_of_event(

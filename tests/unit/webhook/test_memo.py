@@ -50,3 +50,19 @@ def test_a_text_too_long_to_remember_is_made_each_time() -> None:
     for _ in range(2):
         assert memo.get(b"abc") == "ABC"
     assert made == [b"abc", b"abc"] and not memo.entries
+
+
+def test_texts_of_one_length_in_turn_each_get_their_own_value_made_once() -> None:
+    # The last entry answers first: it must compare the text, not only its length.
+    memo, made = _memo()
+    assert [memo.get(text) for text in (b"ab", b"ba", b"ab", b"ab", b"ba")] == [
+        "AB", "BA", "AB", "AB", "BA"
+    ]  # fmt: skip
+    assert made == [b"ab", b"ba"]
+
+
+def test_the_last_text_is_found_again_after_its_entry_was_dropped() -> None:
+    memo, made = _memo(size=1)
+    memo.get(b"one")
+    memo.entries.clear()  # as if dropped for newer texts: its value is still the same
+    assert memo.get(b"one") == "ONE" and made == [b"one"]
