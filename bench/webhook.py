@@ -2,7 +2,7 @@
 
     python bench/webhook.py [--seconds 3] [--rounds 3] [--connections 8] [--nodes 5000]
                             [--streams replicas,distinct,fresh,cold] [--baseline DIR]
-                            [--rate R|half] [--in-process [--calls 8192]]
+                            [--rate R|half|own-half] [--in-process [--calls 8192]]
                             [--devcluster | --kubeconfig FILE] [--pods 300]
 
 1. Decision time at 10 vs 5,000 nodes, in process (steady state, and cold: no memo).
@@ -21,7 +21,8 @@
    ahead of kopf.
    With --rate R: open loop instead, R requests/s offered, latency counted from when each
    request was due; --rate half: closed loop first, then open loop at half of bare's
-   req/s on each stream. Target: p99 <= 2x bare's at the same rate.
+   req/s on each stream. Target: p99 <= 2x bare's at the same rate. --rate own-half:
+   each server offered half of its own maximum (no target: each tail at the same load).
    With --in-process: instead of 2, each app called in process (no sockets, no TLS, no
    client), --calls per server and stream and round: microseconds per call, side by side.
 3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
@@ -52,7 +53,7 @@ from webhookbench.decisions import decision_benchmarks  # noqa: E402
 from webhookbench.inprocess import in_process_benchmarks  # noqa: E402
 from webhookbench.servers import SERVER_KINDS, serve  # noqa: E402
 from webhookbench.streams import STREAMS  # noqa: E402
-from webhookbench.throughput import HALF, http_benchmarks  # noqa: E402
+from webhookbench.throughput import RATE_CHOICES, http_benchmarks  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rate",
         type=_rate,
         help="open loop: requests/s offered (instead of saturation), or 'half' (after"
-        " saturation, half of bare's req/s on each stream)",
+        " saturation, half of bare's req/s on each stream), or 'own-half' (half of each"
+        " server's own)",
     )
     parser.add_argument(
         "--in-process",
@@ -142,15 +144,15 @@ def _streams(text: str) -> list[str]:
 
 
 def _rate(text: str) -> float | str:
-    if text == HALF:
-        return HALF
+    if text in RATE_CHOICES:
+        return text
     try:
         rate = float(text)
     except ValueError:
         rate = 0.0
     if not rate > 0:
         raise argparse.ArgumentTypeError(
-            f"--rate {text!r}: requests per second above 0, or {HALF!r}"
+            f"--rate {text!r}: requests per second above 0, or one of {', '.join(RATE_CHOICES)}"
         )
     return rate
 
