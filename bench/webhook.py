@@ -2,7 +2,7 @@
 
     python bench/webhook.py [--seconds 3] [--rounds 3] [--connections 8] [--nodes 5000]
                             [--streams replicas,distinct,fresh,cold] [--baseline DIR]
-                            [--rate R|half|own-half] [--in-process [--calls 8192]]
+                            [--rate R|half|own-half] [--floor] [--in-process [--calls 8192]]
                             [--devcluster | --kubeconfig FILE] [--pods 300]
 
 1. Decision time at 10 vs 5,000 nodes, in process (steady state, and cold: no memo).
@@ -23,6 +23,8 @@
    request was due; --rate half: closed loop first, then open loop at half of bare's
    req/s on each stream. Target: p99 <= 2x bare's at the same rate. --rate own-half:
    each server offered half of its own maximum (no target: each tail at the same load).
+   With --floor: floor too, the bare app decoding each review with flox-isa's decoder and
+   answering ours' patch: what any webhook that reads the review costs on this stack.
    With --in-process: instead of 2, each app called in process (no sockets, no TLS, no
    client), --calls per server and stream and round: microseconds per call, side by side.
 3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
@@ -76,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a checkout of another revision: its webhook is loaded too, as `before`",
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="load `floor` too: the bare app decoding each review with flox-isa's decoder and"
+        " answering ours' patch (what any webhook that reads the review costs here)",
+    )
+    parser.add_argument(
         "--rate",
         type=_rate,
         help="open loop: requests/s offered (instead of saturation), or 'half' (after"
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline=args.baseline,
             streams=args.streams,
             rate=args.rate,
+            floor=args.floor,
         )
     if args.kubeconfig:
         apiserver_benchmark(args.kubeconfig, args.pods)

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from flox_isa.isa.offer import OfferIndex
 from flox_isa.webhook.decision import Context, decide
 from flox_isa.webhook.models import pod_from
-from webhookbench.streams import CATALOG, fleet
+from webhookbench.streams import CATALOG, fleet, realistic_pod, review_body
 
 # The entry point: `--serve KIND` there runs one of these servers.
 ENTRY = Path(__file__).resolve().parent.parent / "webhook.py"
@@ -40,14 +40,32 @@ def ours_app(nodes: int) -> Any:
     return create_app(state)
 
 
-def bare_app(patch_file: Path | None = None) -> Any:
+def bare_app(patch_file: Path | None = None, *, patch: str | None = None) -> Any:
     """The ceiling: read the body, answer a fixed patch for its uid, no framework.
 
-    `patch_file`: the patch to answer (base64 text, e.g. ours' answer for the pod)."""
-    patch = base64.b64encode(json.dumps([{"op": "add", "path": "/metadata/labels/x",
-                                          "value": "y"}]).encode()).decode()  # fmt: skip
+    `patch_file`, `patch`: the patch to answer (base64 text, e.g. ours' answer for the pod)."""
+    if patch is None:
+        patch = base64.b64encode(json.dumps([{"op": "add", "path": "/metadata/labels/x",
+                                              "value": "y"}]).encode()).decode()  # fmt: skip
     if patch_file is not None:
         patch = patch_file.read_text().strip()
+    return _answering(patch)
+
+
+def floor_app(nodes: int) -> Any:
+    """The floor of any webhook on this stack that reads the review and answers ours'
+    patch: the bare app, answering the patch ours gives the bench pod, after decoding
+    each body with flox-isa's decoder (`models.decode_review`) and nothing else."""
+    from flox_isa.webhook.app import StaticFleet, WebhookState, answer  # noqa: PLC0415 - server process only
+    from flox_isa.webhook.models import decode_review  # noqa: PLC0415 - server process only
+
+    state = WebhookState(CATALOG, StaticFleet(fleet(nodes)), "flox-isa")
+    _, ours = answer(state, review_body(realistic_pod()), False)
+    return _answering(json.loads(ours)["response"]["patch"], decode_review)
+
+
+def _answering(patch: str, read: Callable[[bytes], object] | None = None) -> Any:
+    """The bare app answering `patch`; `read`: what it does with each body first."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -58,6 +76,8 @@ def bare_app(patch_file: Path | None = None) -> Any:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
+        if read is not None:
+            read(body)
         found = UID.search(body)  # the request's uid comes first in an AdmissionReview
         uid = found.group(1).decode() if found else "none"
         response = {"uid": uid, "allowed": True, "patchType": "JSONPatch", "patch": patch}
@@ -73,7 +93,12 @@ def bare_app(patch_file: Path | None = None) -> Any:
 
 # The uvicorn servers and how each logs: ours as shipped (a line per decision), quiet as
 # with `--log-level WARNING`, bare not at all.
-SERVER_LOG_LEVELS: dict[str, str | None] = {"bare": None, "ours": "INFO", "quiet": "WARNING"}
+SERVER_LOG_LEVELS: dict[str, str | None] = {
+    "bare": None,
+    "ours": "INFO",
+    "quiet": "WARNING",
+    "floor": None,
+}
 
 
 def serve_uvicorn(app: Any, port: int, cert: Path, key: Path, *, log_level: str | None) -> None:
@@ -150,7 +175,8 @@ def serve(  # noqa: PLR0917 - one server's whole command line
     if kind == "kopf":
         serve_kopf(port, cert, key, nodes)
         return
-    app = bare_app(patch_file) if kind == "bare" else ours_app(nodes)
+    apps = {"bare": lambda: bare_app(patch_file), "floor": lambda: floor_app(nodes)}
+    app = apps.get(kind, lambda: ours_app(nodes))()
     serve_uvicorn(app, port, cert, key, log_level=SERVER_LOG_LEVELS[kind])
 
 

@@ -38,16 +38,19 @@ def http_benchmarks(
     baseline: Path | None = None,
     streams: list[str] | None = None,
     rate: float | str | None = None,
+    floor: bool = False,
 ) -> Results:
     """`baseline`: a checkout of another revision, whose `ours` is loaded as `before`;
     `streams`: which of STREAMS (all by default; kopf is loaded with KOPF_STREAMS only);
-    `rate`: open loop as well ("half", "own-half") or instead (a number of requests/s)."""
+    `rate`: open loop as well ("half", "own-half") or instead (a number of requests/s);
+    `floor`: load `floor` too (decode only, answer ours' patch: `servers.floor_app`)."""
     streams = list(STREAMS) if streams is None else streams
     sets = request_sets()
     print(f"POST /mutate over TLS: bodies of {len(sets['replicas'][0])} bytes, {nodes} nodes,"
           f" {connections} connections; {rounds} rounds x {seconds:g}s per server and stream;"
           " each server one process, the client another")  # fmt: skip
-    kinds = ["bare", "ours", "quiet", *(["before"] if baseline is not None else [])]
+    kinds = ["bare", *(["floor"] if floor else []), "ours", "quiet",
+             *(["before"] if baseline is not None else [])]  # fmt: skip
     paths = dict.fromkeys(kinds, "/mutate")
     runs = [(kind, stream) for stream in streams for kind in kinds]
     kopf_streams = [stream for stream in streams if stream in KOPF_STREAMS]
