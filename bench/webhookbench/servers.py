@@ -40,13 +40,12 @@ def ours_app(nodes: int) -> Any:
     return create_app(state)
 
 
-def bare_app(patch_file: Path | None = None, *, patch: str | None = None) -> Any:
+def bare_app(patch_file: Path | None = None) -> Any:
     """The ceiling: read the body, answer a fixed patch for its uid, no framework.
 
-    `patch_file`, `patch`: the patch to answer (base64 text, e.g. ours' answer for the pod)."""
-    if patch is None:
-        patch = base64.b64encode(json.dumps([{"op": "add", "path": "/metadata/labels/x",
-                                              "value": "y"}]).encode()).decode()  # fmt: skip
+    `patch_file`: the patch to answer (base64 text, e.g. ours' answer for the pod)."""
+    patch = base64.b64encode(json.dumps([{"op": "add", "path": "/metadata/labels/x",
+                                          "value": "y"}]).encode()).decode()  # fmt: skip
     if patch_file is not None:
         patch = patch_file.read_text().strip()
     return _answering(patch)
@@ -175,8 +174,12 @@ def serve(  # noqa: PLR0917 - one server's whole command line
     if kind == "kopf":
         serve_kopf(port, cert, key, nodes)
         return
-    apps = {"bare": lambda: bare_app(patch_file), "floor": lambda: floor_app(nodes)}
-    app = apps.get(kind, lambda: ours_app(nodes))()
+    if kind == "bare":
+        app = bare_app(patch_file)
+    elif kind == "floor":
+        app = floor_app(nodes)
+    else:
+        app = ours_app(nodes)
     serve_uvicorn(app, port, cert, key, log_level=SERVER_LOG_LEVELS[kind])
 
 

@@ -29,7 +29,8 @@ class TextMemo(Generic[_V]):
 
     Keyed by the text's xxh3-64 digest, and the text is kept and compared, so two texts
     with one digest never share a value. At most `size` texts of at most `text_limit`
-    bytes are kept (a longer one is made each time).
+    bytes are kept (a longer one is made each time), and the last one used, if it has been
+    dropped since.
     """
 
     def __init__(self, make: Callable[[bytes], _V], size: int, text_limit: int) -> None:
