@@ -2,7 +2,8 @@
 
     python bench/webhook.py [--seconds 3] [--rounds 3] [--connections 8] [--nodes 5000]
                             [--streams replicas,distinct,fresh,cold] [--baseline DIR]
-                            [--rate R|half|own-half] [--floor] [--in-process [--calls 8192]]
+                            [--rate R|half|own-half] [--floor]
+                            [--in-process [--calls 8192] [--instructions]]
                             [--devcluster | --kubeconfig FILE] [--pods 300]
 
 1. Decision time at 10 vs 5,000 nodes, in process (steady state, and cold: no memo).
@@ -27,6 +28,8 @@
    answering ours' patch: what any webhook that reads the review costs on this stack.
    With --in-process: instead of 2, each app called in process (no sockets, no TLS, no
    client), --calls per server and stream and round: microseconds per call, side by side.
+   With --in-process --instructions: instructions per call instead, counted by valgrind's
+   callgrind (the same count run after run on a noisy machine; --floor adds the floor).
 3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
    the real kube-apiserver, interleaved: no webhook, ours, and bare webhooks answering
    ours' patch for the same pod, so the API server applies the same patch on every side
@@ -34,7 +37,8 @@
    bench/floorhook): what any patching webhook costs here.
 
 The parts live in bench/webhookbench/ (streams, servers, client, throughput, report,
-inprocess, decisions, apiserver); this file is the entry point, and `--serve KIND` runs one server.
+inprocess, instructions, decisions, apiserver); this file is the entry point, and
+`--serve KIND` runs one server.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ if str(ROOT) not in sys.path:
 from webhookbench.apiserver import apiserver_benchmark  # noqa: E402
 from webhookbench.decisions import decision_benchmarks  # noqa: E402
 from webhookbench.inprocess import in_process_benchmarks  # noqa: E402
+from webhookbench.instructions import instruction_benchmarks  # noqa: E402
 from webhookbench.servers import SERVER_KINDS, serve  # noqa: E402
 from webhookbench.streams import STREAMS  # noqa: E402
 from webhookbench.throughput import RATE_CHOICES, http_benchmarks  # noqa: E402
@@ -99,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         "--calls", type=int, default=8192, help="with --in-process: per server, stream, round"
     )
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="with --in-process: count instructions per call under valgrind's callgrind"
+        " (repeatable on a noisy machine) instead of timing calls",
+    )
+    parser.add_argument(
         "--kubeconfig", type=Path, default=os.environ.get("FLOX_ISA_BENCH_KUBECONFIG")
     )
     parser.add_argument(
@@ -116,9 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.baseline is not None and not (args.baseline / "bench" / "webhook.py").is_file():
         parser.error(f"--baseline {args.baseline}: no bench/webhook.py there (a checkout?)")
+    if args.instructions and not args.in_process:
+        parser.error("--instructions counts in-process calls: add --in-process")
     print(f"flox-isa webhook benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     decision_benchmarks()
-    if args.in_process:
+    if args.instructions:
+        instruction_benchmarks(
+            args.nodes, args.calls, baseline=args.baseline, floor=args.floor, streams=args.streams
+        )
+    elif args.in_process:
         in_process_benchmarks(
             args.nodes, args.rounds, args.calls, baseline=args.baseline, streams=args.streams
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -151,10 +152,12 @@ def _child(argv: list[str]) -> None:
     parser.add_argument("--code", type=Path, required=True)
     parser.add_argument("--nodes", type=int, required=True)
     parser.add_argument("--streams", required=True)
+    parser.add_argument("--bodies", type=int, default=8192, help="per stream")
+    parser.add_argument("--callgrind", action="store_true", help="count, not time (see below)")
     args = parser.parse_args(argv)
     sys.path[:0] = [str(args.code), str(HERE.parents[1])]  # its flox_isa, our webhookbench
     try:
-        calls = _child_calls(args.kind, args.nodes, args.streams.split(","))
+        calls = _child_calls(args.kind, args.nodes, args.streams.split(","), args.bodies)
     except Exception as exc:  # reported to the parent, which raises it
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         return
@@ -163,19 +166,47 @@ def _child(argv: list[str]) -> None:
     for line in sys.stdin:
         stream, count = line.split()
         try:
-            seconds = loop.run_until_complete(calls.run(stream, int(count)))
+            if args.callgrind:
+                _count(loop, calls, stream, int(count))
+                reply: dict[str, Any] = {"dumped": stream}
+            else:
+                reply = {"seconds_per_call": loop.run_until_complete(calls.run(stream, int(count)))}
         except Exception as exc:  # reported to the parent, which raises it
             print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
             return
-        print(json.dumps({"seconds_per_call": seconds}), flush=True)
+        print(json.dumps(reply), flush=True)
 
 
-def _child_calls(kind: str, nodes: int, streams: list[str]) -> Calls:
-    from webhookbench.servers import SERVER_LOG_LEVELS, bare_app, ours_app  # noqa: PLC0415
+def _count(loop: asyncio.AbstractEventLoop, calls: Calls, stream: str, count: int) -> None:
+    """Under callgrind started with `--instr-atstart=no` (see `instructions`): a warm-up
+    run uncounted, then a run of `count` calls dumped as `one`, a run of twice as many as
+    `two`; their difference is `count` steady calls, the control's own cost cancelled."""
+    loop.run_until_complete(calls.run(stream, count))
+    _callgrind("--instr=on")
+    loop.run_until_complete(calls.run(stream, count))
+    _callgrind("--dump=one")
+    loop.run_until_complete(calls.run(stream, 2 * count))
+    _callgrind("--dump=two")
+    _callgrind("--instr=off")
+
+
+def _callgrind(option: str) -> None:
+    """Tell the callgrind this process runs under (callgrind_control, waits for it)."""
+    subprocess.run(["callgrind_control", option, str(os.getpid())], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def _child_calls(kind: str, nodes: int, streams: list[str], bodies: int) -> Calls:
+    from webhookbench.servers import SERVER_LOG_LEVELS, bare_app, floor_app, ours_app  # noqa: PLC0415
     from webhookbench.streams import request_sets  # noqa: PLC0415
 
-    sets = {name: bodies for name, bodies in request_sets().items() if name in streams}
-    app = bare_app() if kind == "bare" else ours_app(nodes)
+    sets = {name: made for name, made in request_sets(bodies).items() if name in streams}
+    if kind == "bare":
+        app = bare_app()
+    elif kind == "floor":
+        app = floor_app(nodes)
+    else:
+        app = ours_app(nodes)
     level = SERVER_LOG_LEVELS["ours" if kind == "before" else kind]
     if level is not None:
         from flox_isa import logs  # noqa: PLC0415

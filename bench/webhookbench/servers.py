@@ -29,6 +29,7 @@ from webhookbench.streams import CATALOG, fleet, realistic_pod, review_body
 # The entry point: `--serve KIND` there runs one of these servers.
 ENTRY = Path(__file__).resolve().parent.parent / "webhook.py"
 UID = re.compile(rb'"uid":\s*"([^"]*)"')
+UID_MARK = "uid-goes-here"  # where `_answering` splices the uid into an answer made once
 
 
 def ours_app(nodes: int) -> Any:
@@ -53,18 +54,24 @@ def bare_app(patch_file: Path | None = None) -> Any:
 
 def floor_app(nodes: int) -> Any:
     """The floor of any webhook on this stack that reads the review and answers ours'
-    patch: the bare app, answering the patch ours gives the bench pod, after decoding
-    each body with flox-isa's decoder (`models.decode_review`) and nothing else."""
+    patch: the bare app after decoding each body with flox-isa's decoder
+    (`models.decode_review`), answering the patch ours gives the bench pod as bytes made
+    once around the uid (as ours answers: encoding a 2.5 KB patch anew per request is
+    not part of the floor), and nothing else."""
     from flox_isa.webhook.app import StaticFleet, WebhookState, answer  # noqa: PLC0415 - server process only
     from flox_isa.webhook.models import decode_review  # noqa: PLC0415 - server process only
 
     state = WebhookState(CATALOG, StaticFleet(fleet(nodes)), "flox-isa")
     _, ours = answer(state, review_body(realistic_pod()), False)
-    return _answering(json.loads(ours)["response"]["patch"], decode_review)
+    return _answering(json.loads(ours)["response"]["patch"], decode_review, made_once=True)
 
 
-def _answering(patch: str, read: Callable[[bytes], object] | None = None) -> Any:
-    """The bare app answering `patch`; `read`: what it does with each body first."""
+def _answering(
+    patch: str, read: Callable[[bytes], object] | None = None, *, made_once: bool = False
+) -> Any:
+    """The bare app answering `patch`; `read`: what it does with each body first;
+    `made_once`: the answer's bytes made once around the uid, not encoded per request."""
+    head, tail = _answer_text(UID_MARK, patch).split(UID_MARK.encode())
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -79,15 +86,19 @@ def _answering(patch: str, read: Callable[[bytes], object] | None = None) -> Any
             read(body)
         found = UID.search(body)  # the request's uid comes first in an AdmissionReview
         uid = found.group(1).decode() if found else "none"
-        response = {"uid": uid, "allowed": True, "patchType": "JSONPatch", "patch": patch}
-        answer = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                             "response": response}).encode()  # fmt: skip
+        answer = head + uid.encode() + tail if made_once else _answer_text(uid, patch)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(answer)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": answer})
 
     return app
+
+
+def _answer_text(uid: str, patch: str) -> bytes:
+    response = {"uid": uid, "allowed": True, "patchType": "JSONPatch", "patch": patch}
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "response": response}).encode()  # fmt: skip
 
 
 # The uvicorn servers and how each logs: ours as shipped (a line per decision), quiet as
