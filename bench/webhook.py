@@ -29,7 +29,7 @@
    With --in-process: instead of 2, each app called in process (no sockets, no TLS, no
    client), --calls per server and stream and round: microseconds per call, side by side.
    With --in-process --instructions: instructions per call instead, counted by valgrind's
-   callgrind (the same count run after run on a noisy machine; --floor adds the floor).
+   callgrind (within 1% run after run on a noisy machine; --floor adds the floor).
 3. With --devcluster (starts one) or --kubeconfig FILE: pod-create latency through
    the real kube-apiserver, interleaved: no webhook, ours, and bare webhooks answering
    ours' patch for the same pod, so the API server applies the same patch on every side
